@@ -1,0 +1,3 @@
+"""Prometheus exporter for AWS Audit Manager assessment insights."""
+
+__version__ = "0.1.0"

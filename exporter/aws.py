@@ -1,0 +1,257 @@
+"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
+
+Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every failed call ends
+as an `AwsError` whose `code` is the AWS error code or a transport class, never as a raw botocore exception.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import botocore.parsers
+
+from exporter import __version__
+from exporter.config import Config, TargetConfig
+from exporter.snapshot import ApiCounters, Insights
+
+MALFORMED = "MalformedResponse"
+PAGE_SIZE = 1000
+_T = TypeVar("_T")
+
+_TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (botocore.exceptions.ReadTimeoutError, "ReadTimeout"),
+    (botocore.exceptions.ConnectTimeoutError, "ConnectTimeout"),
+    (botocore.exceptions.EndpointConnectionError, "EndpointConnectionError"),
+    (botocore.exceptions.ConnectionClosedError, "ConnectionClosedError"),
+    (botocore.parsers.ResponseParserError, MALFORMED),
+    (botocore.exceptions.NoCredentialsError, "NoCredentialsError"),
+)
+
+_INSIGHT_FIELDS = {
+    "noncompliant_evidence": "noncompliantEvidenceCount",
+    "compliant_evidence": "compliantEvidenceCount",
+    "inconclusive_evidence": "inconclusiveEvidenceCount",
+    "noncompliant_controls": "assessmentControlsCountByNoncompliantEvidence",
+    "total_controls": "totalAssessmentControlsCount",
+}
+
+
+class AwsError(Exception):
+    """A failed Audit Manager call. `code` is what `auditmanager_api_errors_total` counts it under."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AssessmentMeta:
+    """What AWS says about an assessment besides its insights."""
+
+    assessment_id: str
+    name: str
+    status: str
+    account_id: str | None = None
+
+
+class RateLimiter:
+    """Lets at most `limit` requests start in any window of `window` seconds (a sliding-window log).
+
+    Fractional rates below one request per second widen the window instead: 0.5/s is one request per 2 s.
+    A small margin on the window keeps network jitter from pushing the rate AWS sees over the limit.
+    """
+
+    MARGIN = 0.02
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = max(1, int(per_second))
+        self._window = (1.0 if per_second >= 1 else 1.0 / per_second) + self.MARGIN
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def acquire(self) -> None:
+        """Block until a request may start, and record that it does."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and now - self._starts[0] >= self._window:
+                    self._starts.popleft()
+                if len(self._starts) < self._limit:
+                    self._starts.append(now)
+                    return
+                wait = self._window - (now - self._starts[0])
+            time.sleep(wait)
+
+
+SessionFactory = Callable[[TargetConfig], boto3.Session]
+
+
+def default_session(target: TargetConfig) -> boto3.Session:
+    """A session from boto3's standard credential chain (environment, profile, web identity, instance role)."""
+    return boto3.Session(profile_name=target.profile, region_name=target.region)
+
+
+class AuditManagerClient:
+    """Audit Manager calls for one target (one account and region), sharing one rate limit."""
+
+    def __init__(
+        self,
+        target: TargetConfig,
+        config: Config,
+        counters: ApiCounters,
+        session_factory: SessionFactory = default_session,
+    ) -> None:
+        self.region = target.region
+        self._counters = counters
+        self._limiter = RateLimiter(config.max_requests_per_second)
+        client_config = botocore.config.Config(
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            retries={"mode": "standard", "total_max_attempts": config.max_attempts},
+            max_pool_connections=config.max_concurrency,
+            user_agent_extra=f"auditmanager-exporter/{__version__}",
+        )
+        self._client = session_factory(target).client(
+            "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
+        )
+        self._client.meta.events.register("before-send.auditmanager", self._before_send)
+
+    def _before_send(self, event_name: str, **_: Any) -> None:
+        self._limiter.acquire()
+        self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
+
+    def assessment_insights(self, assessment_id: str) -> Insights:
+        """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
+        return self._call(
+            "GetInsightsByAssessment",
+            lambda: _insights(self._client.get_insights_by_assessment(assessmentId=assessment_id)),
+        )
+
+    def assessment(self, assessment_id: str) -> AssessmentMeta:
+        """GetAssessment: the assessment's name, status and the account that owns it."""
+        return self._call("GetAssessment", lambda: _assessment(self._client.get_assessment(assessmentId=assessment_id)))
+
+    def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
+        """ListAssessments, every page."""
+        filters = {"status": status} if status else {}
+
+        def pages() -> Iterator[dict[str, Any]]:
+            for token in _tokens():
+                page = self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **token)
+                yield page
+                token["nextToken"] = page.get("nextToken")
+
+        return self._call("ListAssessments", lambda: _assessment_list(pages()))
+
+    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+        """Run one logical call; count and re-raise any failure as an AwsError."""
+        try:
+            return call()
+        except Exception as exc:
+            error = _as_aws_error(exc)
+            if error is None:
+                raise
+            self._counters.count_error(operation, self.region, error.code)
+            raise error from exc
+
+
+def _as_aws_error(exc: BaseException) -> AwsError | None:
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return AwsError(error.get("Code") or "Unknown", error.get("Message") or str(exc))
+    for kind, code in _TRANSPORT_CODES:
+        if isinstance(exc, kind):
+            return AwsError(code, str(exc))
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return AwsError(type(exc).__name__, str(exc))
+    if isinstance(exc, (KeyError, TypeError, ValueError)):
+        return AwsError(MALFORMED, f"unexpected answer: {exc}")
+    return None
+
+
+def _tokens() -> Iterator[dict[str, Any]]:
+    """Yield the paging argument of each request: none first, then the `nextToken` the caller stored in it, until
+    a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
+    token: dict[str, Any] = {}
+    seen: set[str] = set()
+    while True:
+        yield token
+        next_token = token.pop("nextToken", None)
+        if not next_token:
+            return
+        if not isinstance(next_token, str) or next_token in seen:
+            raise ValueError(f"nextToken {next_token!r} repeats or is not a string")
+        seen.add(next_token)
+        token = {"nextToken": next_token}
+
+
+def _count(value: object, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}={value!r}, not a count")
+    return value
+
+
+def _timestamp(value: object, key: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{key}={value!r}, not a timestamp")
+    return value.timestamp()
+
+
+def _insights(response: dict[str, Any]) -> Insights:
+    insights = response.get("insights")
+    if not isinstance(insights, dict):
+        raise ValueError("no insights")
+    counts = {name: _count(insights.get(key), key) for name, key in _INSIGHT_FIELDS.items()}
+    return Insights(**counts, last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated"))
+
+
+def _assessment(response: dict[str, Any]) -> AssessmentMeta:
+    assessment = response["assessment"]
+    metadata = assessment["metadata"]
+    account_id = assessment["awsAccount"]["id"]
+    if not isinstance(account_id, str) or not account_id:
+        raise ValueError(f"awsAccount.id={account_id!r}")
+    return AssessmentMeta(
+        assessment_id=_text(metadata["id"]),
+        name=_text(metadata["name"]),
+        status=_text(metadata.get("status", "")),
+        account_id=account_id,
+    )
+
+
+def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:
+    return [
+        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_text(item["status"]))
+        for item in _items(pages, "assessmentMetadata")
+    ]
+
+
+def _items(pages: Iterable[dict[str, Any]], key: str) -> Iterator[dict[str, Any]]:
+    for page in pages:
+        items = page[key]
+        if not isinstance(items, list):
+            raise ValueError(f"{key} is not a list")
+        yield from items
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value

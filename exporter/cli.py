@@ -1,0 +1,249 @@
+"""Command line: flags → config → wire poller, scheduler and HTTP server → serve until SIGTERM; SIGHUP reloads."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import boto3
+import botocore.exceptions
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from exporter import __version__, logs
+from exporter.aws import AuditManagerClient, SessionFactory, default_session
+from exporter.collector import Exposition, ReloadCollector
+from exporter.config import Config, ConfigError, TargetConfig, load, parse
+from exporter.poller import Poller
+from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
+from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
+
+log = logging.getLogger("exporter")
+
+DEFAULT_PORT = 10118
+USAGE_ERROR = 2
+# How long a stopping exporter waits for in-flight AWS calls before it exits anyway.
+STOP_GRACE_SECONDS = 3.0
+DEMO_POLL_INTERVAL = "10s"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Prometheus-style flags."""
+    parser = _Parser(prog="auditmanager-exporter", description="Prometheus exporter for AWS Audit Manager insights.")
+    parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}", help="HOST:PORT to serve on"
+    )
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
+    parser.add_argument(
+        "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument(
+        "--demo", action="store_true", help="poll a built-in Audit Manager simulator; needs no AWS account"
+    )
+    parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
+    args = parser.parse_args(argv)
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz", "/readyz", "/-/reload"):
+        parser.error(f"--web.telemetry-path {args.telemetry_path!r} must be a path starting with / and not taken")
+    return args
+
+
+class Service:
+    """The running exporter: one poller on a schedule, swapped whole by `reload`."""
+
+    def __init__(
+        self,
+        config: Config,
+        load_config: Callable[[], Config],
+        session_factory: SessionFactory = default_session,
+    ) -> None:
+        self.store = SnapshotStore()
+        self.counters = ApiCounters()
+        self.reload_status = ReloadStatus(time.time())
+        self._load_config = load_config
+        self._session_factory = session_factory
+        self._cycle_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._config = config
+        self._poller = self._build_poller(config)
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+
+    def _build_poller(self, config: Config) -> Poller:
+        clients = [AuditManagerClient(t, config, self.counters, self._session_factory) for t in config.targets]
+        return Poller(config, clients, self.store)
+
+    def start(self) -> None:
+        """Poll at once, then every poll_interval (with a little jitter), never overlapping."""
+        self.scheduler.add_job(
+            self._scheduled_cycle,
+            self._trigger(self._config),
+            id="poll",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.start()
+
+    @staticmethod
+    def _trigger(config: Config) -> IntervalTrigger:
+        return IntervalTrigger(seconds=config.poll_interval, jitter=min(config.poll_interval * 0.05, 30.0))
+
+    def _scheduled_cycle(self) -> None:
+        if not self._cycle_lock.acquire(blocking=False):
+            log.warning("previous poll cycle still running; skipping this one")
+            return
+        try:
+            self._poller.poll()
+        finally:
+            self._cycle_lock.release()
+
+    def _cycle_after_reload(self) -> None:
+        with self._cycle_lock:
+            self._poller.poll()
+
+    def reload(self) -> bool:
+        """Re-read the config; on success poll with it at once, on failure keep the old one running."""
+        with self._reload_lock:
+            try:
+                config = self._load_config()
+                poller = self._build_poller(config)
+            except ConfigError as error:
+                log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
+                self.reload_status.record(False, time.time())
+                return False
+            except Exception as error:
+                log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
+                self.reload_status.record(False, time.time())
+                return False
+            old, self._poller, self._config = self._poller, poller, config
+            old.stop()
+            self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
+            self.scheduler.add_job(self._cycle_after_reload, id="reload-poll", replace_existing=True)
+            self.reload_status.record(True, time.time())
+            log.info("config reloaded", extra={"targets": len(config.targets)})
+            return True
+
+    def stop(self) -> None:
+        """Stop scheduling and let the running cycle skip what it has not started."""
+        self._poller.stop()
+        self.scheduler.shutdown(wait=False)
+
+    def wait_idle(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a running cycle to end; True if none is running."""
+        if self._cycle_lock.acquire(timeout=seconds):
+            self._cycle_lock.release()
+            return True
+        return False
+
+
+def _demo() -> tuple[Config, SessionFactory]:
+    from exporter.simulator import demo_simulator
+
+    simulator = demo_simulator().start()
+    regions = ("us-east-1", "eu-west-1")
+    config = parse(
+        {
+            "poll_interval": DEMO_POLL_INTERVAL,
+            "targets": [
+                {
+                    "region": region,
+                    "endpoint_url": simulator.url,
+                    "assessments": [{"id": i} for i in simulator.assessment_ids(region)],
+                }
+                for region in regions
+            ],
+        }
+    )
+
+    def session(target: TargetConfig) -> boto3.Session:
+        return boto3.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
+
+    log.info("demo mode: polling the built-in Audit Manager simulator", extra={"simulator": simulator.url})
+    return config, session
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+    config_path = Path(args.config_file)
+    try:
+        address = parse_listen_address(args.listen_address)
+    except ListenAddressError as error:
+        print(f"auditmanager-exporter: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        config, session_factory = _demo() if args.demo else (load(config_path), default_session)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{config_path}: {problem}", file=sys.stderr)
+        return USAGE_ERROR
+    if args.config_check:
+        print("config OK")
+        return 0
+
+    try:
+        service = Service(config, lambda: load(config_path), session_factory)
+    except botocore.exceptions.BotoCoreError as error:
+        print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    runtime = CollectorRegistry(auto_describe=False)
+    for standard in (ProcessCollector, PlatformCollector, GCCollector):
+        standard(registry=runtime)
+    exposition = Exposition(service.store, service.counters, extra=[ReloadCollector(service.reload_status), runtime])
+    app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
+    try:
+        server = MetricsServer(address, app)
+    except OSError as error:
+        print(
+            f"auditmanager-exporter: cannot listen on {args.listen_address}: {error.strerror or error}", file=sys.stderr
+        )
+        return USAGE_ERROR
+    return _serve(service, server, reload_enabled=not args.demo)
+
+
+def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> int:
+    commands: queue.Queue[str] = queue.Queue()
+    signal.signal(signal.SIGTERM, lambda *_: commands.put("stop"))
+    signal.signal(signal.SIGINT, lambda *_: commands.put("stop"))
+    signal.signal(signal.SIGHUP, lambda *_: commands.put("reload"))
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    service.start()
+    log.info("listening", extra={"address": server.server_address[0], "port": server.port, "version": __version__})
+    while True:
+        try:
+            command = commands.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if command == "reload" and reload_enabled:
+            service.reload()
+        elif command == "stop":
+            break
+    log.info("shutting down")
+    service.stop()
+    server.shutdown()
+    server.server_close()
+    finished = service.wait_idle(STOP_GRACE_SECONDS)
+    logging.shutdown()
+    if not finished:
+        # Worker threads of an abandoned poll would hold the interpreter open until their AWS calls time out.
+        os._exit(0)
+    return 0

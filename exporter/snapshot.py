@@ -1,0 +1,105 @@
+"""What one poll cycle learned, as an immutable Snapshot, and the stores the collector reads.
+
+A poll builds a whole new Snapshot and swaps it in with one assignment, so a scrape sees either the previous
+poll or the next one, never half of each. API counters change during a poll and live beside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Insights:
+    """One assessment's daily counts for the `last_updated` date. Any count may be None: AWS's are nullable."""
+
+    noncompliant_evidence: int | None
+    compliant_evidence: int | None
+    inconclusive_evidence: int | None
+    noncompliant_controls: int | None
+    total_controls: int | None
+    last_updated: float | None
+
+
+@dataclass(frozen=True)
+class AssessmentState:
+    """The published state of one assessment: its last good insights and how its latest poll went."""
+
+    account_id: str
+    region: str
+    assessment_id: str
+    name: str
+    insights: Insights | None
+    poll_success: bool
+    last_success: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a scrape publishes about the polled assessments, as of one finished poll cycle."""
+
+    assessments: tuple[AssessmentState, ...] = ()
+    poll_durations: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    completed_cycles: int = 0
+
+
+class SnapshotStore:
+    """Holds the current Snapshot. Readers never block; `publish` swaps in a new one whole."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self._snapshot = snapshot or Snapshot()
+        self._listeners: list[Callable[[Snapshot], None]] = []
+
+    def get(self) -> Snapshot:
+        return self._snapshot
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        for listener in self._listeners:
+            listener(snapshot)
+
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        """Call `listener` with every snapshot published from now on (for example to pre-render it)."""
+        self._listeners.append(listener)
+
+
+class ApiCounters:
+    """Monotonic counts of AWS requests and of failed calls, by label values."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Counter[tuple[str, str]] = Counter()
+        self._errors: Counter[tuple[str, str, str]] = Counter()
+
+    def count_request(self, operation: str, region: str) -> None:
+        with self._lock:
+            self._requests[operation, region] += 1
+
+    def count_error(self, operation: str, region: str, error_code: str) -> None:
+        with self._lock:
+            self._errors[operation, region, error_code] += 1
+
+    def requests(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._requests)
+
+    def errors(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            return dict(self._errors)
+
+
+class ReloadStatus:
+    """Whether the latest config reload worked, and when one last did (start-up counts as one)."""
+
+    def __init__(self, now: float) -> None:
+        self.successful = True
+        self.last_success = now
+
+    def record(self, successful: bool, now: float) -> None:
+        self.successful = successful
+        if successful:
+            self.last_success = now

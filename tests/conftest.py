@@ -1,0 +1,172 @@
+"""Shared fixtures: a started simulator, and the real exporter process run against it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import Insights, Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def uuid(n: int) -> str:
+    """A valid, readable assessment id: uuid(7) == '00000000-0000-4000-8000-000000000007'."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def insights(
+    noncompliant: int | None = 5,
+    compliant: int | None = 50,
+    inconclusive: int | None = 2,
+    noncompliant_controls: int | None = 3,
+    total_controls: int | None = 40,
+    last_updated: datetime = datetime(2026, 11, 23, tzinfo=UTC),
+) -> Insights:
+    return Insights(noncompliant, compliant, inconclusive, noncompliant_controls, total_controls, last_updated)
+
+
+def parse_metrics(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def series(samples: Samples, name: str) -> list[dict[str, str]]:
+    return [dict(labels) for (metric, labels) in samples if metric == name]
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    with Simulator() as sim:
+        yield sim
+
+
+def aws_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with dummy credentials and no way to reach real AWS or the instance metadata service."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@dataclass
+class ExporterProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    config_path: Path | None
+    ready_timeout: float = 30.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def scrape(self, path: str = "/metrics") -> Samples:
+        status, body, headers = http_get(self.url + path)
+        assert status == 200, body
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return parse_metrics(body.decode())
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"exporter exited early:\n{self.logs()}"
+            try:
+                if http_get(self.url + "/readyz", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"exporter not ready in time:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def write_config(path: Path, config: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start the real CLI (`python -m exporter`) with a config mapping or raw flags; waits until it serves."""
+    started: list[ExporterProcess] = []
+
+    def start(config: dict[str, object] | None = None, *flags: str, wait: str = "ready") -> ExporterProcess:
+        port = free_port()
+        config_path = write_config(tmp_path / f"config-{len(started)}.yml", config) if config is not None else None
+        args = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *flags]
+        if config_path is not None:
+            args += ["--config.file", str(config_path)]
+        log_path = tmp_path / f"exporter-{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=aws_env(tmp_path), cwd=ROOT)
+        handle = ExporterProcess(process, f"http://127.0.0.1:{port}", log_path, config_path)
+        started.append(handle)
+        if wait == "ready":
+            handle.wait_ready()
+        elif wait == "healthy":
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert process.poll() is None, f"exporter exited early:\n{handle.logs()}"
+                try:
+                    if http_get(handle.url + "/healthz", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.05)
+        return handle
+
+    yield start
+    for handle in started:
+        if handle.process.poll() is None:
+            handle.process.kill()
+            handle.process.wait()

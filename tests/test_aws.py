@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import boto3
+import pytest
+
+from exporter.aws import MALFORMED, AuditManagerClient, AwsError, RateLimiter
+from exporter.config import parse
+from exporter.simulator import Fault, Simulator
+from exporter.snapshot import ApiCounters
+from tests.conftest import insights, uuid
+
+
+def client_for(sim: Simulator, counters: ApiCounters | None = None, **settings: object) -> AuditManagerClient:
+    config = parse(
+        {
+            "max_attempts": 1,
+            **settings,
+            "targets": [{"region": "us-east-1", "endpoint_url": sim.url, "assessments": [{"id": uuid(1)}]}],
+        }
+    )
+
+    def session(target):
+        return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+
+    return AuditManagerClient(config.targets[0], config, counters or ApiCounters(), session)
+
+
+def test_insights_arrive_as_plain_numbers_and_unix_time(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    result = client_for(simulator).assessment_insights(uuid(1))
+    assert (result.noncompliant_evidence, result.compliant_evidence, result.inconclusive_evidence) == (5, 50, 2)
+    assert (result.noncompliant_controls, result.total_controls) == (3, 40)
+    assert result.last_updated == insights().last_updated.timestamp()
+
+
+def test_null_counts_stay_none(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights(noncompliant=None, total_controls=None))
+    result = client_for(simulator).assessment_insights(uuid(1))
+    assert result.noncompliant_evidence is None
+    assert result.total_controls is None
+    assert result.compliant_evidence == 50
+
+
+@pytest.mark.parametrize("kind", ["malformed_json", "empty_body", "no_insights"])
+def test_an_answer_without_insights_is_a_malformed_response(simulator, kind):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    simulator.add_fault(Fault(kind))
+    counters = ApiCounters()
+    with pytest.raises(AwsError) as caught:
+        client_for(simulator, counters).assessment_insights(uuid(1))
+    assert caught.value.code == MALFORMED
+    assert counters.errors() == {("GetInsightsByAssessment", "us-east-1", MALFORMED): 1}
+
+
+@pytest.mark.parametrize(
+    "code", ["AccessDeniedException", "InternalServerException", "ResourceNotFoundException", "ValidationException"]
+)
+def test_aws_errors_keep_their_code_and_are_counted_once(simulator, code):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    simulator.add_fault(Fault("error", code=code))
+    counters = ApiCounters()
+    with pytest.raises(AwsError) as caught:
+        client_for(simulator, counters, max_attempts=2).assessment_insights(uuid(1))
+    assert caught.value.code == code
+    assert counters.errors() == {("GetInsightsByAssessment", "us-east-1", code): 1}
+
+
+def test_retries_are_counted_as_requests(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    simulator.add_fault(Fault("error", code="InternalServerException"))
+    counters = ApiCounters()
+    with pytest.raises(AwsError):
+        client_for(simulator, counters, max_attempts=2).assessment_insights(uuid(1))
+    assert counters.requests() == {("GetInsightsByAssessment", "us-east-1"): 2}
+    assert simulator.count("GetInsightsByAssessment") == 2
+
+
+def test_a_read_timeout_is_reported_as_read_timeout(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    simulator.add_fault(Fault("latency", seconds=2.0))
+    with pytest.raises(AwsError) as caught:
+        client_for(simulator, read_timeout="200ms").assessment_insights(uuid(1))
+    assert caught.value.code == "ReadTimeout"
+
+
+def test_a_refused_connection_is_an_endpoint_connection_error(simulator):
+    simulator.refuse_connections()
+    with pytest.raises(AwsError) as caught:
+        client_for(simulator).assessment_insights(uuid(1))
+    assert caught.value.code == "EndpointConnectionError"
+
+
+def test_get_assessment_names_the_owning_account(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
+    meta = client_for(simulator).assessment(uuid(1))
+    assert (meta.account_id, meta.name, meta.status) == ("123456789012", "SOC 2", "ACTIVE")
+
+
+def test_list_assessments_follows_every_page(monkeypatch):
+    monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
+    with Simulator() as sim:
+        for n in range(5):
+            sim.add_assessment("us-east-1", uuid(n), f"A{n}", status="ACTIVE" if n % 2 else "INACTIVE")
+        client = client_for(sim)
+        assert sorted(m.name for m in client.list_assessments()) == ["A0", "A1", "A2", "A3", "A4"]
+        assert sorted(m.name for m in client.list_assessments("ACTIVE")) == ["A1", "A3"]
+        assert sim.count("ListAssessments") == 3 + 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_never_lets_more_than_the_limit_start_in_any_window():
+    limiter = RateLimiter(5)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(3):
+            limiter.acquire()
+            with lock:
+                starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts.sort()
+    assert len(starts) == 12
+    assert all(starts[i + 5] - starts[i] >= 1.0 for i in range(len(starts) - 5))
+
+
+def test_rate_limiter_below_one_per_second_spaces_single_requests():
+    clock = FakeClock()
+    limiter = RateLimiter(0.5, clock=clock)
+    limiter.acquire()
+    clock.now += 1.99
+    blocked = threading.Thread(target=limiter.acquire, daemon=True)
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive()
+    clock.now += 0.1
+    blocked.join(5)
+    assert not blocked.is_alive()

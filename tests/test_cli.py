@@ -1,0 +1,184 @@
+"""End to end: the real `auditmanager-exporter` process against the simulator, over real HTTP."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from exporter.simulator import Simulator
+from tests.conftest import ROOT, free_port, http_get, insights, sample, series, uuid
+
+ODD_NAME = 'Prod "PCI", Zürich'
+ACCOUNT = "123456789012"
+
+
+def config_for(sim: Simulator, assessments: list[dict], **settings: object) -> dict:
+    return {
+        "poll_interval": "1h",
+        **settings,
+        "targets": [{"region": "us-east-1", "endpoint_url": sim.url, "assessments": assessments}],
+    }
+
+
+def labels(n: int, name: str) -> dict[str, str]:
+    return {"account_id": ACCOUNT, "region": "us-east-1", "assessment_id": uuid(n), "assessment_name": name}
+
+
+def test_every_value_and_label_of_several_assessments_is_published(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), ODD_NAME, insights=insights(7, 70, 3, 2, 40))
+    simulator.add_assessment("us-east-1", uuid(2), "AWS name", insights=insights(0, 12, 1, 0, 9))
+    simulator.add_assessment("us-east-1", uuid(3), "Partial", insights=insights(None, 5, None, None, 6))
+    exporter = run_exporter(
+        config_for(simulator, [{"id": uuid(1)}, {"id": uuid(2), "name": "Configured"}, {"id": uuid(3)}])
+    )
+    samples = exporter.scrape()
+    last_updated = insights().last_updated.timestamp()
+    for n, name, (noncompliant, compliant, inconclusive, noncompliant_controls, controls) in (
+        (1, ODD_NAME, (7, 70, 3, 2, 40)),
+        (2, "Configured", (0, 12, 1, 0, 9)),
+    ):
+        these = labels(n, name)
+        assert sample(samples, "auditmanager_assessment_evidence", **these, compliance="noncompliant") == noncompliant
+        assert sample(samples, "auditmanager_assessment_evidence", **these, compliance="compliant") == compliant
+        assert sample(samples, "auditmanager_assessment_evidence", **these, compliance="inconclusive") == inconclusive
+        assert sample(samples, "auditmanager_assessment_noncompliant_controls", **these) == noncompliant_controls
+        assert sample(samples, "auditmanager_assessment_controls", **these) == controls
+        assert (
+            sample(samples, "auditmanager_assessment_insights_last_updated_timestamp_seconds", **these) == last_updated
+        )
+        age = sample(samples, "auditmanager_assessment_insights_age_seconds", **these)
+        assert age == pytest.approx(time.time() - last_updated, abs=30)
+        assert sample(samples, "auditmanager_assessment_poll_success", **these) == 1
+        assert sample(samples, "auditmanager_assessment_last_poll_success_timestamp_seconds", **these) == pytest.approx(
+            time.time(), abs=60
+        )
+    partial = labels(3, "Partial")
+    assert sample(samples, "auditmanager_assessment_evidence", **partial, compliance="compliant") == 5
+    assert sample(samples, "auditmanager_assessment_evidence", **partial, compliance="noncompliant") is None
+    assert sample(samples, "auditmanager_assessment_noncompliant_controls", **partial) is None
+    assert (
+        sample(samples, "auditmanager_api_requests_total", operation="GetInsightsByAssessment", region="us-east-1") == 3
+    )
+    assert series(samples, "auditmanager_api_errors_total") == []
+    assert sample(samples, "auditmanager_poll_duration_seconds", region="us-east-1") > 0
+    assert sample(samples, "auditmanager_exporter_build_info", version="0.1.0") == 1
+    assert sample(samples, "process_resident_memory_bytes") > 0
+    assert any(name.startswith("python_") for name, _ in samples)
+
+
+def test_scrapes_never_call_aws(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}]))
+    before = simulator.count()
+    for _ in range(5):
+        exporter.scrape()
+    assert simulator.count() == before
+
+
+def test_polls_repeat_every_poll_interval(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(noncompliant=1))
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}], poll_interval="1s"))
+    simulator.set_insights("us-east-1", uuid(1), insights(noncompliant=9))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        value = sample(
+            exporter.scrape(), "auditmanager_assessment_evidence", **labels(1, "A1"), compliance="noncompliant"
+        )
+        if value == 9:
+            break
+        time.sleep(0.2)
+    assert value == 9
+    assert simulator.count("GetAssessment") == 1
+
+
+def test_readyz_answers_503_until_the_first_cycle_has_finished(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.latency = 2.0
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1), "name": "A1"}]), wait="healthy")
+    assert http_get(exporter.url + "/readyz")[0] == 503
+    assert http_get(exporter.url + "/healthz")[0] == 200
+    exporter.wait_ready(timeout=30)
+    assert http_get(exporter.url + "/readyz")[0] == 200
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_exits_0_within_5_seconds_even_mid_poll(simulator, run_exporter, sig):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.latency = 20.0
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1), "name": "A1"}]), wait="healthy")
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert exporter.stop(sig, timeout=5.0) == 0
+    assert time.monotonic() - started < 5.0
+    assert "Traceback" not in exporter.logs()
+
+
+def test_demo_mode_needs_no_aws_account(run_exporter):
+    exporter = run_exporter(None, "--demo")
+    samples = exporter.scrape()
+    regions = {s["region"] for s in series(samples, "auditmanager_assessment_poll_success")}
+    assert regions == {"us-east-1", "eu-west-1"}
+    assert ODD_NAME in {s["assessment_name"] for s in series(samples, "auditmanager_assessment_controls")}
+    assert all(v == 1 for (name, _), v in samples.items() if name == "auditmanager_assessment_poll_success")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def test_a_port_in_use_is_one_line_and_exit_2():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"auditmanager-exporter: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("address", ["10118", "127.0.0.1:notaport", "::1:10118"])
+def test_a_bad_listen_address_is_one_line_and_exit_2(address):
+    result = run_cli("--demo", "--web.listen-address", address)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"auditmanager-exporter: invalid listen address {address!r}")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--log.level", "loud"], "argument --log.level: invalid choice: 'loud'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--web.telemetry-path", "metrics"], "--web.telemetry-path 'metrics' must be a path"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+
+
+def test_version_prints_the_version():
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, "auditmanager-exporter 0.1.0")
+
+
+def test_a_listen_address_without_host_serves_on_every_interface(simulator, run_exporter, tmp_path):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    port = free_port()
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}]), "--web.listen-address", f":{port}", wait="none")
+    exporter.url = f"http://127.0.0.1:{port}"
+    exporter.wait_ready()
+    assert http_get(exporter.url + "/healthz")[0] == 200

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import gzip
+from types import MappingProxyType
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import Exposition, SnapshotCollector
+from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
+from tests.conftest import parse_metrics, sample, uuid
+
+LABELS = {"account_id": "111122223333", "region": "us-east-1", "assessment_id": uuid(1), "assessment_name": "SOC 2"}
+
+
+def state(
+    insights: Insights | None,
+    poll_success: bool = True,
+    last_success: float | None = 1_700_000_100.0,
+    name: str = "SOC 2",
+    assessment: int = 1,
+) -> AssessmentState:
+    return AssessmentState("111122223333", "us-east-1", uuid(assessment), name, insights, poll_success, last_success)
+
+
+FULL = Insights(7, 70, 3, 2, 40, 1_700_000_000.0)
+
+
+def registry_for(store: SnapshotStore, counters: ApiCounters | None = None, now: float = 1_700_000_600.0):
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(SnapshotCollector(store, counters or ApiCounters(), clock=lambda: now))
+    return registry
+
+
+def test_every_count_is_a_gauge_with_the_assessment_labels():
+    store = SnapshotStore(Snapshot((state(FULL),), MappingProxyType({"us-east-1": 1.5}), 1))
+    registry = registry_for(store)
+    get = registry.get_sample_value
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "noncompliant"}) == 7
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "compliant"}) == 70
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "inconclusive"}) == 3
+    assert get("auditmanager_assessment_noncompliant_controls", LABELS) == 2
+    assert get("auditmanager_assessment_controls", LABELS) == 40
+    assert get("auditmanager_assessment_insights_last_updated_timestamp_seconds", LABELS) == 1_700_000_000
+    assert get("auditmanager_assessment_poll_success", LABELS) == 1
+    assert get("auditmanager_assessment_last_poll_success_timestamp_seconds", LABELS) == 1_700_000_100
+    assert get("auditmanager_poll_duration_seconds", {"region": "us-east-1"}) == 1.5
+    assert get("auditmanager_exporter_build_info", {"version": "0.1.0"}) == 1
+
+
+def test_age_is_computed_from_the_clock_at_collect_time():
+    store = SnapshotStore(Snapshot((state(FULL),), completed_cycles=1))
+    now = [1_700_000_600.0]
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(store, ApiCounters(), clock=lambda: now[0]))
+    assert registry.get_sample_value("auditmanager_assessment_insights_age_seconds", LABELS) == 600
+    now[0] += 60
+    assert registry.get_sample_value("auditmanager_assessment_insights_age_seconds", LABELS) == 660
+
+
+def test_a_null_count_publishes_no_series_for_that_field_only():
+    partial = Insights(None, 70, None, None, 40, None)
+    registry = registry_for(SnapshotStore(Snapshot((state(partial),), completed_cycles=1)))
+    get = registry.get_sample_value
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "noncompliant"}) is None
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "compliant"}) == 70
+    assert get("auditmanager_assessment_noncompliant_controls", LABELS) is None
+    assert get("auditmanager_assessment_controls", LABELS) == 40
+    assert get("auditmanager_assessment_insights_last_updated_timestamp_seconds", LABELS) is None
+    assert get("auditmanager_assessment_insights_age_seconds", LABELS) is None
+
+
+def test_an_assessment_never_polled_successfully_has_poll_status_but_no_values():
+    registry = registry_for(SnapshotStore(Snapshot((state(None, poll_success=False, last_success=None),))))
+    get = registry.get_sample_value
+    assert get("auditmanager_assessment_poll_success", LABELS) == 0
+    assert get("auditmanager_assessment_last_poll_success_timestamp_seconds", LABELS) is None
+    assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "compliant"}) is None
+
+
+def test_api_counters_are_exported_as_counters():
+    counters = ApiCounters()
+    for _ in range(3):
+        counters.count_request("GetInsightsByAssessment", "us-east-1")
+    counters.count_error("GetInsightsByAssessment", "us-east-1", "ThrottlingException")
+    registry = registry_for(SnapshotStore(), counters)
+    labels = {"operation": "GetInsightsByAssessment", "region": "us-east-1"}
+    assert registry.get_sample_value("auditmanager_api_requests_total", labels) == 3
+    assert (
+        registry.get_sample_value("auditmanager_api_errors_total", {**labels, "error_code": "ThrottlingException"}) == 1
+    )
+
+
+def test_an_assessment_that_leaves_the_snapshot_leaves_the_output():
+    store = SnapshotStore(Snapshot((state(FULL), state(FULL, assessment=2)), completed_cycles=1))
+    registry = registry_for(store)
+    other = {**LABELS, "assessment_id": uuid(2)}
+    assert registry.get_sample_value("auditmanager_assessment_controls", other) == 40
+    store.publish(Snapshot((state(FULL),), completed_cycles=2))
+    assert registry.get_sample_value("auditmanager_assessment_controls", other) is None
+    assert registry.get_sample_value("auditmanager_assessment_controls", LABELS) == 40
+
+
+def test_gzip_body_decodes_to_exactly_the_plain_body():
+    store = SnapshotStore(Snapshot((state(FULL, name='Prod "PCI", Zürich'),), completed_cycles=1))
+    exposition = Exposition(store, ApiCounters(), clock=lambda: 1_700_000_600.0)
+    plain = exposition.render()
+    assert gzip.decompress(exposition.render(gzipped=True)) == plain
+    samples = parse_metrics(plain.decode())
+    labels = {**LABELS, "assessment_name": 'Prod "PCI", Zürich'}
+    assert sample(samples, "auditmanager_assessment_controls", **labels) == 40
+    assert sample(samples, "auditmanager_assessment_insights_age_seconds", **labels) == 600
+
+
+def test_the_snapshot_part_is_rendered_once_per_snapshot_and_the_ages_at_every_scrape():
+    store = SnapshotStore(Snapshot((state(FULL),), completed_cycles=1))
+    now = [1_700_000_600.0]
+    exposition = Exposition(store, ApiCounters(), clock=lambda: now[0])
+    first = exposition.render()
+    now[0] += 30
+    second = exposition.render()
+    assert sample(parse_metrics(second.decode()), "auditmanager_assessment_insights_age_seconds", **LABELS) == 630
+    static_part = first.split(b"# HELP auditmanager_assessment_insights_age_seconds")[0]
+    assert second.startswith(static_part)
+    store.publish(Snapshot((state(Insights(9, 70, 3, 2, 40, 1_700_000_000.0)),), completed_cycles=2))
+    samples = parse_metrics(exposition.render().decode())
+    assert sample(samples, "auditmanager_assessment_evidence", **LABELS, compliance="noncompliant") == 9

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import ConfigError, load, parse, parse_duration
+from tests.conftest import ROOT, uuid
+
+GOOD: dict[str, Any] = {
+    "poll_interval": "15m",
+    "max_concurrency": 4,
+    "max_requests_per_second": 5,
+    "targets": [
+        {
+            "region": "us-east-1",
+            "endpoint_url": None,
+            "profile": None,
+            "assessments": [{"id": uuid(1), "name": "SOC 2 prod"}, {"id": uuid(2)}],
+        }
+    ],
+}
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    return {**GOOD, **changes}
+
+
+def problems_of(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    return caught.value.problems
+
+
+def test_the_example_config_loads_with_the_documented_values():
+    config = load(ROOT / "config.example.yaml")
+    assert config.poll_interval == 900
+    assert config.max_concurrency == 4
+    assert config.max_requests_per_second == 5
+    assert config.targets[0].region == "us-east-1"
+    assert config.targets[0].assessments[0].name == "SOC 2 prod"
+
+
+def test_a_minimal_config_gets_long_default_interval_and_gentle_limits():
+    config = parse({"targets": [{"region": "eu-west-1", "assessments": [{"id": uuid(1)}]}]})
+    assert config.poll_interval == 900
+    assert config.max_requests_per_second == 5
+    assert config.targets[0].assessments[0].name is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("1500ms", 1.5)]
+)
+def test_durations_take_prometheus_units(text: str, seconds: float):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (with_changes(bogus=1), "bogus: unknown key"),
+        (with_changes(max_concurrency="4"), "max_concurrency: must be an integer"),
+        (with_changes(max_concurrency=True), "max_concurrency: must be an integer"),
+        (with_changes(max_concurrency=0), "max_concurrency: must be greater than 0"),
+        (with_changes(max_requests_per_second=-1), "max_requests_per_second: must be greater than 0"),
+        (with_changes(poll_interval="15 minutes"), "poll_interval: not a duration: '15 minutes'"),
+        (with_changes(poll_interval=900), "poll_interval: must be a duration with a unit"),
+        (with_changes(poll_interval="500ms"), "poll_interval: must be at least 1s"),
+        (with_changes(read_timeout="0s"), "read_timeout: must be greater than 0"),
+        (with_changes(targets=[]), "targets: must not be empty"),
+        (with_changes(targets="us-east-1"), "targets: must be a list"),
+        ({"poll_interval": "1m"}, "targets: required"),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": [{"id": "0A1B"}]}]),
+            "targets[0].assessments[0].id: not a UUID",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": [{"id": uuid(1), "nme": "x"}]}]),
+            "targets[0].assessments[0].nme: unknown key",
+        ),
+        (with_changes(targets=[{"region": "moon", "assessments": [{"id": uuid(1)}]}]), "targets[0].region: not an AWS"),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": []}]),
+            "targets[0].assessments: must not be empty",
+        ),
+        (
+            with_changes(
+                targets=[{"region": "us-east-1", "endpoint_url": "localhost:1", "assessments": [{"id": uuid(1)}]}]
+            ),
+            "targets[0].endpoint_url: not an http(s) URL",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": [{"id": uuid(1), "name": "x" * 301}]}]),
+            "targets[0].assessments[0].name: longer than 300 characters",
+        ),
+        (
+            with_changes(
+                targets=[
+                    {"region": "us-east-1", "assessments": [{"id": uuid(1)}]},
+                    {"region": "eu-west-1", "assessments": [{"id": uuid(2)}, {"id": uuid(1)}]},
+                ]
+            ),
+            f"targets[1].assessments[1].id: duplicate of targets[0].assessments[0].id ({uuid(1)})",
+        ),
+    ],
+)
+def test_each_bad_value_is_reported_with_its_key_path(raw: dict[str, Any], expected: str):
+    problems = problems_of(raw)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once():
+    raw = {
+        "poll_interval": "soon",
+        "max_concurrency": -2,
+        "surprise": True,
+        "targets": [
+            {"region": "us-east-1", "assessments": [{"id": "nope"}, {"id": uuid(1)}, {"id": uuid(1)}]},
+            {"assessments": [{"id": uuid(3)}]},
+        ],
+    }
+    problems = problems_of(raw)
+    assert [p.split(":")[0] for p in problems] == [
+        "poll_interval",
+        "max_concurrency",
+        "targets[0].assessments[0].id",
+        "targets[1].region",
+        "surprise",
+        "targets[0].assessments[2].id",
+    ]
+
+
+def test_an_unreadable_file_is_one_problem(tmp_path: Path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "missing.yml")
+    assert caught.value.problems == [f"cannot read: [Errno 2] No such file or directory: '{tmp_path / 'missing.yml'}'"]
+
+
+@pytest.mark.parametrize("text", ["targets: [\n", "- just\n- a list\n", ""])
+def test_malformed_or_non_mapping_yaml_is_one_problem(tmp_path: Path, text: str):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert len(caught.value.problems) == 1
+    assert "\n" not in caught.value.problems[0]
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_config_check_prints_config_ok_and_exits_0():
+    result = run_check("--config.file", str(ROOT / "config.example.yaml"))
+    assert (result.returncode, result.stdout.strip()) == (0, "config OK")
+
+
+def test_config_check_lists_every_problem_one_line_each_and_exits_2(tmp_path: Path):
+    path = tmp_path / "bad.yml"
+    path.write_text("poll_interval: 0s\nmax_concurrency: 0\ntargets: []\n")
+    result = run_check("--config.file", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: poll_interval: must be at least 1s",
+        f"{path}: max_concurrency: must be greater than 0",
+        f"{path}: targets: must not be empty",
+    ]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from exporter.aws import AuditManagerClient
+from exporter.config import Config, parse
+from exporter.poller import Poller
+from exporter.simulator import Fault, Simulator
+from exporter.snapshot import ApiCounters, AssessmentState, SnapshotStore
+from tests.conftest import insights, uuid
+
+
+def session(target):
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+
+
+def make_poller(sim: Simulator, assessments: list[dict[str, Any]], **settings: Any) -> tuple[Poller, SnapshotStore]:
+    config: Config = parse(
+        {
+            "max_attempts": 1,
+            **settings,
+            "targets": [{"region": "us-east-1", "endpoint_url": sim.url, "assessments": assessments}],
+        }
+    )
+    counters = ApiCounters()
+    clients = [AuditManagerClient(t, config, counters, session) for t in config.targets]
+    store = SnapshotStore()
+    return Poller(config, clients, store), store
+
+
+def by_id(states: tuple[AssessmentState, ...]) -> dict[str, AssessmentState]:
+    return {s.assessment_id: s for s in states}
+
+
+def test_a_cycle_publishes_every_assessment_with_account_and_aws_names(simulator):
+    for n in range(1, 4):
+        simulator.add_assessment("us-east-1", uuid(n), f"AWS name {n}", insights=insights(noncompliant=n))
+    poller, store = make_poller(simulator, [{"id": uuid(1), "name": "Configured"}, {"id": uuid(2)}, {"id": uuid(3)}])
+    snapshot = poller.poll()
+    assert store.get() is snapshot
+    states = by_id(snapshot.assessments)
+    assert [states[uuid(n)].name for n in range(1, 4)] == ["Configured", "AWS name 2", "AWS name 3"]
+    assert {s.account_id for s in states.values()} == {"123456789012"}
+    assert [states[uuid(n)].insights.noncompliant_evidence for n in range(1, 4)] == [1, 2, 3]
+    assert all(s.poll_success and s.last_success for s in states.values())
+    assert snapshot.completed_cycles == 1
+    assert set(snapshot.poll_durations) == {"us-east-1"}
+
+
+def test_each_cycle_makes_one_insights_call_per_assessment_and_nothing_else_after_the_first(simulator):
+    for n in range(10):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+    poller, _ = make_poller(simulator, [{"id": uuid(n)} for n in range(10)], max_requests_per_second=100)
+    poller.poll()
+    assert simulator.count("GetInsightsByAssessment") == 10
+    assert simulator.count("GetAssessment") == 1
+    assert simulator.count("ListAssessments") == 1
+    simulator.reset_stats()
+    poller.poll()
+    assert simulator.count() == simulator.count("GetInsightsByAssessment") == 10
+
+
+def test_names_from_the_config_need_no_listing(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    poller, _ = make_poller(simulator, [{"id": uuid(1), "name": "Mine"}])
+    poller.poll()
+    assert simulator.count("ListAssessments") == 0
+
+
+def test_one_failing_assessment_keeps_its_last_values_and_does_not_disturb_the_others(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(noncompliant=1))
+    simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights(noncompliant=2))
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
+    first = by_id(poller.poll().assessments)
+    simulator.add_fault(Fault("error", code="InternalServerException", assessment_id=uuid(1)))
+    simulator.set_insights("us-east-1", uuid(1), insights(noncompliant=100))
+    simulator.set_insights("us-east-1", uuid(2), insights(noncompliant=20))
+    second = by_id(poller.poll().assessments)
+    assert second[uuid(1)].poll_success is False
+    assert second[uuid(1)].insights == first[uuid(1)].insights
+    assert second[uuid(1)].last_success == first[uuid(1)].last_success
+    assert second[uuid(2)].poll_success is True
+    assert second[uuid(2)].insights.noncompliant_evidence == 20
+    simulator.clear_faults()
+    third = by_id(poller.poll().assessments)
+    assert third[uuid(1)].poll_success is True
+    assert third[uuid(1)].insights.noncompliant_evidence == 100
+
+
+def test_a_malformed_answer_is_never_published_as_a_number(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("no_insights", assessment_id=uuid(1), operation="GetInsightsByAssessment"))
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}])
+    state = poller.poll().assessments[0]
+    assert (state.poll_success, state.insights, state.last_success) == (False, None, None)
+
+
+def test_a_deleted_assessment_leaves_the_snapshot(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights())
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
+    assert len(poller.poll().assessments) == 2
+    simulator.remove_assessment("us-east-1", uuid(2))
+    assert [s.assessment_id for s in poller.poll().assessments] == [uuid(1)]
+
+
+def test_an_unknown_first_assessment_does_not_block_the_account_lookup(simulator):
+    simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights())
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
+    states = poller.poll().assessments
+    assert [(s.assessment_id, s.account_id) for s in states] == [(uuid(2), "123456789012")]
+
+
+def test_when_the_account_cannot_be_read_known_assessments_turn_failed_but_keep_values(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    poller, store = make_poller(simulator, [{"id": uuid(1)}])
+    before = poller.poll().assessments[0]
+    restarted, restarted_store = make_poller(simulator, [{"id": uuid(1)}])
+    restarted_store.publish(store.get())
+    simulator.add_fault(Fault("error", code="AccessDeniedException"))
+    after = restarted.poll().assessments[0]
+    assert after.poll_success is False
+    assert (after.insights, after.last_success) == (before.insights, before.last_success)
+
+
+def test_requests_stay_within_the_rate_limit_in_every_window(simulator):
+    for n in range(12):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+    poller, _ = make_poller(
+        simulator, [{"id": uuid(n), "name": f"A{n}"} for n in range(12)], max_concurrency=8, max_requests_per_second=4
+    )
+    poller.poll()
+    assert simulator.count() == 13
+    assert simulator.max_requests_in_window(1.0) == 4
+
+
+def test_requests_in_flight_never_exceed_max_concurrency():
+    with Simulator(latency=0.3) as sim:
+        for n in range(8):
+            sim.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+        for concurrency in (8, 2):
+            sim.reset_stats()
+            poller, _ = make_poller(
+                sim,
+                [{"id": uuid(n), "name": "x"} for n in range(8)],
+                max_concurrency=concurrency,
+                max_requests_per_second=100,
+            )
+            assert all(s.poll_success for s in poller.poll().assessments)
+            # Requests that arrive within less than one latency of each other were in flight together.
+            assert sim.max_requests_in_window(0.25, operation="GetInsightsByAssessment") == concurrency
+
+
+def test_a_stopped_poller_publishes_nothing(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    poller, store = make_poller(simulator, [{"id": uuid(1)}])
+    poller.stop()
+    poller.poll()
+    assert store.get().completed_cycles == 0

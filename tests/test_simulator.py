@@ -1,0 +1,691 @@
+"""The Audit Manager simulator, checked through a real boto3 client so it cannot drift from the AWS API."""
+
+import contextlib
+import http.client
+import json
+import threading
+import time
+from datetime import UTC, datetime
+
+import boto3
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+from exporter.simulator import (
+    ERROR_STATUS,
+    AccountInsights,
+    ControlDomain,
+    Fault,
+    Insights,
+    Simulator,
+    demo_simulator,
+)
+
+NOW = 1_795_000_000.25
+A = "0a1b2c3d-0000-4000-8000-00000000000a"
+B = "0a1b2c3d-0000-4000-8000-00000000000b"
+C = "0a1b2c3d-0000-4000-8000-00000000000c"
+UNKNOWN = "0a1b2c3d-0000-4000-8000-0000000000ff"
+T1 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+T2 = datetime(2026, 11, 24, 6, 30, 15, 123456, tzinfo=UTC)
+FULL = Insights(7, 120, 15, 3, 61, T2)
+SPARSE = Insights(None, 40, None, None, 20, T1)
+MODEL = botocore.session.get_session().get_service_model("auditmanager")
+
+
+@pytest.fixture
+def sim():
+    with Simulator(page_size=3, clock=lambda: NOW) as simulator:
+        yield simulator
+
+
+def client(sim, region="us-east-1", **config):
+    return boto3.client(
+        "auditmanager",
+        region_name=region,
+        endpoint_url=sim.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, **config),
+    )
+
+
+def body(response):
+    return {key: value for key, value in response.items() if key != "ResponseMetadata"}
+
+
+def insights_dict(insights):
+    fields = {
+        "noncompliantEvidenceCount": insights.noncompliant_evidence,
+        "compliantEvidenceCount": insights.compliant_evidence,
+        "inconclusiveEvidenceCount": insights.inconclusive_evidence,
+        "assessmentControlsCountByNoncompliantEvidence": insights.noncompliant_controls,
+        "totalAssessmentControlsCount": insights.total_controls,
+        "lastUpdated": insights.last_updated,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def domain_dict(domain):
+    evidence = {
+        "noncompliantEvidenceCount": domain.noncompliant_evidence,
+        "compliantEvidenceCount": domain.compliant_evidence,
+        "inconclusiveEvidenceCount": domain.inconclusive_evidence,
+    }
+    fields = {
+        "name": domain.name,
+        "id": domain.id,
+        "controlsCountByNoncompliantEvidence": domain.noncompliant_controls,
+        "totalControlsCount": domain.total_controls,
+        "evidenceInsights": {key: value for key, value in evidence.items() if value is not None},
+        "lastUpdated": domain.last_updated,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def error_of(call, **kwargs):
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return caught.value.response["Error"]["Code"], caught.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+@pytest.fixture
+def raw(sim):
+    connection = http.client.HTTPConnection("127.0.0.1", int(sim.url.rsplit(":", 1)[1]), timeout=5)
+    yield connection
+    connection.close()
+
+
+def raw_get(connection, path, authorization=None):
+    connection.request("GET", path, headers={"Authorization": authorization} if authorization else {})
+    response = connection.getresponse()
+    return response, response.read()
+
+
+@pytest.mark.parametrize("insights", [FULL, SPARSE], ids=["all-fields", "null-fields-omitted"])
+def test_insights_by_assessment_parse_into_exactly_the_stored_values(sim, insights):
+    sim.add_assessment("us-east-1", A, "Production", insights=insights)
+
+    response = client(sim).get_insights_by_assessment(assessmentId=A)
+
+    assert body(response) == {"insights": insights_dict(insights)}
+    assert response["insights"]["lastUpdated"] == insights.last_updated
+
+
+def test_assessment_without_insights_answers_an_empty_insights_object(sim):
+    sim.add_assessment("us-east-1", A, "New")
+    sim.add_assessment("us-east-1", B, "Had some", insights=FULL)
+    sim.set_insights("us-east-1", B, None)
+
+    am = client(sim)
+
+    assert body(am.get_insights_by_assessment(assessmentId=A)) == {"insights": {}}
+    assert body(am.get_insights_by_assessment(assessmentId=B)) == {"insights": {}}
+
+
+def test_account_insights_sum_the_active_assessments_of_the_region(sim):
+    sim.add_assessment("us-east-1", A, "Full", insights=FULL)
+    sim.add_assessment("us-east-1", B, "Sparse", insights=SPARSE)
+    sim.add_assessment("us-east-1", C, "Closed", status="INACTIVE", insights=Insights(1000, 1000, 1000, 1, 1, T2))
+    sim.add_assessment("eu-west-1", A, "Elsewhere", insights=Insights(500, 500, 500, 5, 5, T2))
+
+    assert body(client(sim).get_insights()) == {
+        "insights": {
+            "activeAssessmentsCount": 2,
+            "noncompliantEvidenceCount": 7,
+            "compliantEvidenceCount": 160,
+            "inconclusiveEvidenceCount": 15,
+            "assessmentControlsCountByNoncompliantEvidence": 3,
+            "totalAssessmentControlsCount": 81,
+            "lastUpdated": T2,
+        }
+    }
+
+
+def test_account_insights_omit_counts_no_assessment_has(sim):
+    sim.add_assessment("us-east-1", A, "Sparse", insights=SPARSE)
+    sim.add_assessment("us-east-1", B, "New")
+
+    assert body(client(sim).get_insights()) == {
+        "insights": {
+            "activeAssessmentsCount": 2,
+            "compliantEvidenceCount": 40,
+            "totalAssessmentControlsCount": 20,
+            "lastUpdated": T1,
+        }
+    }
+    assert body(client(sim, "ap-south-1").get_insights()) == {"insights": {"activeAssessmentsCount": 0}}
+
+
+def test_account_insights_override_is_answered_until_cleared(sim):
+    sim.add_assessment("us-east-1", A, "Full", insights=FULL)
+    am = client(sim)
+
+    sim.set_account_insights("us-east-1", AccountInsights(9, 1, None, 3, 4, 5, T1))
+    overridden = body(am.get_insights())
+    sim.set_account_insights("us-east-1", None)
+
+    assert overridden == {
+        "insights": {
+            "activeAssessmentsCount": 9,
+            "noncompliantEvidenceCount": 1,
+            "inconclusiveEvidenceCount": 3,
+            "assessmentControlsCountByNoncompliantEvidence": 4,
+            "totalAssessmentControlsCount": 5,
+            "lastUpdated": T1,
+        }
+    }
+    assert am.get_insights()["insights"]["activeAssessmentsCount"] == 1
+
+
+def test_list_assessments_pages_through_a_status_filter_in_a_stable_order(sim):
+    ids = [f"0a1b2c3d-0000-4000-8000-00000000010{n}" for n in range(7)]
+    statuses = ["ACTIVE", "INACTIVE", "ACTIVE", "ACTIVE", "INACTIVE", "ACTIVE", "ACTIVE"]
+    for n, (assessment_id, status) in enumerate(zip(ids, statuses, strict=True)):
+        sim.add_assessment("us-east-1", assessment_id, f"Assessment {n}", status=status, compliance_type=f"Type {n}")
+    am = client(sim)
+
+    pages, token = [], None
+    while True:
+        response = am.list_assessments(status="ACTIVE", maxResults=2, **({"nextToken": token} if token else {}))
+        pages.append(response["assessmentMetadata"])
+        token = response.get("nextToken")
+        if token is None:
+            break
+
+    created = datetime.fromtimestamp(NOW, UTC)
+    expected = [
+        {
+            "name": f"Assessment {n}",
+            "id": ids[n],
+            "complianceType": f"Type {n}",
+            "status": "ACTIVE",
+            "creationTime": created,
+            "lastUpdated": created,
+            "roles": [],
+            "delegations": [],
+        }
+        for n in (0, 2, 3, 5, 6)
+    ]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [item for page in pages for item in page] == expected
+    assert [a["id"] for a in am.list_assessments(status="INACTIVE")["assessmentMetadata"]] == [ids[1], ids[4]]
+
+
+def test_list_assessments_uses_the_default_page_size_and_omits_the_token_on_the_last_page(sim):
+    for n in range(4):
+        sim.add_assessment("us-east-1", f"0a1b2c3d-0000-4000-8000-00000000020{n}", f"A{n}")
+    am = client(sim)
+
+    first = am.list_assessments()
+    last = am.list_assessments(nextToken=first["nextToken"])
+
+    assert len(first["assessmentMetadata"]) == 3
+    assert [a["name"] for a in last["assessmentMetadata"]] == ["A3"]
+    assert "nextToken" not in last
+    assert "nextToken" not in am.list_assessments(maxResults=4)
+
+
+def test_get_assessment_describes_account_metadata_and_framework(sim):
+    sim.add_assessment(
+        "eu-west-1", A, 'Prod "PCI", Zürich', framework="PCI DSS V4.0", compliance_type="PCI DSS", insights=FULL
+    )
+
+    assessment = client(sim, "eu-west-1").get_assessment(assessmentId=A)["assessment"]
+
+    framework = assessment.pop("framework")
+    account = {"id": "123456789012", "name": "Account 123456789012", "emailAddress": "aws+123456789012@example.com"}
+    created = datetime.fromtimestamp(NOW, UTC)
+    assert assessment == {
+        "arn": f"arn:aws:auditmanager:eu-west-1:123456789012:assessment/{A}",
+        "awsAccount": account,
+        "metadata": {
+            "name": 'Prod "PCI", Zürich',
+            "id": A,
+            "complianceType": "PCI DSS",
+            "status": "ACTIVE",
+            "scope": {"awsAccounts": [account], "awsServices": []},
+            "roles": [],
+            "delegations": [],
+            "creationTime": created,
+            "lastUpdated": created,
+        },
+    }
+    assert framework == {
+        "id": framework["id"],
+        "arn": f"arn:aws:auditmanager:eu-west-1:123456789012:assessmentFramework/{framework['id']}",
+        "metadata": {"name": "PCI DSS V4.0", "complianceType": "PCI DSS"},
+        "controlSets": [],
+    }
+    assert len(framework["id"]) == 36
+
+
+def test_get_assessment_uses_the_simulators_account(sim):
+    with Simulator("210987654321") as other:
+        other.add_assessment("us-east-1", A, "Other account")
+
+        assessment = client(other).get_assessment(assessmentId=A)["assessment"]
+
+    assert assessment["awsAccount"]["id"] == "210987654321"
+    assert assessment["arn"] == f"arn:aws:auditmanager:us-east-1:210987654321:assessment/{A}"
+
+
+def test_control_domains_page_with_max_results_smaller_than_the_data(sim):
+    domains = [
+        ControlDomain(
+            f"arn:aws:controlcatalog:::domain/D{n}", f"Domain {n}", n, 10 * n, None if n % 2 else n, n, 5 + n, T2
+        )
+        for n in range(5)
+    ] + [ControlDomain("UNCATEGORIZED", "Uncategorized", None, None, None, None, None, T1)]
+    sim.add_assessment("us-east-1", A, "With domains", control_domains=domains)
+    am = client(sim)
+
+    pages, token = [], None
+    while True:
+        response = am.list_control_domain_insights_by_assessment(
+            assessmentId=A, maxResults=4, **({"nextToken": token} if token else {})
+        )
+        pages.append(response["controlDomainInsights"])
+        token = response.get("nextToken")
+        if token is None:
+            break
+
+    assert [len(page) for page in pages] == [4, 2]
+    assert [item for page in pages for item in page] == [domain_dict(d) for d in domains]
+    assert pages[1][1] == {"name": "Uncategorized", "id": "UNCATEGORIZED", "evidenceInsights": {}, "lastUpdated": T1}
+
+
+def test_set_status_moves_an_assessment_between_filters_and_remove_deletes_it(sim):
+    sim.add_assessment("us-east-1", A, "Soon inactive")
+    sim.add_assessment("us-east-1", B, "Soon gone")
+    am = client(sim)
+
+    sim.set_status("us-east-1", A, "INACTIVE")
+    sim.remove_assessment("us-east-1", B)
+
+    assert [a["id"] for a in am.list_assessments(status="INACTIVE")["assessmentMetadata"]] == [A]
+    assert am.list_assessments(status="ACTIVE")["assessmentMetadata"] == []
+    assert sim.assessment_ids("us-east-1") == [A]
+    assert sim.assessment_ids("eu-west-1") == []
+    assert error_of(am.get_assessment, assessmentId=B) == ("ResourceNotFoundException", 404)
+
+
+def test_regions_hold_separate_data(sim):
+    sim.add_assessment("us-east-1", A, "Virginia", insights=FULL)
+    sim.add_assessment("eu-west-1", B, "Ireland", insights=SPARSE)
+    virginia, ireland = client(sim, "us-east-1"), client(sim, "eu-west-1")
+
+    assert [a["name"] for a in virginia.list_assessments()["assessmentMetadata"]] == ["Virginia"]
+    assert [a["name"] for a in ireland.list_assessments()["assessmentMetadata"]] == ["Ireland"]
+    assert ireland.get_insights_by_assessment(assessmentId=B)["insights"] == insights_dict(SPARSE)
+    assert error_of(ireland.get_insights_by_assessment, assessmentId=A) == ("ResourceNotFoundException", 404)
+    assert [r.region for r in sim.requests()] == ["us-east-1", "eu-west-1", "eu-west-1", "eu-west-1"]
+
+
+def test_requests_without_a_signature_go_to_us_east_1(sim, raw):
+    sim.add_assessment("us-east-1", A, "Virginia", insights=FULL)
+
+    response, data = raw_get(raw, "/insights")
+
+    assert response.status == 200
+    assert json.loads(data)["insights"]["activeAssessmentsCount"] == 1
+    assert sim.requests()[0].region == "us-east-1"
+
+
+def test_error_codes_carry_the_status_botocores_model_declares():
+    assert {code: MODEL.shape_for(code).metadata["error"]["httpStatusCode"] for code in ERROR_STATUS} == ERROR_STATUS
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ThrottlingException",
+        "InternalServerException",
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ValidationException",
+        "ServiceQuotaExceededException",
+    ],
+)
+def test_injected_errors_reach_the_client_with_their_code_and_status(sim, code):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault("error", code=code))
+
+    assert error_of(client(sim).get_insights_by_assessment, assessmentId=A) == (code, ERROR_STATUS[code])
+    assert sim.requests()[0].status == ERROR_STATUS[code]
+
+
+@pytest.mark.parametrize(
+    ("operation", "kwargs"),
+    [
+        ("get_insights_by_assessment", {"assessmentId": "ZZZZZZZZ-0000-4000-8000-00000000000a"}),
+        ("get_assessment", {"assessmentId": "0A1B2C3D-0000-4000-8000-00000000000A"}),
+        ("list_control_domain_insights_by_assessment", {"assessmentId": "not-a-uuid-but-long-enough-to-pass-botocore"}),
+        ("list_assessments", {"status": "PAUSED"}),
+        ("list_assessments", {"maxResults": 1001}),
+        ("list_assessments", {"nextToken": "garbage"}),
+        ("list_control_domain_insights_by_assessment", {"assessmentId": A, "nextToken": "MFSGS==="}),
+    ],
+)
+def test_invalid_parameters_are_a_validation_exception(sim, operation, kwargs):
+    sim.add_assessment("us-east-1", A, "Production")
+
+    assert error_of(getattr(client(sim), operation), **kwargs) == ("ValidationException", 400)
+
+
+@pytest.mark.parametrize(
+    "operation", ["get_insights_by_assessment", "get_assessment", "list_control_domain_insights_by_assessment"]
+)
+def test_unknown_assessment_is_resource_not_found(sim, operation):
+    with pytest.raises(ClientError) as caught:
+        getattr(client(sim), operation)(assessmentId=UNKNOWN)
+
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert caught.value.response["resourceId"] == UNKNOWN
+
+
+def test_responses_are_json_with_length_and_request_id_on_one_kept_alive_connection(sim, raw):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    auth = "AWS4-HMAC-SHA256 Credential=AKID/20261124/us-east-1/auditmanager/aws4_request, Signature=0"
+
+    answers = [raw_get(raw, "/nowhere", auth)]
+    first_socket = raw.sock
+    answers += [raw_get(raw, path, auth) for path in ("/insights/assessments/bad", f"/assessments/{A}", "/insights")]
+
+    assert [response.status for response, _ in answers] == [404, 400, 200, 200]
+    for response, data in answers:
+        assert response.getheader("Content-Type") == "application/json"
+        assert int(response.getheader("Content-Length")) == len(data)
+        assert response.getheader("x-amzn-RequestId")
+        assert not response.will_close
+        assert isinstance(json.loads(data), dict)
+    assert [response.getheader("x-amzn-ErrorType") for response, _ in answers] == [
+        "UnknownOperationException",
+        "ValidationException",
+        None,
+        None,
+    ]
+    assert "message" in json.loads(answers[0][1])
+    assert raw.sock is first_socket
+    assert [r.operation for r in sim.requests()] == [
+        "UnknownOperation",
+        "GetInsightsByAssessment",
+        "GetAssessment",
+        "GetInsights",
+    ]
+
+
+def test_unknown_routes_and_methods_are_json_404s(sim, raw):
+    raw.request("POST", "/insights", body=b'{"ignored": true}')
+    post = raw.getresponse()
+    post_body = json.loads(post.read())
+    get = raw_get(raw, "/insights/assessments")[0]
+
+    assert (post.status, post.getheader("x-amzn-ErrorType")) == (404, "UnknownOperationException")
+    assert "message" in post_body
+    assert get.status == 404
+
+
+def test_reset_fault_breaks_the_connection_mid_body(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault("reset"))
+
+    with pytest.raises(ConnectionClosedError):
+        client(sim).get_insights_by_assessment(assessmentId=A)
+    assert sim.requests()[0].status == 200
+
+
+@pytest.mark.parametrize("kind", ["malformed_json", "empty_body", "no_insights"])
+def test_body_faults_answer_200_without_insights(sim, kind):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault(kind))
+    am = client(sim)
+
+    by_assessment = am.get_insights_by_assessment(assessmentId=A)
+    account = am.get_insights()
+
+    assert by_assessment["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert "insights" not in by_assessment
+    assert "insights" not in account
+    assert [r.status for r in sim.requests()] == [200, 200]
+
+
+def test_latency_fault_beyond_the_read_timeout_is_a_read_timeout(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault("latency", seconds=1.0, operation="GetInsightsByAssessment"))
+    am = client(sim, read_timeout=0.2)
+
+    with pytest.raises(ReadTimeoutError):
+        am.get_insights_by_assessment(assessmentId=A)
+    assert am.get_insights()["insights"]["activeAssessmentsCount"] == 1
+
+
+def test_refused_connections_are_an_endpoint_error_until_accepted_again(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    am = client(sim)
+    am.get_insights()
+    url = sim.url
+
+    sim.refuse_connections()
+    with pytest.raises(EndpointConnectionError):
+        am.get_insights()
+    sim.accept_connections()
+
+    assert am.get_insights_by_assessment(assessmentId=A)["insights"] == insights_dict(FULL)
+    assert sim.url == url
+
+
+def test_throttling_answers_429_only_above_the_rate(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault("throttle_above_rate", rate=5, operation="GetInsightsByAssessment"))
+    sim.add_fault(Fault("throttle_above_rate", rate=50, operation="GetInsights"))
+    am = client(sim)
+
+    codes = []
+    for _ in range(12):
+        try:
+            am.get_insights_by_assessment(assessmentId=A)
+            codes.append("OK")
+        except ClientError as error:
+            codes.append(error.response["Error"]["Code"])
+    for _ in range(12):
+        am.get_insights()
+
+    assert codes == ["OK"] * 5 + ["ThrottlingException"] * 7
+    assert [r.status for r in sim.requests("GetInsightsByAssessment")] == [200] * 5 + [429] * 7
+    assert {r.status for r in sim.requests("GetInsights")} == {200}
+
+
+def test_throttling_counts_each_region_separately(sim):
+    sim.add_fault(Fault("throttle_above_rate", rate=2))
+
+    for region in ("us-east-1", "eu-west-1"):
+        am = client(sim, region)
+        for _ in range(3):
+            with contextlib.suppress(ClientError):
+                am.list_assessments()
+
+    assert [r.status for r in sim.requests()] == [200, 200, 429, 200, 200, 429]
+
+
+def test_faults_for_one_assessment_leave_the_others_alone(sim):
+    sim.add_assessment(
+        "us-east-1",
+        A,
+        "Faulty",
+        insights=FULL,
+        control_domains=[ControlDomain("UNCATEGORIZED", "U", 1, 1, 1, 1, 1, T1)],
+    )
+    sim.add_assessment("us-east-1", B, "Healthy", insights=SPARSE)
+    sim.add_fault(Fault("error", code="AccessDeniedException", assessment_id=A))
+    am = client(sim)
+
+    assert error_of(am.get_insights_by_assessment, assessmentId=A) == ("AccessDeniedException", 403)
+    assert error_of(am.get_assessment, assessmentId=A) == ("AccessDeniedException", 403)
+    assert error_of(am.list_control_domain_insights_by_assessment, assessmentId=A) == ("AccessDeniedException", 403)
+    assert am.get_insights_by_assessment(assessmentId=B)["insights"] == insights_dict(SPARSE)
+    assert len(am.list_assessments()["assessmentMetadata"]) == 2
+    assert am.get_insights()["insights"]["activeAssessmentsCount"] == 2
+
+
+def test_first_added_fault_wins_and_clear_faults_restores_normal_answers(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    sim.add_fault(Fault("error", code="InternalServerException", operation="GetInsightsByAssessment"))
+    sim.add_fault(Fault("error", code="AccessDeniedException"))
+    am = client(sim)
+
+    first = error_of(am.get_insights_by_assessment, assessmentId=A)
+    other_operation = error_of(am.get_insights)
+    sim.clear_faults()
+
+    assert (first, other_operation) == (("InternalServerException", 500), ("AccessDeniedException", 403))
+    assert am.get_insights_by_assessment(assessmentId=A)["insights"] == insights_dict(FULL)
+
+
+def test_faults_reject_unknown_kinds_and_codes():
+    with pytest.raises(ValueError, match="kind"):
+        Fault("explode")
+    with pytest.raises(ValueError, match="code"):
+        Fault("error", code="TeapotException")
+
+
+def test_stats_count_by_operation_and_region_and_find_the_busiest_window(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    virginia, ireland = client(sim, "us-east-1"), client(sim, "eu-west-1")
+
+    for _ in range(3):
+        virginia.get_insights_by_assessment(assessmentId=A)
+    time.sleep(0.5)
+    virginia.get_insights()
+    ireland.get_insights()
+
+    assert sim.count() == 5
+    assert sim.count("GetInsightsByAssessment") == 3
+    assert sim.count(region="eu-west-1") == 1
+    assert sim.count("GetInsights", "us-east-1") == 1
+    assert sim.max_requests_in_window(0.45) == 3
+    assert sim.max_requests_in_window(0.45, operation="GetInsights") == 2
+    assert sim.max_requests_in_window(0.45, region="us-east-1", operation="GetInsights") == 1
+    assert sim.max_requests_in_window(5.0) == 5
+    records = sim.requests()
+    assert [r.at for r in records] == sorted(r.at for r in records)
+    assert records[0].assessment_id == A
+    assert records[3].assessment_id is None
+    sim.reset_stats()
+    assert sim.count() == 0
+    assert sim.max_requests_in_window() == 0
+
+
+def test_latency_delays_every_answer_without_serialising_concurrent_requests(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    am = client(sim, max_pool_connections=16)
+    sim.latency = 0.1
+    failures = []
+
+    def calls():
+        for _ in range(3):
+            try:
+                am.get_insights_by_assessment(assessmentId=A)
+            except Exception as error:
+                failures.append(error)
+
+    threads = [threading.Thread(target=calls) for _ in range(16)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+
+    assert failures == []
+    assert 0.3 <= elapsed < 2.0
+    assert sim.count() == 48
+
+
+class FakeClock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+DAY = 100.0
+ORIGIN = 1_800_000_000.0
+
+
+def demo_insights(demo):
+    by_name = {}
+    for region in ("us-east-1", "eu-west-1"):
+        am = client(demo, region)
+        for assessment in am.list_assessments()["assessmentMetadata"]:
+            by_name[assessment["name"]] = am.get_insights_by_assessment(assessmentId=assessment["id"])["insights"]
+    return by_name
+
+
+def test_demo_holds_realistic_assessments_in_two_regions():
+    with demo_simulator(clock=FakeClock(ORIGIN + 1234.5)) as demo:
+        virginia, ireland = client(demo, "us-east-1"), client(demo, "eu-west-1")
+        east = virginia.list_assessments()["assessmentMetadata"]
+        west = ireland.list_assessments()["assessmentMetadata"]
+        domains = ireland.list_control_domain_insights_by_assessment(assessmentId=west[0]["id"])
+        account = virginia.get_insights()["insights"]
+        insights = demo_insights(demo)
+
+    assert 5 <= len(east) <= 6
+    assert 1 <= len(west) <= 2
+    assert {"ACTIVE", "INACTIVE"} == {a["status"] for a in east}
+    assert any('"' in a["name"] and "," in a["name"] and not a["name"].isascii() for a in east + west)
+    assert [d["name"] for d in domains["controlDomainInsights"]] == [
+        "Identity and access management",
+        "Logging and monitoring",
+        "Data protection",
+    ]
+    assert account["activeAssessmentsCount"] == sum(a["status"] == "ACTIVE" for a in east)
+    assert len(insights) == len(east) + len(west)
+    assert demo.assessment_ids("eu-west-1") == [a["id"] for a in west]
+    for values in insights.values():
+        assert values["lastUpdated"] == datetime.fromtimestamp(ORIGIN + 1200, UTC)
+        assert 0 < values["noncompliantEvidenceCount"] < values["compliantEvidenceCount"]
+        assert values["assessmentControlsCountByNoncompliantEvidence"] <= values["totalAssessmentControlsCount"]
+
+
+def test_demo_counts_rise_through_the_day_and_drop_at_the_rollover():
+    clock = FakeClock(ORIGIN + 7 * DAY + 10)
+    with demo_simulator(start_time=ORIGIN, day_seconds=DAY, clock=clock) as demo:
+        morning = demo_insights(demo)
+        clock.now = ORIGIN + 7 * DAY + 90
+        evening = demo_insights(demo)
+        clock.now = ORIGIN + 8 * DAY + 5
+        next_morning = demo_insights(demo)
+
+    for name, late in evening.items():
+        early, after = morning[name], next_morning[name]
+        for key in ("noncompliantEvidenceCount", "compliantEvidenceCount", "inconclusiveEvidenceCount"):
+            assert early[key] < late[key], (name, key)
+            assert after[key] < late[key], (name, key)
+        assert early["lastUpdated"] == late["lastUpdated"] == datetime.fromtimestamp(ORIGIN + 7 * DAY, UTC)
+        assert after["lastUpdated"] == datetime.fromtimestamp(ORIGIN + 8 * DAY, UTC)
+        assert late["assessmentControlsCountByNoncompliantEvidence"] <= late["totalAssessmentControlsCount"]
+
+
+def test_demo_occasionally_spikes_noncompliant_evidence():
+    clock = FakeClock(0.0)
+    with demo_simulator(start_time=ORIGIN, day_seconds=DAY, clock=clock) as demo:
+        am = client(demo)
+        ids = [a["id"] for a in am.list_assessments()["assessmentMetadata"]]
+        ratios = {assessment_id: [] for assessment_id in ids}
+        for day in range(30):
+            clock.now = ORIGIN + day * DAY + 50
+            for assessment_id in ids:
+                insights = am.get_insights_by_assessment(assessmentId=assessment_id)["insights"]
+                ratios[assessment_id].append(insights["noncompliantEvidenceCount"] / insights["compliantEvidenceCount"])
+
+    spikes = 0
+    for daily in ratios.values():
+        ordinary = sorted(daily)[len(daily) // 2]
+        spikes += sum(ratio > 2.5 * ordinary for ratio in daily)
+    assert 2 <= spikes <= 15
