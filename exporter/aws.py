@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
 import botocore.parsers
+import botocore.session
 
 from exporter import __version__
-from exporter.config import Config, TargetConfig
-from exporter.snapshot import ApiCounters, Insights
+from exporter.config import Config, Target
+from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsights, Insights
 
 MALFORMED = "MalformedResponse"
 PAGE_SIZE = 1000
@@ -36,12 +38,20 @@ _TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
     (botocore.exceptions.NoCredentialsError, "NoCredentialsError"),
 )
 
-_INSIGHT_FIELDS = {
+_EVIDENCE_FIELDS = {
     "noncompliant_evidence": "noncompliantEvidenceCount",
     "compliant_evidence": "compliantEvidenceCount",
     "inconclusive_evidence": "inconclusiveEvidenceCount",
+}
+_INSIGHT_FIELDS = {
+    **_EVIDENCE_FIELDS,
     "noncompliant_controls": "assessmentControlsCountByNoncompliantEvidence",
     "total_controls": "totalAssessmentControlsCount",
+}
+_ACCOUNT_FIELDS = {"active_assessments": "activeAssessmentsCount", **_INSIGHT_FIELDS}
+_DOMAIN_CONTROL_FIELDS = {
+    "noncompliant_controls": "controlsCountByNoncompliantEvidence",
+    "total_controls": "totalControlsCount",
 }
 
 
@@ -62,6 +72,7 @@ class AssessmentMeta:
     name: str
     status: str
     account_id: str | None = None
+    framework: str | None = None
 
 
 class RateLimiter:
@@ -94,32 +105,76 @@ class RateLimiter:
             time.sleep(wait)
 
 
-SessionFactory = Callable[[TargetConfig], boto3.Session]
+SessionFactory = Callable[[Target], boto3.Session]
 
 
-def default_session(target: TargetConfig) -> boto3.Session:
-    """A session from boto3's standard credential chain (environment, profile, web identity, instance role)."""
-    return boto3.Session(profile_name=target.profile, region_name=target.region)
+def default_session(target: Target) -> boto3.Session:
+    """A session from boto3's standard credential chain (environment, profile, web identity, instance role),
+    or, with `role_arn`, one whose credentials come from assuming that role with the chain's credentials."""
+    source = boto3.Session(profile_name=target.profile, region_name=target.region)
+    if target.role_arn is None:
+        return source
+    return assumed_role_session(source, target)
+
+
+class _AssumeRoleProvider(botocore.credentials.CredentialProvider):
+    """Credentials of an assumed role, fetched on first use and refreshed by botocore before they expire."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, source: boto3.Session, target: Target) -> None:
+        self._source = source
+        self._role_arn = target.role_arn
+        self._extra_args = {"RoleSessionName": target.session_name}
+        if target.external_id is not None:
+            self._extra_args["ExternalId"] = target.external_id
+
+    def load(self) -> botocore.credentials.DeferredRefreshableCredentials:
+        return botocore.credentials.DeferredRefreshableCredentials(self._fetch, self.METHOD)
+
+    def _fetch(self) -> dict[str, Any]:
+        # Asked for at every refresh, so source credentials that refresh themselves (IRSA, instance role) stay valid.
+        credentials = self._source.get_credentials()
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+            client_creator=self._source.client,
+            source_credentials=credentials,
+            role_arn=self._role_arn,
+            extra_args=self._extra_args,
+        )
+        return fetcher.fetch_credentials()
+
+
+def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session:
+    """A session acting as `target.role_arn`, assumed through STS with `source`'s credentials."""
+    core = botocore.session.Session()
+    core.register_component(
+        "credential_provider", botocore.credentials.CredentialResolver([_AssumeRoleProvider(source, target)])
+    )
+    return boto3.Session(botocore_session=core, region_name=target.region)
 
 
 class AuditManagerClient:
-    """Audit Manager calls for one target (one account and region), sharing one rate limit."""
+    """Audit Manager calls for one target (one account and region), sharing one rate limit and one concurrency
+    limit between every caller (the poll cycle and the assessment details refresh)."""
 
     def __init__(
         self,
-        target: TargetConfig,
+        target: Target,
         config: Config,
         counters: ApiCounters,
         session_factory: SessionFactory = default_session,
     ) -> None:
         self.region = target.region
         self._counters = counters
-        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._limiter = RateLimiter(target.max_requests_per_second)
+        self._slots = threading.BoundedSemaphore(target.max_concurrency)
         client_config = botocore.config.Config(
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             retries={"mode": "standard", "total_max_attempts": config.max_attempts},
-            max_pool_connections=config.max_concurrency,
+            max_pool_connections=target.max_concurrency,
             user_agent_extra=f"auditmanager-exporter/{__version__}",
         )
         self._client = session_factory(target).client(
@@ -138,8 +193,28 @@ class AuditManagerClient:
             lambda: _insights(self._client.get_insights_by_assessment(assessmentId=assessment_id)),
         )
 
+    def account_insights(self) -> AccountInsights:
+        """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
+        return self._call("GetInsights", lambda: _account_insights(self._client.get_insights()))
+
+    def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
+        """ListControlDomainInsightsByAssessment, every page."""
+
+        def pages() -> Iterator[dict[str, Any]]:
+            for token in _tokens():
+                page = self._client.list_control_domain_insights_by_assessment(
+                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **token
+                )
+                yield page
+                token["nextToken"] = page.get("nextToken")
+
+        return self._call(
+            "ListControlDomainInsightsByAssessment",
+            lambda: tuple(_domain(item) for item in _items(pages(), "controlDomainInsights")),
+        )
+
     def assessment(self, assessment_id: str) -> AssessmentMeta:
-        """GetAssessment: the assessment's name, status and the account that owns it."""
+        """GetAssessment: the assessment's name, status, framework and the account that owns it."""
         return self._call("GetAssessment", lambda: _assessment(self._client.get_assessment(assessmentId=assessment_id)))
 
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
@@ -155,9 +230,11 @@ class AuditManagerClient:
         return self._call("ListAssessments", lambda: _assessment_list(pages()))
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Run one logical call; count and re-raise any failure as an AwsError."""
+        """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
+        AwsError."""
         try:
-            return call()
+            with self._slots:
+                return call()
         except Exception as exc:
             error = _as_aws_error(exc)
             if error is None:
@@ -214,12 +291,38 @@ def _timestamp(value: object, key: str) -> float | None:
     return value.timestamp()
 
 
+def _counts(source: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    return {name: _count(source.get(key), key) for name, key in fields.items()}
+
+
 def _insights(response: dict[str, Any]) -> Insights:
     insights = response.get("insights")
     if not isinstance(insights, dict):
         raise ValueError("no insights")
-    counts = {name: _count(insights.get(key), key) for name, key in _INSIGHT_FIELDS.items()}
-    return Insights(**counts, last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated"))
+    return Insights(
+        **_counts(insights, _INSIGHT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated")
+    )
+
+
+def _account_insights(response: dict[str, Any]) -> AccountInsights:
+    insights = response.get("insights")
+    if not isinstance(insights, dict):
+        raise ValueError("no insights")
+    return AccountInsights(
+        **_counts(insights, _ACCOUNT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated")
+    )
+
+
+def _domain(item: dict[str, Any]) -> ControlDomainInsights:
+    evidence = item.get("evidenceInsights") or {}
+    if not isinstance(evidence, dict):
+        raise ValueError("evidenceInsights is not a mapping")
+    return ControlDomainInsights(
+        name=_text(item["name"]),
+        **_counts(evidence, _EVIDENCE_FIELDS),
+        **_counts(item, _DOMAIN_CONTROL_FIELDS),
+        last_updated=_timestamp(item.get("lastUpdated"), "lastUpdated"),
+    )
 
 
 def _assessment(response: dict[str, Any]) -> AssessmentMeta:
@@ -228,11 +331,13 @@ def _assessment(response: dict[str, Any]) -> AssessmentMeta:
     account_id = assessment["awsAccount"]["id"]
     if not isinstance(account_id, str) or not account_id:
         raise ValueError(f"awsAccount.id={account_id!r}")
+    framework = (assessment.get("framework") or {}).get("metadata", {}).get("name")
     return AssessmentMeta(
         assessment_id=_text(metadata["id"]),
         name=_text(metadata["name"]),
         status=_text(metadata.get("status", "")),
         account_id=account_id,
+        framework=None if framework is None else _text(framework),
     )
 
 

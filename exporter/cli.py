@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -17,15 +18,16 @@ from typing import NoReturn
 
 import boto3
 import botocore.exceptions
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import __version__, logs
+from exporter import __version__, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session
 from exporter.collector import Exposition, ReloadCollector
-from exporter.config import Config, ConfigError, TargetConfig, load, parse
-from exporter.poller import Poller
+from exporter.config import Config, ConfigError, Target, load, parse
+from exporter.poller import UNSHARDED, Poller, Shard
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
 
@@ -45,12 +47,23 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Prometheus-style flags."""
-    parser = _Parser(prog="auditmanager-exporter", description="Prometheus exporter for AWS Audit Manager insights.")
+    # No abbreviations: a mistyped flag (`--web.listen`) must be an error, not silently another flag.
+    parser = _Parser(
+        prog="auditmanager-exporter",
+        description="Prometheus exporter for AWS Audit Manager insights.",
+        allow_abbrev=False,
+    )
     parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
     parser.add_argument(
         "--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}", help="HOST:PORT to serve on"
     )
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config (TLS, basic auth) for every endpoint",
+    )
     parser.add_argument(
         "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
     )
@@ -59,10 +72,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--demo", action="store_true", help="poll a built-in Audit Manager simulator; needs no AWS account"
     )
+    parser.add_argument(
+        "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
+    )
+    parser.add_argument(
+        "--shard.count", dest="shard_count", type=int, default=1, help="replicas sharing the assessments"
+    )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz", "/readyz", "/-/reload"):
         parser.error(f"--web.telemetry-path {args.telemetry_path!r} must be a path starting with / and not taken")
+    if args.shard_count < 1:
+        parser.error(f"--shard.count {args.shard_count} must be at least 1")
+    if not 0 <= args.shard_index < args.shard_count:
+        parser.error(f"--shard.index {args.shard_index} must be at least 0 and below --shard.count {args.shard_count}")
     return args
 
 
@@ -74,21 +97,41 @@ class Service:
         config: Config,
         load_config: Callable[[], Config],
         session_factory: SessionFactory = default_session,
+        shard: Shard = UNSHARDED,
     ) -> None:
         self.store = SnapshotStore()
         self.counters = ApiCounters()
         self.reload_status = ReloadStatus(time.time())
         self._load_config = load_config
         self._session_factory = session_factory
+        self._shard = shard
         self._cycle_lock = threading.Lock()
+        self._details_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._config = config
         self._poller = self._build_poller(config)
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def _build_poller(self, config: Config) -> Poller:
-        clients = [AuditManagerClient(t, config, self.counters, self._session_factory) for t in config.targets]
-        return Poller(config, clients, self.store)
+        clients = [
+            AuditManagerClient(t, config, self.counters, self._session_factory) for t in config.expanded_targets()
+        ]
+        return Poller(config, clients, self.store, shard=self._shard)
+
+    def _schedule_details(self) -> None:
+        # The framework of every assessment costs one GetAssessment each: fetched after a cycle, not within it,
+        # so a cycle takes as long as its insights calls alone.
+        if self._poller.details_due() and not self._details_lock.locked():
+            with contextlib.suppress(SchedulerNotRunningError):
+                self.scheduler.add_job(self._refresh_details, id="details", replace_existing=True)
+
+    def _refresh_details(self) -> None:
+        if not self._details_lock.acquire(blocking=False):
+            return
+        try:
+            self._poller.refresh_details()
+        finally:
+            self._details_lock.release()
 
     def start(self) -> None:
         """Poll at once, then every poll_interval (with a little jitter), never overlapping."""
@@ -115,10 +158,13 @@ class Service:
             self._poller.poll()
         finally:
             self._cycle_lock.release()
+        self._schedule_details()
 
-    def _cycle_after_reload(self) -> None:
+    def run_cycle(self) -> None:
+        """Run one poll cycle now, after the running one (if any) has ended."""
         with self._cycle_lock:
             self._poller.poll()
+        self._schedule_details()
 
     def reload(self) -> bool:
         """Re-read the config; on success poll with it at once, on failure keep the old one running."""
@@ -137,7 +183,7 @@ class Service:
             old, self._poller, self._config = self._poller, poller, config
             old.stop()
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
-            self.scheduler.add_job(self._cycle_after_reload, id="reload-poll", replace_existing=True)
+            self.scheduler.add_job(self.run_cycle, id="reload-poll", replace_existing=True)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return True
@@ -148,33 +194,34 @@ class Service:
         self.scheduler.shutdown(wait=False)
 
     def wait_idle(self, seconds: float) -> bool:
-        """Wait up to `seconds` for a running cycle to end; True if none is running."""
-        if self._cycle_lock.acquire(timeout=seconds):
-            self._cycle_lock.release()
-            return True
-        return False
+        """Wait up to `seconds` for a running cycle and details refresh to end; True if none is running."""
+        deadline = time.monotonic() + seconds
+        for lock in (self._cycle_lock, self._details_lock):
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return False
+            lock.release()
+        return True
 
 
 def _demo() -> tuple[Config, SessionFactory]:
     from exporter.simulator import demo_simulator
 
     simulator = demo_simulator().start()
-    regions = ("us-east-1", "eu-west-1")
     config = parse(
         {
             "poll_interval": DEMO_POLL_INTERVAL,
             "targets": [
                 {
-                    "region": region,
+                    "regions": ["us-east-1", "eu-west-1"],
                     "endpoint_url": simulator.url,
-                    "assessments": [{"id": i} for i in simulator.assessment_ids(region)],
+                    "discover": True,
+                    "control_domains": True,
                 }
-                for region in regions
             ],
         }
     )
 
-    def session(target: TargetConfig) -> boto3.Session:
+    def session(target: Target) -> boto3.Session:
         return boto3.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
 
     log.info("demo mode: polling the built-in Audit Manager simulator", extra={"simulator": simulator.url})
@@ -191,6 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"auditmanager-exporter: {error}", file=sys.stderr)
         return USAGE_ERROR
     try:
+        web = webconfig.load(args.web_config_file) if args.web_config_file else None
+    except webconfig.WebConfigError as error:
+        for problem in error.problems:
+            print(f"auditmanager-exporter: web config {args.web_config_file}: {problem}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
         for problem in error.problems:
@@ -201,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     try:
-        service = Service(config, lambda: load(config_path), session_factory)
+        shard = Shard(args.shard_index, args.shard_count)
+        service = Service(config, lambda: load(config_path), session_factory, shard)
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -211,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exposition = Exposition(service.store, service.counters, extra=[ReloadCollector(service.reload_status), runtime])
     app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
     try:
-        server = MetricsServer(address, app)
+        server = MetricsServer(address, app, web)
     except OSError as error:
         print(
             f"auditmanager-exporter: cannot listen on {args.listen_address}: {error.strerror or error}", file=sys.stderr
@@ -227,7 +281,16 @@ def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> 
     signal.signal(signal.SIGHUP, lambda *_: commands.put("reload"))
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     service.start()
-    log.info("listening", extra={"address": server.server_address[0], "port": server.port, "version": __version__})
+    log.info(
+        "listening",
+        extra={
+            "address": server.server_address[0],
+            "port": server.port,
+            "version": __version__,
+            "tls": server.web.tls is not None,
+            "basic_auth": server.web.auth is not None,
+        },
+    )
     while True:
         try:
             command = commands.get(timeout=1.0)

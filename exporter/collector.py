@@ -6,20 +6,24 @@ between polls (insight ages, API counters, process metrics) is rendered at every
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]
+ACCOUNT_LABELS = ["account_id", "region"]
 _DAILY = (
     "AWS's daily count for the lastUpdated date, refreshed by AWS about once a day; "
     "cached by the exporter and refreshed every poll_interval."
@@ -93,7 +97,100 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     build_info.add_metric([__version__], 1.0)
     yield from (evidence, controls, noncompliant_controls, last_updated, poll_success, last_success, duration)
+    yield from _info_families(snapshot)
+    yield from _control_domain_families(snapshot)
+    yield from _account_families(snapshot)
     yield build_info
+
+
+def _info_families(snapshot: Snapshot) -> Iterator[Metric]:
+    info = GaugeMetricFamily(
+        "auditmanager_assessment_info",
+        "The assessment's framework and status as AWS reports them (GetAssessment, refreshed every "
+        "discovery_interval); always 1. Published once the framework is known.",
+        labels=[*ASSESSMENT_LABELS, "framework", "status"],
+    )
+    for state in snapshot.assessments:
+        details = snapshot.details.get(state.key)
+        if details is not None:
+            info.add_metric([*_labels(state), details.framework, details.status], 1.0)
+    yield info
+
+
+def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
+    evidence = GaugeMetricFamily(
+        "auditmanager_assessment_control_domain_evidence",
+        f"Evidence of the assessment's control domain by compliance result. {_DAILY}",
+        labels=[*ASSESSMENT_LABELS, "control_domain", "compliance"],
+    )
+    noncompliant_controls = GaugeMetricFamily(
+        "auditmanager_assessment_control_domain_noncompliant_controls",
+        f"Controls of the assessment's control domain with noncompliant evidence. {_DAILY}",
+        labels=[*ASSESSMENT_LABELS, "control_domain"],
+    )
+    for state in snapshot.assessments:
+        for domain in state.control_domains:
+            labels = [*_labels(state), domain.name]
+            for compliance, count in (
+                ("noncompliant", domain.noncompliant_evidence),
+                ("compliant", domain.compliant_evidence),
+                ("inconclusive", domain.inconclusive_evidence),
+            ):
+                if count is not None:
+                    evidence.add_metric([*labels, compliance], count)
+            if domain.noncompliant_controls is not None:
+                noncompliant_controls.add_metric(labels, domain.noncompliant_controls)
+    dropped = CounterMetricFamily(
+        "auditmanager_control_domain_series_dropped",
+        "Control-domain series left out because max_control_domain_series was reached, added up over every poll "
+        "cycle that left them out. Above 0: raise the limit or turn control_domains off for some targets.",
+    )
+    dropped.add_metric([], snapshot.control_domain_series_dropped)
+    yield from (evidence, noncompliant_controls, dropped)
+
+
+def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
+    scope = "over the account's ACTIVE assessments in the region (GetInsights)"
+    active = GaugeMetricFamily(
+        "auditmanager_account_active_assessments",
+        f"ACTIVE assessments of the account in the region (GetInsights). {_DAILY}",
+        labels=ACCOUNT_LABELS,
+    )
+    evidence = GaugeMetricFamily(
+        "auditmanager_account_evidence",
+        f"Evidence by compliance result {scope}. {_DAILY}",
+        labels=[*ACCOUNT_LABELS, "compliance"],
+    )
+    controls = GaugeMetricFamily("auditmanager_account_controls", f"Controls {scope}. {_DAILY}", labels=ACCOUNT_LABELS)
+    noncompliant_controls = GaugeMetricFamily(
+        "auditmanager_account_noncompliant_controls",
+        f"Controls with noncompliant evidence {scope}. {_DAILY}",
+        labels=ACCOUNT_LABELS,
+    )
+    last_updated = GaugeMetricFamily(
+        "auditmanager_account_insights_last_updated_timestamp_seconds",
+        "When AWS last updated the account's insights in the region (lastUpdated), as Unix time.",
+        labels=ACCOUNT_LABELS,
+    )
+    for account in snapshot.accounts:
+        labels = [account.account_id, account.region]
+        insights = account.insights
+        for family, value in (
+            (active, insights.active_assessments),
+            (controls, insights.total_controls),
+            (noncompliant_controls, insights.noncompliant_controls),
+            (last_updated, insights.last_updated),
+        ):
+            if value is not None:
+                family.add_metric(labels, value)
+        for compliance, count in (
+            ("noncompliant", insights.noncompliant_evidence),
+            ("compliant", insights.compliant_evidence),
+            ("inconclusive", insights.inconclusive_evidence),
+        ):
+            if count is not None:
+                evidence.add_metric([*labels, compliance], count)
+    yield from (active, evidence, controls, noncompliant_controls, last_updated)
 
 
 def live_families(snapshot: Snapshot, counters: ApiCounters, now: float) -> Iterator[Metric]:
@@ -167,17 +264,71 @@ class _Families:
 
 
 @dataclass(frozen=True)
+class _AgeLines:
+    """A family whose every sample is `now - constant`, ready to render at any `now` without building Samples.
+
+    `template` is the family's sample lines with `%s` in place of each value, and `offsets` its values at now = 0
+    (minus each last_updated, exactly), so `now + offset` is bit for bit the `now - last_updated` the family
+    computes, and `floatToGoString` formats it as prometheus_client does.
+    """
+
+    template: str
+    offsets: tuple[float, ...]
+
+    def render(self, header: bytes, now: float) -> bytes:
+        return header + (self.template % tuple(map(floatToGoString, [now + o for o in self.offsets]))).encode()
+
+
+@dataclass(frozen=True)
 class _Rendered:
+    """What a scrape reuses of one snapshot: its pre-rendered part, and how to render its live part quickly."""
+
     snapshot: Snapshot
     text: bytes
     gzipped: bytes
+    # The snapshot the live families are read from at scrape time: without its assessments when `ages` covers
+    # every live sample that depends on them, so that a scrape never builds one Sample per assessment.
+    live_source: Snapshot
+    ages: Mapping[str, _AgeLines]
+
+
+class _Body:
+    """One render's /metrics body, joined and compressed only for the encodings asked for, once each."""
+
+    def __init__(self, static: _Rendered, live: bytes) -> None:
+        self._static = static
+        self._live = live
+        self._lock = threading.Lock()
+        self._plain: bytes | None = None
+        self._gzipped: bytes | None = None
+
+    def plain(self) -> bytes:
+        with self._lock:
+            if self._plain is None:
+                self._plain = self._static.text + self._live
+            return self._plain
+
+    def gzipped(self) -> bytes:
+        with self._lock:
+            if self._gzipped is None:
+                self._gzipped = self._static.gzipped + gzip.compress(self._live, compresslevel=1, mtime=0)
+            return self._gzipped
 
 
 class Exposition:
     """Renders the /metrics body: the snapshot part once per snapshot, the live part at every scrape.
 
+    In the live part, families of ages (one sample per assessment, `now - last_updated`) are rendered from lines
+    prepared once per snapshot, since going through prometheus_client for them would cost most of a scrape; the
+    other live families go through prometheus_client as usual. The body is byte for byte what prometheus_client
+    renders for the same families (see `_prepare_ages`).
+
     A gzip body is two gzip members back to back (the cached snapshot part, then the live part), which every
     gzip reader, Prometheus's included, decodes as one stream.
+
+    Concurrent scrapes share renders: a scrape gets the first render that starts after it arrived, so its ages
+    are never older than its request, and N scrapers at once cost about one render, not N of them competing for
+    the GIL.
     """
 
     def __init__(
@@ -193,18 +344,50 @@ class Exposition:
         self._clock = clock
         self._lock = threading.Lock()
         self._rendered: _Rendered | None = None
+        self._turns = threading.Condition()
+        self._started = 0
+        self._finished = 0
+        self._latest: _Body | BaseException | None = None
         store.subscribe(self._static)
 
     def render(self, gzipped: bool = False) -> bytes:
+        with self._turns:
+            wanted = self._started + 1
+            while self._finished < wanted and self._started > self._finished:
+                self._turns.wait()
+            mine = self._finished < wanted
+            if mine:
+                self._started = wanted
+        if mine:
+            self._publish(wanted)
+        latest = self._latest
+        if isinstance(latest, BaseException):
+            raise latest
+        assert latest is not None
+        return latest.gzipped() if gzipped else latest.plain()
+
+    def _publish(self, turn: int) -> None:
+        try:
+            latest: _Body | BaseException = self._render()
+        except Exception as error:
+            latest = error
+        with self._turns:
+            self._latest, self._finished = latest, turn
+            self._turns.notify_all()
+
+    def _render(self) -> _Body:
         snapshot = self._store.get()
         static = self._static(snapshot)
-        families = [*live_families(snapshot, self._counters, self._clock())]
+        now = self._clock()
+        families = [*live_families(static.live_source, self._counters, now)]
         for collector in self._extra:
             families.extend(collector.collect())
-        live = generate_latest(_Families(families))  # type: ignore[arg-type]
-        if gzipped:
-            return static.gzipped + gzip.compress(live, compresslevel=1, mtime=0)
-        return static.text + live
+        parts = []
+        for family in families:
+            text = generate_latest(_Families((family,)))  # type: ignore[arg-type]
+            ages = static.ages.get(family.name)
+            parts.append(text if ages is None else ages.render(text, now))
+        return _Body(static, b"".join(parts))
 
     def _static(self, snapshot: Snapshot) -> _Rendered:
         rendered = self._rendered
@@ -214,6 +397,44 @@ class Exposition:
             rendered = self._rendered
             if rendered is None or rendered.snapshot is not snapshot:
                 text = generate_latest(_Families(snapshot_families(snapshot)))  # type: ignore[arg-type]
-                rendered = _Rendered(snapshot, text, gzip.compress(text, compresslevel=6, mtime=0))
+                gzipped = gzip.compress(text, compresslevel=6, mtime=0)
+                rendered = _Rendered(snapshot, text, gzipped, *_prepare_ages(snapshot))
                 self._rendered = rendered
             return rendered
+
+
+def _prepare_ages(snapshot: Snapshot) -> tuple[Snapshot, Mapping[str, _AgeLines]]:
+    """The snapshot to read the live families from at scrape time, and the age families to render fast.
+
+    Every live family with samples that come from the snapshot's assessments must be an age family: one whose
+    every sample grows exactly one for one with the clock (checked at now = 0 and now = 1). Then the scrape reads
+    the live families from the snapshot without its assessments and adds the ages' lines itself. If any of them
+    is not an age, every live family goes through prometheus_client with the whole snapshot: slower, never wrong.
+    """
+    bare = dataclasses.replace(snapshot, assessments=())
+    no_counters = ApiCounters()
+    at_zero = list(live_families(snapshot, no_counters, 0.0))
+    at_one = list(live_families(snapshot, no_counters, 1.0))
+    without = list(live_families(bare, no_counters, 0.0))
+    if not len(at_zero) == len(at_one) == len(without):
+        return snapshot, {}
+    ages = {}
+    for zero, one, empty in zip(at_zero, at_one, without, strict=True):
+        if zero == empty:
+            continue
+        linear = (
+            not empty.samples
+            and len(zero.samples) == len(one.samples)
+            and all(
+                a.labels == b.labels and a.timestamp is b.timestamp is None and b.value == a.value + 1.0
+                for a, b in zip(zero.samples, one.samples, strict=True)
+            )
+        )
+        if not linear:
+            return snapshot, {}
+        # Only "\n" ends a line: label values keep "\r" and other line breaks of str.splitlines unescaped.
+        lines = generate_latest(_Families((zero,))).decode().split("\n")[:-1]  # type: ignore[arg-type]
+        # A value never holds a space, so the last space of a sample line separates it from the name and labels.
+        template = "".join(line.rpartition(" ")[0].replace("%", "%%") + " %s\n" for line in lines if line[0] != "#")
+        ages[zero.name] = _AgeLines(template, tuple(s.value for s in zero.samples))
+    return bare, MappingProxyType(ages)

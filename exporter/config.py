@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 UUID_PATTERN = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[-a-z]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$")
+_EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+DEFAULT_SESSION_NAME = "auditmanager-exporter"
 _DURATION_PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _UNIT_SECONDS = (3600, 60, 1, 0.001)
 
@@ -68,11 +73,41 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _role_arn(value: str) -> str:
+    if not ROLE_ARN_PATTERN.match(value):
+        raise ValueError(f"not an IAM role ARN (like arn:aws:iam::123456789012:role/name): {value!r}")
+    return value
+
+
+def _session_name(value: str) -> str:
+    if not _SESSION_NAME_PATTERN.match(value):
+        raise ValueError("must be 2 to 64 letters, digits or +=,.@_- characters")
+    return value
+
+
+def _external_id(value: str) -> str:
+    if not _EXTERNAL_ID_PATTERN.match(value):
+        raise ValueError("must be 2 to 1224 letters, digits or +=,.@:/_- characters")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_least_one_second)]
 Timeout = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
 AssessmentId = Annotated[str, AfterValidator(_uuid)]
 Region = Annotated[str, AfterValidator(_region)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+SessionName = Annotated[str, AfterValidator(_session_name)]
+ExternalId = Annotated[str, AfterValidator(_external_id)]
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class _Model(BaseModel):
@@ -85,20 +120,90 @@ class AssessmentConfig(_Model):
 
 
 class TargetConfig(_Model):
-    region: Region
+    """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`).
+
+    Rules between keys (region xor regions, assessments or discover, ...) are checked by `_target_problems`.
+    """
+
+    region: Region | None = None
+    regions: Annotated[tuple[Region, ...], Field(min_length=1, strict=False)] | None = None
     endpoint_url: HttpUrl | None = None
     profile: Annotated[str, Field(min_length=1)] | None = None
-    assessments: Annotated[tuple[AssessmentConfig, ...], Field(min_length=1, strict=False)]
+    role_arn: RoleArn | None = None
+    external_id: ExternalId | None = None
+    session_name: SessionName | None = None
+    assessments: Annotated[tuple[AssessmentConfig, ...], Field(strict=False)] = ()
+    discover: bool = False
+    include: Regex | None = None
+    exclude: Regex | None = None
+    control_domains: bool = False
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    max_requests_per_second: Annotated[float, Field(gt=0)] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One account and region to poll: a configured target for one of its regions, with its limits resolved."""
+
+    region: str
+    assessments: tuple[AssessmentConfig, ...]
+    max_concurrency: int
+    max_requests_per_second: float
+    endpoint_url: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str = DEFAULT_SESSION_NAME
+    discover: bool = False
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    control_domains: bool = False
+
+    @property
+    def role_account_id(self) -> str | None:
+        """The account of `role_arn`, which is the account the target polls."""
+        match = ROLE_ARN_PATTERN.match(self.role_arn) if self.role_arn else None
+        return match.group(1) if match else None
+
+    def wants(self, name: str) -> bool:
+        """Whether a discovered assessment of this name passes `include` and `exclude`."""
+        return (self.include is None or self.include.search(name) is not None) and (
+            self.exclude is None or self.exclude.search(name) is None
+        )
 
 
 class Config(_Model):
     poll_interval: Interval = 900.0
+    discovery_interval: Interval = 3600.0
     max_concurrency: Annotated[int, Field(gt=0)] = 4
     max_requests_per_second: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout: Timeout = 5.0
     read_timeout: Timeout = 30.0
     max_attempts: Annotated[int, Field(gt=0, le=10)] = 3
+    max_control_domain_series: Annotated[int, Field(ge=0)] = 10000
     targets: Annotated[tuple[TargetConfig, ...], Field(min_length=1, strict=False)]
+
+    def expanded_targets(self) -> tuple[Target, ...]:
+        """Every configured target once per region, in config order."""
+        return tuple(
+            Target(
+                region=region,
+                assessments=target.assessments,
+                max_concurrency=target.max_concurrency or self.max_concurrency,
+                max_requests_per_second=target.max_requests_per_second or self.max_requests_per_second,
+                endpoint_url=target.endpoint_url,
+                profile=target.profile,
+                role_arn=target.role_arn,
+                external_id=target.external_id,
+                session_name=target.session_name or DEFAULT_SESSION_NAME,
+                discover=target.discover,
+                include=re.compile(target.include) if target.include else None,
+                exclude=re.compile(target.exclude) if target.exclude else None,
+                control_domains=target.control_domains,
+            )
+            for target in self.targets
+            for region in (target.regions or (target.region or "",))
+        )
 
 
 def load(path: str | Path) -> Config:
@@ -118,7 +223,7 @@ def load(path: str | Path) -> Config:
 
 def parse(raw: dict[str, Any]) -> Config:
     """Validate an already-decoded config mapping."""
-    problems = list(_duplicate_ids(raw))
+    problems = [*_target_problems(raw), *_duplicate_ids(raw)]
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -129,22 +234,59 @@ def parse(raw: dict[str, Any]) -> Config:
     return config
 
 
-def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
-    """Duplicate assessment ids across all targets, checked on the raw data so they are reported alongside
-    every other problem."""
-    seen: dict[str, str] = {}
+def _raw_targets(raw: dict[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
     targets = raw.get("targets")
     for t, target in enumerate(targets if isinstance(targets, list) else []):
-        assessments = target.get("assessments") if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            yield t, target
+
+
+def _target_problems(raw: dict[str, Any]) -> Iterable[str]:
+    """Rules between the keys of a target, checked on the raw data so they are reported alongside every other
+    problem."""
+    for t, target in _raw_targets(raw):
+        path = f"targets[{t}]"
+        has = {key for key, value in target.items() if value is not None}
+        if {"region", "regions"} <= has:
+            yield f"{path}.regions: give either region or regions, not both"
+        elif not {"region", "regions"} & has:
+            yield f"{path}.region: required (or regions, a list of regions)"
+        if not target.get("assessments") and target.get("discover") is not True:
+            problem = "must not be empty" if "assessments" in has else "required"
+            yield f"{path}.assessments: {problem} unless discover is true"
+        for key in ("external_id", "session_name"):
+            if key in has and "role_arn" not in has:
+                yield f"{path}.{key}: needs role_arn"
+        for key in ("include", "exclude"):
+            if key in has and target.get("discover") is not True:
+                yield f"{path}.{key}: needs discover: true (it filters discovered assessments)"
+        regions = target.get("regions")
+        for r, region in enumerate(regions if isinstance(regions, list) else []):
+            if isinstance(region, str) and region in regions[:r]:
+                yield f"{path}.regions[{r}]: duplicate of regions[{regions.index(region)}] ({region})"
+
+
+def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
+    """An assessment id listed twice for the same region and credentials, checked on the raw data so it is
+    reported alongside every other problem. The same id under other credentials or regions is another target's."""
+    seen: dict[tuple[object, ...], str] = {}
+    for t, target in _raw_targets(raw):
+        regions = target.get("regions") if target.get("regions") is not None else [target.get("region")]
+        if not isinstance(regions, list):
+            continue
+        credentials = tuple(str(target.get(key)) for key in ("endpoint_url", "profile", "role_arn"))
+        assessments = target.get("assessments")
         for a, assessment in enumerate(assessments if isinstance(assessments, list) else []):
             assessment_id = assessment.get("id") if isinstance(assessment, dict) else None
             if not isinstance(assessment_id, str):
                 continue
             path = f"targets[{t}].assessments[{a}].id"
-            if assessment_id in seen:
-                yield f"{path}: duplicate of {seen[assessment_id]} ({assessment_id})"
-            else:
-                seen[assessment_id] = path
+            for region in sorted({str(region) for region in regions}):
+                key = (*credentials, region, assessment_id)
+                if key in seen:
+                    yield f"{path}: duplicate of {seen[key]} ({assessment_id})"
+                    break
+                seen[key] = path
 
 
 def _follows_from_others(error: Any) -> bool:

@@ -1,30 +1,67 @@
-"""One poll cycle: every assessment of every target, concurrently within each target's limits, into a new Snapshot.
+"""One poll cycle: every assessment of every target, configured or discovered, concurrently within each target's
+limits, into a new Snapshot; and, between cycles, the refresh of each assessment's framework and status.
 
-A failure never escapes a cycle: it becomes `poll_success=0` on the assessments it touched, their last good values
-stay, and the next cycle tries again. A deleted assessment (ResourceNotFoundException) leaves the snapshot.
+A failure never escapes: it becomes `poll_success=0` on the assessments it touched, their last good values stay,
+and the next cycle tries again. A deleted assessment (ResourceNotFoundException) leaves the snapshot, and so does
+one that discovery no longer lists as ACTIVE.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
-from exporter.aws import AuditManagerClient, AwsError
-from exporter.config import Config, TargetConfig
-from exporter.snapshot import AssessmentState, Snapshot, SnapshotStore
+from exporter.aws import AssessmentMeta, AuditManagerClient, AwsError
+from exporter.config import Config, Target
+from exporter.snapshot import (
+    AccountState,
+    AssessmentDetails,
+    AssessmentKey,
+    AssessmentState,
+    ControlDomainInsights,
+    Snapshot,
+    SnapshotStore,
+)
 
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "ResourceNotFoundException"
-NAME_REFRESH_SECONDS = 3600.0
+ACTIVE = "ACTIVE"
+_T = TypeVar("_T")
 
-_Key = tuple[str, str]
+
+def shard_of(account_id: str, region: str, assessment_id: str, count: int) -> int:
+    """The shard that polls an assessment: a SHA-256 of "account/region/assessment", the same in every process
+    (unlike `hash()`, which Python salts per process)."""
+    digest = hashlib.sha256(f"{account_id}/{region}/{assessment_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This replica's share of the assessments (`--shard.index` of `--shard.count`)."""
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, account_id: str, region: str, assessment_id: str) -> bool:
+        return shard_of(account_id, region, assessment_id, self.count) == self.index
+
+    @property
+    def polls_accounts(self) -> bool:
+        """Only shard 0 polls the account-level insights, so replicas do not publish them twice."""
+        return self.index == 0
+
+
+UNSHARDED = Shard()
 
 
 @dataclass(frozen=True)
@@ -35,8 +72,32 @@ class _Wanted:
     name: str | None
 
 
+@dataclass(frozen=True)
+class _TargetResult:
+    region: str
+    seconds: float
+    states: list[AssessmentState]
+    account: AccountState | None = None
+
+
+class _TargetState:
+    """What the poller remembers about one target between cycles."""
+
+    def __init__(self, target: Target, client: AuditManagerClient) -> None:
+        self.target = target
+        self.client = client
+        self.account_id = target.role_account_id
+        self.names: dict[str, str] = {}
+        self.discovered: tuple[str, ...] = ()
+        self.listed_at: float | None = None
+        self.polled: tuple[str, ...] = ()
+        self.details_at: float | None = None
+        self.details_tried: set[str] = set()
+
+
 class Poller:
-    """Polls the configured targets; `poll()` runs one cycle and publishes its Snapshot."""
+    """Polls the configured targets; `poll()` runs one cycle and publishes its Snapshot, `refresh_details()`
+    fetches the frameworks for `auditmanager_assessment_info` outside the cycle."""
 
     def __init__(
         self,
@@ -44,117 +105,180 @@ class Poller:
         clients: Sequence[AuditManagerClient],
         store: SnapshotStore,
         *,
+        shard: Shard = UNSHARDED,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._targets = list(zip(config.targets, clients, strict=True))
-        self._max_concurrency = config.max_concurrency
+        self._targets = [_TargetState(t, c) for t, c in zip(config.expanded_targets(), clients, strict=True)]
+        self._discovery_interval = config.discovery_interval
+        self._max_domain_series = config.max_control_domain_series
+        self._shard = shard
         self._store = store
         self._clock = clock
         self._stop = threading.Event()
-        self._accounts: dict[int, str] = {}
-        self._names: dict[_Key, str] = {}
-        self._names_listed_at: dict[int, float] = {}
+        self._publish_lock = threading.Lock()
+        # Kept across a reload, so assessment_info does not vanish until the new poller has refreshed it.
+        self._details: dict[AssessmentKey, AssessmentDetails] = dict(store.get().details)
 
     def stop(self) -> None:
-        """Make a running cycle skip the requests it has not started yet."""
+        """Make a running cycle or details refresh skip the requests it has not started yet, and publish nothing."""
         self._stop.set()
 
     def poll(self) -> Snapshot:
         """Run one cycle over every target and publish the resulting Snapshot (unless stopped meanwhile)."""
         previous = self._store.get()
-        known = {(s.region, s.assessment_id): s for s in previous.assessments}
+        known = {s.key: s for s in previous.assessments}
+        known_accounts = {(a.account_id, a.region): a for a in previous.accounts}
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(self._targets), thread_name_prefix="poll-target") as pool:
-            results = list(pool.map(lambda i: self._poll_target(i, known), range(len(self._targets))))
+            results = list(pool.map(lambda t: self._poll_target(t, known, known_accounts), self._targets))
         durations: dict[str, float] = {}
-        states: list[AssessmentState] = []
-        for region, seconds, target_states in results:
-            durations[region] = max(durations.get(region, 0.0), seconds)
-            states.extend(target_states)
-        states.sort(key=lambda s: (s.account_id, s.region, s.assessment_id))
-        snapshot = Snapshot(tuple(states), MappingProxyType(durations), previous.completed_cycles + 1)
-        if self._stop.is_set():
-            return snapshot
-        self._store.publish(snapshot)
-        failed = sum(not s.poll_success for s in states)
+        for result in results:
+            durations[result.region] = max(durations.get(result.region, 0.0), result.seconds)
+        # Two targets may reach the same assessment (one configured, one discovering): publish it once.
+        states = sorted(_unique((s for r in results for s in r.states), lambda s: s.key), key=lambda s: s.key)
+        states, dropped = _limit_control_domains(states, self._max_domain_series)
+        accounts = sorted(
+            _unique((r.account for r in results if r.account), lambda a: (a.account_id, a.region)),
+            key=lambda a: (a.account_id, a.region),
+        )
+        with self._publish_lock:
+            polled = {s.key for s in states}
+            self._details = {key: value for key, value in self._details.items() if key in polled}
+            snapshot = Snapshot(
+                tuple(states),
+                MappingProxyType(durations),
+                previous.completed_cycles + 1,
+                tuple(accounts),
+                MappingProxyType(dict(self._details)),
+                previous.control_domain_series_dropped + dropped,
+            )
+            if self._stop.is_set():
+                return snapshot
+            self._store.publish(snapshot)
+        if dropped:
+            log.warning(
+                "control-domain series over max_control_domain_series left out",
+                extra={"dropped": dropped, "limit": self._max_domain_series},
+            )
         log.info(
             "poll cycle finished",
             extra={
                 "assessments": len(states),
-                "failed": failed,
+                "failed": sum(not s.poll_success for s in states),
                 "duration_seconds": round(time.monotonic() - started, 3),
             },
         )
         return snapshot
 
-    def _poll_target(self, index: int, known: dict[_Key, AssessmentState]) -> tuple[str, float, list[AssessmentState]]:
-        target, client = self._targets[index]
+    def _poll_target(
+        self,
+        state: _TargetState,
+        known: dict[AssessmentKey, AssessmentState],
+        known_accounts: dict[tuple[str, str], AccountState],
+    ) -> _TargetResult:
+        target = state.target
         started = time.monotonic()
-        wanted = [_Wanted(a.id, a.name) for a in target.assessments]
+        self._refresh_listing(state)
+        wanted = _wanted(state)
+        if not wanted and state.account_id is None:
+            # Nothing to poll and no way to learn the account from Audit Manager: an empty result, not an error.
+            return _TargetResult(target.region, time.monotonic() - started, [])
         gone: set[str] = set()
         try:
-            account_id = self._account_id(index, wanted, client, gone)
-            self._refresh_names(index, wanted, client)
+            account_id = self._account_id(state, wanted, gone)
         except AwsError as error:
             _log_failure("cannot resolve target", error, region=target.region)
-            kept = [
-                _failed(known[target.region, w.assessment_id])
-                for w in wanted
-                if (target.region, w.assessment_id) in known
-            ]
-            return target.region, time.monotonic() - started, kept
-        wanted = [w for w in wanted if w.assessment_id not in gone]
-        with ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="poll") as pool:
-            polled = pool.map(lambda w: self._poll_assessment(target, client, account_id, w, known), wanted)
-            states = [state for state in polled if state is not None]
-        return target.region, time.monotonic() - started, states
+            # The account is unknown here, so known states are matched on region and id (ids are UUIDs).
+            ids = {w.assessment_id for w in wanted}
+            kept = [_failed(s) for s in known.values() if s.region == target.region and s.assessment_id in ids]
+            return _TargetResult(target.region, time.monotonic() - started, kept)
+        wanted = [
+            w
+            for w in wanted
+            if w.assessment_id not in gone and self._shard.owns(account_id, target.region, w.assessment_id)
+        ]
+        state.polled = tuple(w.assessment_id for w in wanted)
+        with ThreadPoolExecutor(max_workers=target.max_concurrency, thread_name_prefix="poll") as pool:
+            account = (
+                pool.submit(self._poll_account, state, account_id, known_accounts)
+                if self._shard.polls_accounts
+                else None
+            )
+            polled = pool.map(lambda w: self._poll_assessment(state, account_id, w, known), wanted)
+            states = [s for s in polled if s is not None]
+            return _TargetResult(
+                target.region, time.monotonic() - started, states, account.result() if account else None
+            )
 
-    def _account_id(self, index: int, wanted: list[_Wanted], client: AuditManagerClient, gone: set[str]) -> str:
-        """The target's account id, from GetAssessment on its first assessment that exists; asked once per target."""
-        if index in self._accounts:
-            return self._accounts[index]
+    def _refresh_listing(self, state: _TargetState) -> None:
+        """ListAssessments at most once per discovery_interval: the ACTIVE assessments for `discover`, and the
+        names of configured assessments the config does not name. On failure the previous listing stays."""
+        target = state.target
+        unnamed = {a.id for a in target.assessments if not a.name}
+        now = self._clock()
+        if not (target.discover or unnamed) or (
+            state.listed_at is not None and now - state.listed_at < self._discovery_interval
+        ):
+            return
+        try:
+            active = state.client.list_assessments(ACTIVE) if target.discover else []
+            listed = active
+            if unnamed - {m.assessment_id for m in active}:
+                listed = [*active, *state.client.list_assessments()]
+        except AwsError as error:
+            _log_failure("cannot list assessments", error, region=target.region)
+            return
+        state.listed_at = now
+        state.names.update((m.assessment_id, m.name) for m in listed)
+        if target.discover:
+            state.discovered = tuple(m.assessment_id for m in active if m.status == ACTIVE and target.wants(m.name))
+            log.debug("discovered assessments", extra={"region": target.region, "count": len(state.discovered)})
+
+    def _account_id(self, state: _TargetState, wanted: list[_Wanted], gone: set[str]) -> str:
+        """The target's account: from role_arn, else from GetAssessment on its first assessment that exists,
+        asked once per target."""
+        if state.account_id is not None:
+            return state.account_id
         for assessment in wanted:
             try:
-                meta = client.assessment(assessment.assessment_id)
+                meta = state.client.assessment(assessment.assessment_id)
             except AwsError as error:
                 if error.code != NOT_FOUND:
                     raise
                 gone.add(assessment.assessment_id)
                 continue
-            self._names[client.region, meta.assessment_id] = meta.name
-            self._accounts[index] = meta.account_id or ""
-            return self._accounts[index]
+            state.names[meta.assessment_id] = meta.name
+            state.account_id = meta.account_id or ""
+            self._record_details(state, meta)
+            return state.account_id
         raise AwsError(NOT_FOUND, "none of the target's assessments exists")
 
-    def _refresh_names(self, index: int, wanted: list[_Wanted], client: AuditManagerClient) -> None:
-        """Names AWS reports, listed at most once per NAME_REFRESH_SECONDS and only when the config lacks some."""
-        now = self._clock()
-        if all(w.name for w in wanted) or now - self._names_listed_at.get(index, -NAME_REFRESH_SECONDS) < (
-            NAME_REFRESH_SECONDS
-        ):
-            return
+    def _poll_account(
+        self, state: _TargetState, account_id: str, known: dict[tuple[str, str], AccountState]
+    ) -> AccountState | None:
+        previous = known.get((account_id, state.target.region))
+        if self._stop.is_set():
+            return previous
         try:
-            listed = client.list_assessments()
+            insights = state.client.account_insights()
         except AwsError as error:
-            _log_failure("cannot list assessment names", error, region=client.region)
-            return
-        self._names_listed_at[index] = now
-        for meta in listed:
-            self._names[client.region, meta.assessment_id] = meta.name
+            _log_failure("account insights poll failed", error, region=state.target.region, account_id=account_id)
+            return previous
+        return AccountState(account_id, state.target.region, insights)
 
     def _poll_assessment(
         self,
-        target: TargetConfig,
-        client: AuditManagerClient,
+        state: _TargetState,
         account_id: str,
         wanted: _Wanted,
-        known: dict[_Key, AssessmentState],
+        known: dict[AssessmentKey, AssessmentState],
     ) -> AssessmentState | None:
-        key = (target.region, wanted.assessment_id)
-        previous = known.get(key)
+        target, client = state.target, state.client
+        previous = known.get((account_id, target.region, wanted.assessment_id))
         if self._stop.is_set():
             return previous
-        name = wanted.name or self._names.get(key) or (previous.name if previous else wanted.assessment_id)
+        name = wanted.name or state.names.get(wanted.assessment_id) or (previous.name if previous else None)
+        name = name or wanted.assessment_id
         try:
             insights = client.assessment_insights(wanted.assessment_id)
         except AwsError as error:
@@ -164,7 +288,122 @@ class Poller:
             if previous is not None:
                 return _failed(previous)
             return AssessmentState(account_id, target.region, wanted.assessment_id, name, None, False, None)
-        return AssessmentState(account_id, target.region, wanted.assessment_id, name, insights, True, self._clock())
+        domains: tuple[ControlDomainInsights, ...] = ()
+        if target.control_domains:
+            try:
+                domains = client.control_domain_insights(wanted.assessment_id)
+            except AwsError as error:
+                _log_failure(
+                    "control domain poll failed", error, region=target.region, assessment_id=wanted.assessment_id
+                )
+                domains = previous.control_domains if previous else ()
+        return AssessmentState(
+            account_id, target.region, wanted.assessment_id, name, insights, True, self._clock(), domains
+        )
+
+    def details_due(self) -> bool:
+        """Whether `refresh_details` has work: a polled assessment whose details were never asked for, or a
+        target whose details are older than discovery_interval."""
+        now = self._clock()
+        return any(self._details_work(state, now) for state in self._targets)
+
+    def refresh_details(self) -> None:
+        """GetAssessment for each polled assessment whose framework and status are unknown or due, within each
+        target's limits, then publish them in a copy of the current Snapshot.
+
+        Runs outside the poll cycle: it costs one call per assessment, which the cycle must not wait for.
+        """
+        now = self._clock()
+        with ThreadPoolExecutor(max_workers=len(self._targets), thread_name_prefix="details-target") as pool:
+            fetched = list(pool.map(lambda state: self._fetch_details(state, now), self._targets))
+        with self._publish_lock:
+            for details in fetched:
+                self._details.update(details)
+            if self._stop.is_set():
+                return
+            current = self._store.get()
+            polled = {s.key for s in current.assessments}
+            details = {key: value for key, value in self._details.items() if key in polled}
+            self._store.publish(dataclasses.replace(current, details=MappingProxyType(details)))
+
+    def _record_details(self, state: _TargetState, meta: AssessmentMeta) -> None:
+        """Keep what the account lookup's GetAssessment said, so the details refresh need not ask again."""
+        state.details_tried.add(meta.assessment_id)
+        if state.details_at is None:
+            state.details_at = self._clock()
+        if meta.framework is not None and state.account_id is not None:
+            with self._publish_lock:
+                key = (state.account_id, state.target.region, meta.assessment_id)
+                self._details[key] = AssessmentDetails(meta.framework, meta.status)
+
+    def _details_work(self, state: _TargetState, now: float) -> list[str]:
+        if state.account_id is None:
+            return []
+        if state.details_at is not None and now - state.details_at >= self._discovery_interval:
+            return list(state.polled)
+        return [i for i in state.polled if i not in state.details_tried]
+
+    def _fetch_details(self, state: _TargetState, now: float) -> dict[AssessmentKey, AssessmentDetails]:
+        account_id, work = state.account_id, self._details_work(state, now)
+        if not work or account_id is None:
+            return {}
+        if state.details_at is None or now - state.details_at >= self._discovery_interval:
+            state.details_at = now
+        state.details_tried.update(work)
+        with ThreadPoolExecutor(max_workers=state.target.max_concurrency, thread_name_prefix="details") as pool:
+            metas = list(pool.map(lambda assessment_id: self._describe(state, assessment_id), work))
+        return {
+            (account_id, state.target.region, meta.assessment_id): AssessmentDetails(meta.framework, meta.status)
+            for meta in metas
+            if meta is not None and meta.framework is not None
+        }
+
+    def _describe(self, state: _TargetState, assessment_id: str) -> AssessmentMeta | None:
+        if self._stop.is_set():
+            return None
+        try:
+            return state.client.assessment(assessment_id)
+        except AwsError as error:
+            _log_failure(
+                "cannot read assessment details", error, region=state.target.region, assessment_id=assessment_id
+            )
+            return None
+
+
+def _wanted(state: _TargetState) -> list[_Wanted]:
+    """The configured assessments, with their configured names, then the discovered ones not configured."""
+    configured = {a.id: a.name for a in state.target.assessments}
+    discovered = [i for i in state.discovered if i not in configured]
+    return [_Wanted(i, configured.get(i)) for i in [*configured, *discovered]]
+
+
+def _unique(items: Iterable[_T], key: Callable[[_T], object]) -> list[_T]:
+    seen: set[object] = set()
+    unique = []
+    for item in items:
+        if key(item) not in seen:
+            seen.add(key(item))
+            unique.append(item)
+    return unique
+
+
+def _limit_control_domains(states: list[AssessmentState], limit: int) -> tuple[list[AssessmentState], int]:
+    """Keep control domains, in snapshot order, while their series fit in `limit`; return how many series did not."""
+    remaining, dropped, limited = limit, 0, []
+    for state in states:
+        kept = []
+        for domain in state.control_domains:
+            if domain.series <= remaining:
+                kept.append(domain)
+                remaining -= domain.series
+            else:
+                dropped += domain.series
+        limited.append(
+            state
+            if len(kept) == len(state.control_domains)
+            else dataclasses.replace(state, control_domains=tuple(kept))
+        )
+    return limited, dropped
 
 
 def _failed(state: AssessmentState) -> AssessmentState:

@@ -1,11 +1,17 @@
-"""The HTTP side: /metrics, /healthz, /readyz, POST /-/reload and a landing page, on a threading server."""
+"""The HTTP side: /metrics, /healthz, /readyz, POST /-/reload and a landing page, on a threading server.
+
+TLS and basic auth come from the web config; both apply to every endpoint.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import socket
 import socketserver
+import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -16,8 +22,14 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from exporter import __version__
 from exporter.collector import Exposition
 from exporter.snapshot import SnapshotStore
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
+
+# A client gets this long to complete its TLS handshake, in its own thread, before it is dropped.
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+# POST bodies are never used; up to this much is read and dropped to keep the connection usable.
+MAX_DISCARDED_BODY = 65536
 
 
 @dataclass(frozen=True)
@@ -53,13 +65,24 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     # Slow or silent clients lose their connection instead of holding a thread forever.
     timeout = 30
+    # Headers and body go out in separate writes; with Nagle's algorithm the end of the body waits for the
+    # client's delayed ACK of the headers (~40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         app = self.server.app
         path = self.path.split("?", 1)[0]
         if path == app.telemetry_path:
             gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
-            body = app.exposition.render(gzipped=gzipped)
+            try:
+                body = app.exposition.render(gzipped=gzipped)
+            except Exception as error:
+                # A scraper should see a failed scrape, not a connection closed without an answer.
+                log.error("cannot render the metrics", extra={"error": f"{type(error).__name__}: {error}"})
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the metrics\n")
+                return
             self._send(HTTPStatus.OK, body, CONTENT_TYPE_PLAIN_0_0_4, {"Content-Encoding": "gzip"} if gzipped else {})
         elif path == "/healthz":
             self._send(HTTPStatus.OK, b"OK\n")
@@ -74,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
     def do_POST(self) -> None:
+        self._discard_body()
+        if not self._authorized():
+            return
         app = self.server.app
         if self.path.split("?", 1)[0] != "/-/reload" or app.reload is None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
@@ -81,6 +107,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, b"config reloaded\n")
         else:
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"config reload failed; the previous config stays in use\n")
+
+    def _authorized(self) -> bool:
+        auth = self.server.web.auth
+        if auth is None or auth.check(self.headers.get("Authorization")):
+            return True
+        self._send(
+            HTTPStatus.UNAUTHORIZED,
+            b"unauthorized\n",
+            headers={"WWW-Authenticate": 'Basic realm="auditmanager-exporter", charset="UTF-8"'},
+        )
+        return False
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= MAX_DISCARDED_BODY:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
 
     def _send(
         self,
@@ -120,9 +167,10 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App, web: WebConfig | None = None) -> None:
         host, port = address
         self.app = app
+        self.web = web or WebConfig()
         if host == "" and socket.has_dualstack_ipv6():
             self.address_family = socket.AF_INET6
             super().__init__(("::", port), _Handler, bind_and_activate=False)
@@ -146,3 +194,38 @@ class MetricsServer(ThreadingHTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
+        # Runs in the connection's own thread, so a slow or garbage TLS handshake only ever holds up itself.
+        tls = self.web.tls
+        if tls is None or not isinstance(request, socket.socket):
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        connection = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        try:
+            connection.do_handshake()
+        except (OSError, ValueError) as error:
+            log.debug("TLS handshake failed", extra={"client": _host(client_address), "error": str(error)})
+            connection.close()
+            return
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        # Clients that hang up, time out or speak garbage are routine for a server on a network.
+        level = logging.DEBUG if isinstance(error, (OSError, ssl.SSLError)) else logging.ERROR
+        log.log(
+            level,
+            "HTTP connection failed",
+            extra={"client": _host(client_address), "error": f"{type(error).__name__}: {error}"},
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+
+
+def _host(client_address: object) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else str(client_address)

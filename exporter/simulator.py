@@ -43,7 +43,7 @@ FAULT_KINDS = frozenset(
 STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 
 _ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
-_CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/")
+_CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 _TOKEN_PREFIX = "offset:"
 _MAX_RESULTS = 1000
 
@@ -129,13 +129,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request the simulator answered; `at` is `time.monotonic()` when its request line was read."""
+    """One request the simulator answered; `at` is `time.monotonic()` when its request line was read, and
+    `access_key` the access key id it was signed with."""
 
     at: float
     region: str
     operation: str
     assessment_id: str | None
     status: int
+    access_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class _Assessment:
     insights: Insights | None
     control_domains: tuple[ControlDomain, ...]
     drift: _Drift | None = None
+    per_request: Callable[[int], Insights] | None = None
+    served: int = 0
 
     def current(self, now: float) -> tuple[Insights | None, tuple[ControlDomain, ...]]:
         if self.drift is None:
@@ -317,7 +321,7 @@ class Simulator:
             self._regions.setdefault(region, {})[assessment_id] = assessment
 
     def set_insights(self, region: str, assessment_id: str, insights: Insights | None) -> None:
-        """Replace an assessment's insights (ending any demo drift).
+        """Replace an assessment's insights (ending any demo drift or per-request answers).
 
         None means the assessment has no insights yet: GetInsightsByAssessment answers `{"insights": {}}`.
         """
@@ -325,6 +329,17 @@ class Simulator:
             assessment = self._regions[region][assessment_id]
             assessment.insights = insights
             assessment.drift = None
+            assessment.per_request = None
+
+    def set_insights_per_request(self, region: str, assessment_id: str, insights: Callable[[int], Insights]) -> None:
+        """Answer the assessment's nth successful GetInsightsByAssessment (counting from 1) with `insights(n)`.
+
+        A test can so tell which request, and hence which poll cycle, a published value came from.
+        """
+        with self._lock:
+            assessment = self._regions[region][assessment_id]
+            assessment.per_request = insights
+            assessment.served = 0
 
     def set_status(self, region: str, assessment_id: str, status: str) -> None:
         """Change an assessment's status; its lastUpdated becomes now."""
@@ -416,7 +431,7 @@ class Simulator:
     def _answer(self, method: str, target: str, authorization: str, arrived: float) -> tuple[_Answer, float]:
         """Decide and record the answer to a request; returns it with the extra delay its faults ask for."""
         match = _CREDENTIAL_REGION.search(authorization)
-        region = match.group(1) if match else DEFAULT_REGION
+        access_key, region = match.groups() if match else ("", DEFAULT_REGION)
         parts = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
         operation, assessment_id = _route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
@@ -432,7 +447,7 @@ class Simulator:
                     answer = _fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
             if answer is None:
                 answer = self._operation(operation, region, assessment_id, query)
-            self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status))
+            self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
         return answer, delay
 
     def _operation(self, operation: str, region: str, assessment_id: str | None, query: dict[str, str]) -> _Answer:
@@ -449,6 +464,9 @@ class Simulator:
             if operation == "GetAssessment":
                 return _Answer(200, {"assessment": self._assessment_json(region, assessment)})
             insights, domains = assessment.current(now)
+            if operation == "GetInsightsByAssessment" and assessment.per_request is not None:
+                assessment.served += 1
+                insights = assessment.per_request(assessment.served)
             if operation == "GetInsightsByAssessment":
                 return _Answer(200, {"insights": {} if insights is None else _insights_json(insights)})
             page, token = _page(domains, query, self.page_size)

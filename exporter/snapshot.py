@@ -26,6 +26,42 @@ class Insights:
 
 
 @dataclass(frozen=True)
+class ControlDomainInsights:
+    """One control domain's daily counts within an assessment (ListControlDomainInsightsByAssessment)."""
+
+    name: str
+    noncompliant_evidence: int | None
+    compliant_evidence: int | None
+    inconclusive_evidence: int | None
+    noncompliant_controls: int | None
+    total_controls: int | None
+    last_updated: float | None
+
+    @property
+    def series(self) -> int:
+        """How many series it publishes: one per evidence count and the noncompliant controls, when not null."""
+        counts = (self.noncompliant_evidence, self.compliant_evidence, self.inconclusive_evidence)
+        return sum(count is not None for count in (*counts, self.noncompliant_controls))
+
+
+@dataclass(frozen=True)
+class AccountInsights:
+    """GetInsights's daily counts over the ACTIVE assessments of one account and region."""
+
+    active_assessments: int | None
+    noncompliant_evidence: int | None
+    compliant_evidence: int | None
+    inconclusive_evidence: int | None
+    noncompliant_controls: int | None
+    total_controls: int | None
+    last_updated: float | None
+
+
+AssessmentKey = tuple[str, str, str]
+"""(account_id, region, assessment_id)"""
+
+
+@dataclass(frozen=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 
@@ -36,15 +72,44 @@ class AssessmentState:
     insights: Insights | None
     poll_success: bool
     last_success: float | None
+    control_domains: tuple[ControlDomainInsights, ...] = ()
+
+    @property
+    def key(self) -> AssessmentKey:
+        return (self.account_id, self.region, self.assessment_id)
+
+
+@dataclass(frozen=True)
+class AssessmentDetails:
+    """What GetAssessment says about an assessment beyond its insights, for `auditmanager_assessment_info`."""
+
+    framework: str
+    status: str
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """The last good account-level insights of one account and region."""
+
+    account_id: str
+    region: str
+    insights: AccountInsights
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything a scrape publishes about the polled assessments, as of one finished poll cycle."""
+    """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
+
+    `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
+    `control_domain_series_dropped` is cumulative over the exporter's life.
+    """
 
     assessments: tuple[AssessmentState, ...] = ()
     poll_durations: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     completed_cycles: int = 0
+    accounts: tuple[AccountState, ...] = ()
+    details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
+    control_domain_series_dropped: int = 0
 
 
 class SnapshotStore:

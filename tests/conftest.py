@@ -141,7 +141,9 @@ def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     """Start the real CLI (`python -m exporter`) with a config mapping or raw flags; waits until it serves."""
     started: list[ExporterProcess] = []
 
-    def start(config: dict[str, object] | None = None, *flags: str, wait: str = "ready") -> ExporterProcess:
+    def start(
+        config: dict[str, object] | None = None, *flags: str, wait: str = "ready", env: dict[str, str] | None = None
+    ) -> ExporterProcess:
         port = free_port()
         config_path = write_config(tmp_path / f"config-{len(started)}.yml", config) if config is not None else None
         args = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *flags]
@@ -149,7 +151,9 @@ def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
             args += ["--config.file", str(config_path)]
         log_path = tmp_path / f"exporter-{len(started)}.log"
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=aws_env(tmp_path), cwd=ROOT)
+            process = subprocess.Popen(
+                args, stdout=log_file, stderr=subprocess.STDOUT, env=aws_env(tmp_path) | (env or {}), cwd=ROOT
+            )
         handle = ExporterProcess(process, f"http://127.0.0.1:{port}", log_path, config_path)
         started.append(handle)
         if wait == "ready":
@@ -162,7 +166,8 @@ def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
                     if http_get(handle.url + "/healthz", timeout=2)[0] == 200:
                         break
                 except OSError:
-                    time.sleep(0.05)
+                    pass
+                time.sleep(0.05)
         return handle
 
     yield start

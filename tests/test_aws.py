@@ -8,7 +8,7 @@ import pytest
 
 from exporter.aws import MALFORMED, AuditManagerClient, AwsError, RateLimiter
 from exporter.config import parse
-from exporter.simulator import Fault, Simulator
+from exporter.simulator import ControlDomain, Fault, Simulator
 from exporter.snapshot import ApiCounters
 from tests.conftest import insights, uuid
 
@@ -25,7 +25,7 @@ def client_for(sim: Simulator, counters: ApiCounters | None = None, **settings: 
     def session(target):
         return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
 
-    return AuditManagerClient(config.targets[0], config, counters or ApiCounters(), session)
+    return AuditManagerClient(config.expanded_targets()[0], config, counters or ApiCounters(), session)
 
 
 def test_insights_arrive_as_plain_numbers_and_unix_time(simulator):
@@ -151,3 +151,58 @@ def test_rate_limiter_below_one_per_second_spaces_single_requests():
     clock.now += 0.1
     blocked.join(5)
     assert not blocked.is_alive()
+
+
+def test_account_insights_arrive_as_plain_numbers(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
+    simulator.add_assessment("us-east-1", uuid(2), "A2", status="INACTIVE", insights=insights())
+    result = client_for(simulator).account_insights()
+    assert (result.active_assessments, result.noncompliant_evidence, result.compliant_evidence) == (1, 7, 70)
+    assert (result.inconclusive_evidence, result.noncompliant_controls, result.total_controls) == (3, 2, 40)
+    assert result.last_updated == insights().last_updated.timestamp()
+
+
+@pytest.mark.parametrize("operation", ["GetInsights", "ListControlDomainInsightsByAssessment"])
+def test_a_malformed_account_or_domain_answer_is_a_malformed_response(simulator, operation):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("no_insights", operation=operation))
+    counters = ApiCounters()
+    client = client_for(simulator, counters)
+    with pytest.raises(AwsError) as caught:
+        client.account_insights() if operation == "GetInsights" else client.control_domain_insights(uuid(1))
+    assert caught.value.code == MALFORMED
+    assert counters.errors() == {(operation, "us-east-1", MALFORMED): 1}
+
+
+def test_control_domain_insights_follow_every_page(monkeypatch, simulator):
+    monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
+    updated = insights().last_updated
+    domains = [ControlDomain(f"domain-{n}", f"Domain {n}", n, 10 * n, None, 1, 5, updated) for n in range(5)]
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(), control_domains=domains)
+    result = client_for(simulator).control_domain_insights(uuid(1))
+    assert [(d.name, d.noncompliant_evidence, d.compliant_evidence, d.inconclusive_evidence) for d in result] == [
+        (f"Domain {n}", n, 10 * n, None) for n in range(5)
+    ]
+    assert {(d.noncompliant_controls, d.total_controls, d.last_updated) for d in result} == {
+        (1, 5, updated.timestamp())
+    }
+    assert simulator.count("ListControlDomainInsightsByAssessment") == 3
+
+
+def test_get_assessment_names_the_framework(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", framework="PCI DSS V4.0", status="INACTIVE")
+    meta = client_for(simulator).assessment(uuid(1))
+    assert (meta.framework, meta.status) == ("PCI DSS V4.0", "INACTIVE")
+
+
+def test_calls_from_several_threads_share_the_targets_concurrency_limit():
+    with Simulator(latency=0.3) as sim:
+        for n in range(6):
+            sim.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+        client = client_for(sim, max_concurrency=2, max_requests_per_second=100)
+        threads = [threading.Thread(target=client.assessment_insights, args=(uuid(n),)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sim.max_requests_in_window(0.25) == 2

@@ -3,11 +3,21 @@ from __future__ import annotations
 import gzip
 from types import MappingProxyType
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import Exposition, SnapshotCollector
-from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
-from tests.conftest import parse_metrics, sample, uuid
+from exporter.snapshot import (
+    AccountInsights,
+    AccountState,
+    ApiCounters,
+    AssessmentDetails,
+    AssessmentState,
+    ControlDomainInsights,
+    Insights,
+    Snapshot,
+    SnapshotStore,
+)
+from tests.conftest import parse_metrics, sample, series, uuid
 
 LABELS = {"account_id": "111122223333", "region": "us-east-1", "assessment_id": uuid(1), "assessment_name": "SOC 2"}
 
@@ -18,8 +28,11 @@ def state(
     last_success: float | None = 1_700_000_100.0,
     name: str = "SOC 2",
     assessment: int = 1,
+    domains: tuple[ControlDomainInsights, ...] = (),
 ) -> AssessmentState:
-    return AssessmentState("111122223333", "us-east-1", uuid(assessment), name, insights, poll_success, last_success)
+    return AssessmentState(
+        "111122223333", "us-east-1", uuid(assessment), name, insights, poll_success, last_success, domains
+    )
 
 
 FULL = Insights(7, 70, 3, 2, 40, 1_700_000_000.0)
@@ -124,3 +137,52 @@ def test_the_snapshot_part_is_rendered_once_per_snapshot_and_the_ages_at_every_s
     store.publish(Snapshot((state(Insights(9, 70, 3, 2, 40, 1_700_000_000.0)),), completed_cycles=2))
     samples = parse_metrics(exposition.render().decode())
     assert sample(samples, "auditmanager_assessment_evidence", **LABELS, compliance="noncompliant") == 9
+
+
+ACCOUNT = {"account_id": "111122223333", "region": "us-east-1"}
+
+
+def test_account_insights_are_gauges_by_account_and_region_and_null_counts_publish_nothing():
+    account = AccountState("111122223333", "us-east-1", AccountInsights(3, 7, 70, None, 2, 40, 1_700_000_000.0))
+    get = registry_for(SnapshotStore(Snapshot(accounts=(account,), completed_cycles=1))).get_sample_value
+    assert get("auditmanager_account_active_assessments", ACCOUNT) == 3
+    assert get("auditmanager_account_evidence", {**ACCOUNT, "compliance": "noncompliant"}) == 7
+    assert get("auditmanager_account_evidence", {**ACCOUNT, "compliance": "compliant"}) == 70
+    assert get("auditmanager_account_evidence", {**ACCOUNT, "compliance": "inconclusive"}) is None
+    assert get("auditmanager_account_noncompliant_controls", ACCOUNT) == 2
+    assert get("auditmanager_account_controls", ACCOUNT) == 40
+    assert get("auditmanager_account_insights_last_updated_timestamp_seconds", ACCOUNT) == 1_700_000_000
+
+
+def test_assessment_info_is_published_only_once_the_framework_is_known():
+    known = state(FULL)
+    unknown = state(FULL, assessment=2, name="Other")
+    details = MappingProxyType({known.key: AssessmentDetails("SOC 2", "ACTIVE")})
+    registry = registry_for(SnapshotStore(Snapshot((known, unknown), details=details, completed_cycles=1)))
+    info = {**LABELS, "framework": "SOC 2", "status": "ACTIVE"}
+    assert registry.get_sample_value("auditmanager_assessment_info", info) == 1
+    samples = parse_metrics(generate_latest(registry).decode())
+    assert [labels["assessment_id"] for labels in series(samples, "auditmanager_assessment_info")] == [uuid(1)]
+
+
+def test_control_domains_are_published_by_domain_and_the_dropped_series_counted():
+    domains = (
+        ControlDomainInsights("Data protection", 4, 40, 1, 2, 10, 1_700_000_000.0),
+        ControlDomainInsights("Logging", None, 9, None, None, 3, 1_700_000_000.0),
+    )
+    snapshot = Snapshot((state(FULL, domains=domains),), completed_cycles=1, control_domain_series_dropped=5)
+    get = registry_for(SnapshotStore(snapshot)).get_sample_value
+    domain = {**LABELS, "control_domain": "Data protection"}
+    assert get("auditmanager_assessment_control_domain_evidence", {**domain, "compliance": "noncompliant"}) == 4
+    assert get("auditmanager_assessment_control_domain_evidence", {**domain, "compliance": "compliant"}) == 40
+    assert get("auditmanager_assessment_control_domain_evidence", {**domain, "compliance": "inconclusive"}) == 1
+    assert get("auditmanager_assessment_control_domain_noncompliant_controls", domain) == 2
+    logging_domain = {**LABELS, "control_domain": "Logging"}
+    assert get("auditmanager_assessment_control_domain_evidence", {**logging_domain, "compliance": "compliant"}) == 9
+    assert get("auditmanager_assessment_control_domain_noncompliant_controls", logging_domain) is None
+    assert get("auditmanager_control_domain_series_dropped_total") == 5
+
+
+def test_the_dropped_series_counter_is_published_at_zero():
+    registry = registry_for(SnapshotStore())
+    assert registry.get_sample_value("auditmanager_control_domain_series_dropped_total") == 0

@@ -42,6 +42,30 @@ def test_the_example_config_loads_with_the_documented_values():
     assert config.max_requests_per_second == 5
     assert config.targets[0].region == "us-east-1"
     assert config.targets[0].assessments[0].name == "SOC 2 prod"
+    assert (config.discovery_interval, config.max_control_domain_series) == (3600, 10000)
+    (target,) = config.expanded_targets()
+    assert (target.discover, target.control_domains, target.role_arn) == (False, False, None)
+
+
+def test_a_discovering_target_needs_no_assessments_and_takes_the_roles_account():
+    config = parse(
+        {
+            "targets": [
+                {
+                    "regions": ["us-east-1", "eu-west-1"],
+                    "discover": True,
+                    "role_arn": "arn:aws-us-gov:iam::123456789012:role/path/reader",
+                    "include": "^prod",
+                }
+            ]
+        }
+    )
+    targets = config.expanded_targets()
+    assert [(t.region, t.role_account_id, t.session_name) for t in targets] == [
+        ("us-east-1", "123456789012", "auditmanager-exporter"),
+        ("eu-west-1", "123456789012", "auditmanager-exporter"),
+    ]
+    assert targets[0].wants("prod SOC 2") and not targets[0].wants("staging prod")
 
 
 def test_a_minimal_config_gets_long_default_interval_and_gentle_limits():
@@ -100,11 +124,78 @@ def test_durations_take_prometheus_units(text: str, seconds: float):
             with_changes(
                 targets=[
                     {"region": "us-east-1", "assessments": [{"id": uuid(1)}]},
-                    {"region": "eu-west-1", "assessments": [{"id": uuid(2)}, {"id": uuid(1)}]},
+                    {"regions": ["eu-west-1", "us-east-1"], "assessments": [{"id": uuid(2)}, {"id": uuid(1)}]},
                 ]
             ),
             f"targets[1].assessments[1].id: duplicate of targets[0].assessments[0].id ({uuid(1)})",
         ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": [{"id": uuid(1)}, {"id": uuid(1)}]}]),
+            f"targets[0].assessments[1].id: duplicate of targets[0].assessments[0].id ({uuid(1)})",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "regions": ["eu-west-1"], "discover": True}]),
+            "targets[0].regions: give either region or regions, not both",
+        ),
+        (with_changes(targets=[{"discover": True}]), "targets[0].region: required (or regions"),
+        (with_changes(targets=[{"regions": [], "discover": True}]), "targets[0].regions: must not be empty"),
+        (
+            with_changes(targets=[{"regions": ["eu-west-1", "eu-west-1"], "discover": True}]),
+            "targets[0].regions[1]: duplicate of regions[0] (eu-west-1)",
+        ),
+        (with_changes(targets=[{"regions": ["moon"], "discover": True}]), "targets[0].regions[0]: not an AWS region"),
+        (with_changes(targets=[{"region": "us-east-1"}]), "targets[0].assessments: required unless discover is true"),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": "yes"}]),
+            "targets[0].discover: must be true or false",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "include": "(unclosed"}]),
+            "targets[0].include: not a regular expression",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "assessments": [{"id": uuid(1)}], "exclude": "x"}]),
+            "targets[0].exclude: needs discover: true",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "role_arn": "arn:aws:iam::123:role/x"}]),
+            "targets[0].role_arn: not an IAM role ARN",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "role_arn": "arn:aws:s3:::bucket"}]),
+            "targets[0].role_arn: not an IAM role ARN",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "external_id": "abc"}]),
+            "targets[0].external_id: needs role_arn",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "session_name": "x"}]),
+            "targets[0].session_name: needs role_arn",
+        ),
+        (
+            with_changes(
+                targets=[
+                    {
+                        "region": "us-east-1",
+                        "discover": True,
+                        "role_arn": "arn:aws:iam::123456789012:role/r",
+                        "session_name": "has space",
+                    }
+                ]
+            ),
+            "targets[0].session_name: must be 2 to 64",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "max_concurrency": 0}]),
+            "targets[0].max_concurrency: must be greater than 0",
+        ),
+        (
+            with_changes(targets=[{"region": "us-east-1", "discover": True, "max_requests_per_second": "5"}]),
+            "targets[0].max_requests_per_second: must be a number",
+        ),
+        (with_changes(discovery_interval="0s"), "discovery_interval: must be at least 1s"),
+        (with_changes(max_control_domain_series=-1), "max_control_domain_series: must be greater than or equal to 0"),
     ],
 )
 def test_each_bad_value_is_reported_with_its_key_path(raw: dict[str, Any], expected: str):
@@ -127,8 +218,8 @@ def test_every_problem_is_reported_at_once():
         "poll_interval",
         "max_concurrency",
         "targets[0].assessments[0].id",
-        "targets[1].region",
         "surprise",
+        "targets[1].region",
         "targets[0].assessments[2].id",
     ]
 

@@ -7,7 +7,7 @@ import boto3
 from exporter.aws import AuditManagerClient
 from exporter.config import Config, parse
 from exporter.poller import Poller
-from exporter.simulator import Fault, Simulator
+from exporter.simulator import ControlDomain, Fault, Simulator
 from exporter.snapshot import ApiCounters, AssessmentState, SnapshotStore
 from tests.conftest import insights, uuid
 
@@ -25,7 +25,7 @@ def make_poller(sim: Simulator, assessments: list[dict[str, Any]], **settings: A
         }
     )
     counters = ApiCounters()
-    clients = [AuditManagerClient(t, config, counters, session) for t in config.targets]
+    clients = [AuditManagerClient(t, config, counters, session) for t in config.expanded_targets()]
     store = SnapshotStore()
     return Poller(config, clients, store), store
 
@@ -49,7 +49,7 @@ def test_a_cycle_publishes_every_assessment_with_account_and_aws_names(simulator
     assert set(snapshot.poll_durations) == {"us-east-1"}
 
 
-def test_each_cycle_makes_one_insights_call_per_assessment_and_nothing_else_after_the_first(simulator):
+def test_each_cycle_makes_one_insights_call_per_assessment_and_one_account_call_after_the_first(simulator):
     for n in range(10):
         simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
     poller, _ = make_poller(simulator, [{"id": uuid(n)} for n in range(10)], max_requests_per_second=100)
@@ -57,9 +57,11 @@ def test_each_cycle_makes_one_insights_call_per_assessment_and_nothing_else_afte
     assert simulator.count("GetInsightsByAssessment") == 10
     assert simulator.count("GetAssessment") == 1
     assert simulator.count("ListAssessments") == 1
+    assert simulator.count("GetInsights") == 1
     simulator.reset_stats()
     poller.poll()
-    assert simulator.count() == simulator.count("GetInsightsByAssessment") == 10
+    assert simulator.count("GetInsightsByAssessment") == 10
+    assert simulator.count() == 10 + simulator.count("GetInsights") == 11
 
 
 def test_names_from_the_config_need_no_listing(simulator):
@@ -132,7 +134,7 @@ def test_requests_stay_within_the_rate_limit_in_every_window(simulator):
         simulator, [{"id": uuid(n), "name": f"A{n}"} for n in range(12)], max_concurrency=8, max_requests_per_second=4
     )
     poller.poll()
-    assert simulator.count() == 13
+    assert simulator.count() == 14
     assert simulator.max_requests_in_window(1.0) == 4
 
 
@@ -149,8 +151,9 @@ def test_requests_in_flight_never_exceed_max_concurrency():
                 max_requests_per_second=100,
             )
             assert all(s.poll_success for s in poller.poll().assessments)
-            # Requests that arrive within less than one latency of each other were in flight together.
-            assert sim.max_requests_in_window(0.25, operation="GetInsightsByAssessment") == concurrency
+            # Requests that arrive within less than one latency of each other were in flight together; the
+            # account-level GetInsights shares the target's slots with the assessments' calls.
+            assert sim.max_requests_in_window(0.25) == concurrency
 
 
 def test_a_stopped_poller_publishes_nothing(simulator):
@@ -159,3 +162,69 @@ def test_a_stopped_poller_publishes_nothing(simulator):
     poller.stop()
     poller.poll()
     assert store.get().completed_cycles == 0
+
+
+def domains(n: int) -> list[ControlDomain]:
+    updated = insights().last_updated
+    return [ControlDomain(f"d-{i}", f"Domain {i}", i, 10, 0, 1, 5, updated) for i in range(n)]
+
+
+def make_domain_poller(sim: Simulator, **settings: Any) -> Poller:
+    config = parse(
+        {
+            "max_attempts": 1,
+            "max_requests_per_second": 100,
+            **settings,
+            "targets": [{"region": "us-east-1", "endpoint_url": sim.url, "discover": True, "control_domains": True}],
+        }
+    )
+    clients = [AuditManagerClient(t, config, ApiCounters(), session) for t in config.expanded_targets()]
+    return Poller(config, clients, SnapshotStore())
+
+
+def test_control_domains_are_polled_only_when_asked_for(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(), control_domains=domains(3))
+    plain, _ = make_poller(simulator, [{"id": uuid(1)}])
+    assert plain.poll().assessments[0].control_domains == ()
+    assert simulator.count("ListControlDomainInsightsByAssessment") == 0
+    state = make_domain_poller(simulator).poll().assessments[0]
+    assert [d.name for d in state.control_domains] == ["Domain 0", "Domain 1", "Domain 2"]
+    assert simulator.count("ListControlDomainInsightsByAssessment") == 1
+
+
+def test_failing_control_domains_keep_their_last_values_and_leave_the_insights_alone(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(), control_domains=domains(2))
+    poller = make_domain_poller(simulator)
+    first = poller.poll().assessments[0]
+    simulator.add_fault(Fault("malformed_json", operation="ListControlDomainInsightsByAssessment"))
+    simulator.set_insights("us-east-1", uuid(1), insights(noncompliant=99))
+    second = poller.poll().assessments[0]
+    assert second.poll_success and second.insights.noncompliant_evidence == 99
+    assert second.control_domains == first.control_domains
+
+
+def test_control_domain_series_beyond_the_limit_are_dropped_and_counted_every_cycle(simulator):
+    # Each domain publishes 4 series (3 evidence counts and the noncompliant controls).
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(), control_domains=domains(3))
+    simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights(), control_domains=domains(3))
+    poller = make_domain_poller(simulator, max_control_domain_series=18)
+    snapshot = poller.poll()
+    assert [len(s.control_domains) for s in snapshot.assessments] == [3, 1]
+    assert snapshot.control_domain_series_dropped == 8
+    assert poller.poll().control_domain_series_dropped == 16
+
+
+def test_two_targets_reaching_the_same_assessment_publish_it_once(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    config = parse(
+        {
+            "targets": [
+                {"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]},
+                {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True},
+            ]
+        }
+    )
+    clients = [AuditManagerClient(t, config, ApiCounters(), session) for t in config.expanded_targets()]
+    snapshot = Poller(config, clients, SnapshotStore()).poll()
+    assert [s.assessment_id for s in snapshot.assessments] == [uuid(1)]
+    assert len(snapshot.accounts) == 1

@@ -1,0 +1,37 @@
+"""`python -m benchmarks [--smoke] [--output FILE]`: run the harness, print the table, exit 1 if a check failed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.harness import Settings, machine, run
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a small, fast configuration (CI): checks, no targets")
+    parser.add_argument(
+        "--output", type=Path, help=f"also write the table here (default for a full run: {RESULTS.name})"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.smoke() if args.smoke else Settings.full()
+    started = time.monotonic()
+    report = run(settings, lambda message: print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr))
+    command = "python -m benchmarks" + (" --smoke" if args.smoke else "")
+    text = f"{report.table()}\n\nMachine: {machine()}. Run: `{command}`, {time.monotonic() - started:.0f} s.\n"
+    print(text)
+    output = args.output or (None if args.smoke else RESULTS)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    for failure in report.failures:
+        print(f"CHECK FAILED: {failure}", file=sys.stderr)
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The processes a benchmark measures against: the simulator, the real exporter CLI and a static HTTP server.
+
+Each runs in a process of its own, so that its CPU never shares a GIL with the code being measured.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The simulator's statistics the harness may ask for through the control pipe.
+_QUERIES = frozenset({"count", "max_requests_in_window", "reset_stats"})
+
+
+def assessment_id(region_index: int, n: int) -> str:
+    """A valid assessment id, unique across the benchmark's regions."""
+    return f"00000000-0000-4000-8000-{region_index * 1_000_000 + n:012d}"
+
+
+def _simulator_main(conn: Connection, regions: dict[str, int], latency: float) -> None:
+    from exporter.simulator import Insights, Simulator
+
+    simulator = Simulator(latency=latency)
+    day = datetime(2026, 11, 23, tzinfo=UTC)
+    for r, (region, count) in enumerate(regions.items()):
+        for n in range(count):
+            # A distinct lastUpdated for every assessment: the worst case for rendering the ages.
+            updated = day - timedelta(seconds=n * 61.25)
+            insights = Insights(n % 50, 100 + n, n % 7, n % 11, 40 + n % 200, updated)
+            simulator.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights)
+    simulator.start()
+    conn.send(simulator.url)
+    while True:
+        name, args = conn.recv()
+        if name == "stop":
+            simulator.stop()
+            conn.send(None)
+            return
+        conn.send(getattr(simulator, name)(*args) if name in _QUERIES else None)
+
+
+class SimulatorProcess:
+    """An `exporter.simulator.Simulator` with `regions[region]` assessments each, in a process of its own."""
+
+    def __init__(self, regions: dict[str, int], latency: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_simulator_main, args=(child, regions, latency), daemon=True)
+        self._process.start()
+        self.url: str = self._conn.recv()
+
+    def _ask(self, name: str, *args: Any) -> Any:
+        self._conn.send((name, args))
+        return self._conn.recv()
+
+    def count(self, operation: str | None = None, region: str | None = None) -> int:
+        """Requests the simulator answered, optionally of one operation and/or region."""
+        return int(self._ask("count", operation, region))
+
+    def max_requests_in_window(self, region: str | None = None) -> int:
+        """The most requests that arrived in any one-second window, optionally in one region."""
+        return int(self._ask("max_requests_in_window", 1.0, region))
+
+    def reset_stats(self) -> None:
+        """Forget the requests answered so far."""
+        self._ask("reset_stats")
+
+    def stop(self) -> None:
+        """Stop serving and end the process."""
+        self._ask("stop")
+        self._process.join(5)
+
+
+def _static_main(conn: Connection, plain: bytes, gzipped: bytes, content_type: str) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # As the exporter's server does: without it, Nagle's algorithm holds the end of each body for the
+        # client's delayed ACK (~40 ms), and that would be all either server measured.
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            compressed = "gzip" in self.headers.get("Accept-Encoding", "")
+            body = gzipped if compressed else plain
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if compressed:
+                self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    conn.send(server.server_address[1])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn.recv()
+    server.shutdown()
+
+
+class StaticServerProcess:
+    """The floor: a `ThreadingHTTPServer` in its own process answering every GET with the same fixed bytes."""
+
+    def __init__(self, plain: bytes, gzipped: bytes, content_type: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_static_main, args=(child, plain, gzipped, content_type), daemon=True)
+        self._process.start()
+        self.port: int = self._conn.recv()
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._process.join(5)
+
+
+class ExporterProcess:
+    """The real exporter (`python -m exporter --config.file ...`) in a process of its own, against the simulator."""
+
+    def __init__(self, config: dict[str, Any], port: int) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="benchmarks-")
+        directory = Path(self._dir.name)
+        config_path = directory / "config.yml"
+        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self._log_path = directory / "exporter.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID="benchmark",
+            AWS_SECRET_ACCESS_KEY="benchmark",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE=str(directory / "aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(directory / "aws-credentials"),
+        )
+        args = [sys.executable, "-m", "exporter", "--config.file", str(config_path), "--log.level", "warn"]
+        args += ["--web.listen-address", f"127.0.0.1:{port}"]
+        with self._log_path.open("wb") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until /readyz answers 200, that is until the first poll cycle has finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the exporter exited early:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"the exporter was not ready within {timeout} s:\n{self.logs()}")
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the process so far, from /proc/<pid>/stat."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def memory_bytes(self, field: str = "VmRSS") -> int:
+        """A memory figure of /proc/<pid>/status: VmRSS (resident now) or VmHWM (resident at its peak)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/{self.process.pid}/status")
+
+    def logs(self) -> str:
+        return self._log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._dir.cleanup()

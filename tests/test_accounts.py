@@ -1,0 +1,235 @@
+"""Many accounts and regions: region lists, per-target limits, account-level insights, and roles assumed through
+STS (moto's server standing in for STS, the simulator for Audit Manager)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.credentials
+import pytest
+from moto.server import ThreadedMotoServer
+from moto.sts.models import sts_backends
+
+from exporter.aws import AuditManagerClient, SessionFactory, default_session
+from exporter.config import parse
+from exporter.poller import Poller
+from exporter.simulator import AccountInsights, Fault, Simulator
+from exporter.snapshot import ApiCounters, SnapshotStore
+from tests.conftest import free_port, insights, sample, uuid
+
+ROLE_ACCOUNT = "210987654321"
+ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"
+
+
+def session(target):
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+
+
+def make_poller(raw: dict[str, Any], session_factory: SessionFactory = session) -> tuple[Poller, SnapshotStore]:
+    config = parse({"max_attempts": 1, **raw})
+    counters = ApiCounters()
+    clients = [AuditManagerClient(t, config, counters, session_factory) for t in config.expanded_targets()]
+    store = SnapshotStore()
+    return Poller(config, clients, store), store
+
+
+def test_regions_expand_into_one_target_per_region_with_the_targets_own_limits():
+    config = parse(
+        {
+            "max_concurrency": 4,
+            "max_requests_per_second": 5,
+            "targets": [
+                {"regions": ["us-east-1", "eu-west-1"], "discover": True, "max_requests_per_second": 2},
+                {"region": "ap-southeast-2", "discover": True, "max_concurrency": 8},
+            ],
+        }
+    )
+    expanded = [(t.region, t.max_concurrency, t.max_requests_per_second) for t in config.expanded_targets()]
+    assert expanded == [("us-east-1", 4, 2), ("eu-west-1", 4, 2), ("ap-southeast-2", 8, 5)]
+
+
+def test_each_region_keeps_its_own_rate_limit_while_polled_in_parallel(simulator):
+    for region in ("us-east-1", "eu-west-1"):
+        for n in range(4):
+            simulator.add_assessment(region, uuid(n), f"{region} {n}", insights=insights())
+    poller, _ = make_poller(
+        {
+            "max_requests_per_second": 100,
+            "targets": [
+                {
+                    "regions": ["us-east-1", "eu-west-1"],
+                    "endpoint_url": simulator.url,
+                    "discover": True,
+                    "max_requests_per_second": 3,
+                }
+            ],
+        }
+    )
+    snapshot = poller.poll()
+    assert sorted((s.region, s.name) for s in snapshot.assessments) == sorted(
+        (region, f"{region} {n}") for region in ("us-east-1", "eu-west-1") for n in range(4)
+    )
+    assert simulator.max_requests_in_window(1.0, region="us-east-1") == 3
+    assert simulator.max_requests_in_window(1.0, region="eu-west-1") == 3
+    assert simulator.max_requests_in_window(1.0) > 3
+
+
+def test_two_accounts_are_told_apart_by_their_account_id():
+    with Simulator("111111111111") as first, Simulator("222222222222") as second:
+        first.add_assessment("us-east-1", uuid(1), "First", insights=insights(noncompliant=1))
+        second.add_assessment("us-east-1", uuid(1), "Second", insights=insights(noncompliant=2))
+        poller, _ = make_poller(
+            {
+                "targets": [
+                    {"region": "us-east-1", "endpoint_url": sim.url, "assessments": [{"id": uuid(1)}]}
+                    for sim in (first, second)
+                ]
+            }
+        )
+        snapshot = poller.poll()
+    assert [(s.account_id, s.name, s.insights.noncompliant_evidence) for s in snapshot.assessments] == [
+        ("111111111111", "First", 1),
+        ("222222222222", "Second", 2),
+    ]
+    assert [(a.account_id, a.region) for a in snapshot.accounts] == [
+        ("111111111111", "us-east-1"),
+        ("222222222222", "us-east-1"),
+    ]
+
+
+def test_account_insights_are_polled_once_per_target_and_keep_their_last_values_on_failure(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
+    simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights(1, 10, 0, 1, 20))
+    poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
+    (account,) = poller.poll().accounts
+    assert simulator.count("GetInsights") == 1
+    values = account.insights
+    assert (values.active_assessments, values.noncompliant_evidence, values.compliant_evidence) == (2, 8, 80)
+    assert (values.inconclusive_evidence, values.noncompliant_controls, values.total_controls) == (3, 3, 60)
+    assert values.last_updated == insights().last_updated.timestamp()
+    simulator.add_fault(Fault("error", code="InternalServerException", operation="GetInsights"))
+    assert poller.poll().accounts == (account,)
+
+
+def test_a_malformed_account_insights_answer_is_never_published(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("no_insights", operation="GetInsights"))
+    poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
+    snapshot = poller.poll()
+    assert snapshot.accounts == ()
+    assert [s.poll_success for s in snapshot.assessments] == [True]
+
+
+def test_the_exporter_publishes_account_level_insights_per_account_and_region(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
+    simulator.add_assessment("eu-west-1", uuid(2), "A2", insights=insights())
+    updated = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
+    simulator.set_account_insights("eu-west-1", AccountInsights(4, None, 500, 50, 6, 90, updated))
+    exporter = run_exporter(
+        {"targets": [{"regions": ["us-east-1", "eu-west-1"], "endpoint_url": simulator.url, "discover": True}]}
+    )
+    samples = exporter.scrape()
+    east = {"account_id": "123456789012", "region": "us-east-1"}
+    west = {**east, "region": "eu-west-1"}
+    assert sample(samples, "auditmanager_account_active_assessments", **east) == 1
+    assert sample(samples, "auditmanager_account_evidence", **east, compliance="noncompliant") == 7
+    assert sample(samples, "auditmanager_account_controls", **east) == 40
+    assert sample(samples, "auditmanager_account_noncompliant_controls", **east) == 2
+    assert sample(samples, "auditmanager_account_active_assessments", **west) == 4
+    assert sample(samples, "auditmanager_account_evidence", **west, compliance="noncompliant") is None
+    assert sample(samples, "auditmanager_account_evidence", **west, compliance="compliant") == 500
+    assert sample(samples, "auditmanager_account_evidence", **west, compliance="inconclusive") == 50
+    assert sample(samples, "auditmanager_account_controls", **west) == 90
+    assert sample(samples, "auditmanager_account_noncompliant_controls", **west) == 6
+    assert sample(samples, "auditmanager_account_insights_last_updated_timestamp_seconds", **west) == (
+        updated.timestamp()
+    )
+
+
+# ---- roles assumed through STS
+
+
+@pytest.fixture
+def sts(monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """moto's STS as a real server on loopback, with botocore pointed at it and dummy source credentials."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "source-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    sts_backends[ROLE_ACCOUNT]["aws"].assumed_roles.clear()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def assumed_roles() -> list[Any]:
+    return list(sts_backends[ROLE_ACCOUNT]["aws"].assumed_roles)
+
+
+def role_target(sim: Simulator, **extra: Any) -> dict[str, Any]:
+    return {"region": "us-east-1", "endpoint_url": sim.url, "role_arn": ROLE_ARN, "discover": True, **extra}
+
+
+def test_a_role_is_assumed_through_sts_and_names_the_account_without_a_lookup(sts, simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    poller, _ = make_poller({"targets": [role_target(simulator, external_id="org-monitoring")]}, default_session)
+    (state,) = poller.poll().assessments
+    assert (state.account_id, state.poll_success) == (ROLE_ACCOUNT, True)
+    assert simulator.count("GetAssessment") == 0
+    (role,) = assumed_roles()
+    assert (role.role_arn, role.external_id, role.session_name) == (ROLE_ARN, "org-monitoring", "auditmanager-exporter")
+    assert {r.access_key for r in simulator.requests()} == {role.access_key_id}
+    poller.poll()
+    assert len(assumed_roles()) == 1
+
+
+def test_assumed_credentials_about_to_expire_are_refreshed_before_use(sts, simulator, monkeypatch):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    sessions: list[boto3.Session] = []
+
+    def recording(target):
+        sessions.append(default_session(target))
+        return sessions[-1]
+
+    poller, _ = make_poller({"targets": [role_target(simulator, session_name="org-audit")]}, recording)
+    (credentials,) = [s.get_credentials() for s in sessions]
+    assert isinstance(credentials, botocore.credentials.RefreshableCredentials)
+    # STS issues no credentials shorter than 15 minutes; issue them "55 minutes ago" instead, so they expire in 5.
+    issued = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=55)
+    with monkeypatch.context() as patch:
+        patch.setattr("moto.sts.models.utcnow", lambda: issued)
+        credentials.get_frozen_credentials()
+    (expiring,) = assumed_roles()
+    assert credentials.refresh_needed()
+    poller.poll()
+    roles = assumed_roles()
+    assert [r.session_name for r in roles] == ["org-audit", "org-audit"]
+    assert {r.access_key for r in simulator.requests()} == {roles[1].access_key_id} != {expiring.access_key_id}
+    assert not credentials.refresh_needed()
+
+
+def test_missing_source_credentials_become_a_counted_error_not_a_crash(sts, simulator, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    poller, _ = make_poller(
+        {"targets": [role_target(simulator, discover=False, assessments=[{"id": uuid(1)}])]}, default_session
+    )
+    started = time.monotonic()
+    (state,) = poller.poll().assessments
+    assert (state.poll_success, state.insights) == (False, None)
+    assert simulator.count() == 0
+    assert time.monotonic() - started < 10

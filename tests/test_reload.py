@@ -1,0 +1,132 @@
+"""Config reload by SIGHUP and POST /-/reload, end to end with the real process."""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from exporter.simulator import Simulator
+from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+
+REGION = "us-east-1"
+DEADLINE_SECONDS = 20.0
+
+
+def config_for(simulator: Simulator, numbers: list[int], poll_interval: str = "1h") -> dict[str, object]:
+    return {
+        "poll_interval": poll_interval,
+        "max_attempts": 1,
+        "targets": [
+            {
+                "region": REGION,
+                "endpoint_url": simulator.url,
+                "assessments": [{"id": uuid(n), "name": f"A{n}"} for n in numbers],
+            }
+        ],
+    }
+
+
+def post_reload(exporter: ExporterProcess) -> tuple[int, str]:
+    request = urllib.request.Request(exporter.url + "/-/reload", method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def sighup(exporter: ExporterProcess) -> None:
+    exporter.process.send_signal(signal.SIGHUP)
+
+
+TRIGGERS = {"SIGHUP": sighup, "POST /-/reload": post_reload}
+
+
+def published(samples: Samples) -> set[str]:
+    return {s["assessment_name"] for s in series(samples, "auditmanager_assessment_poll_success")}
+
+
+def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        samples = exporter.scrape()
+        if condition(samples):
+            return samples
+        assert time.monotonic() < deadline, exporter.logs()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_a_reload_polls_added_assessments_and_stops_publishing_removed_ones(simulator, run_exporter, trigger):
+    for n in (1, 2, 3):
+        simulator.add_assessment(REGION, uuid(n), f"A{n}", insights=insights(noncompliant=n))
+    exporter = run_exporter(config_for(simulator, [1, 2]))
+    before = exporter.scrape()
+    assert published(before) == {"A1", "A2"}
+    started = sample(before, "auditmanager_exporter_config_last_reload_success_timestamp_seconds")
+    write_config(exporter.config_path, config_for(simulator, [2, 3]))
+    if trigger == "POST /-/reload":
+        assert post_reload(exporter) == (200, "config reloaded\n")
+    else:
+        sighup(exporter)
+    after = wait_for(exporter, lambda samples: published(samples) == {"A2", "A3"})
+    labels = {"account_id": "123456789012", "region": REGION, "assessment_id": uuid(3), "assessment_name": "A3"}
+    assert sample(after, "auditmanager_assessment_evidence", **labels, compliance="noncompliant") == 3
+    assert sample(after, "auditmanager_exporter_config_last_reload_successful") == 1
+    assert sample(after, "auditmanager_exporter_config_last_reload_success_timestamp_seconds") > started
+    assert 'msg="config reloaded"' in exporter.logs()
+
+
+BAD_CONFIGS = {
+    "malformed YAML": "targets: [\n",
+    "a bad UUID": "targets:\n  - region: us-east-1\n    assessments: [{id: not-a-uuid}]\n",
+    "an unknown key": "poll_intervall: 1s\ntargets: []\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("trigger", "bad"), [("SIGHUP", "malformed YAML"), ("POST /-/reload", "a bad UUID"), ("SIGHUP", "an unknown key")]
+)
+def test_a_bad_config_on_reload_is_rejected_and_the_old_one_keeps_running(simulator, run_exporter, trigger, bad):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights(noncompliant=1))
+    exporter = run_exporter(config_for(simulator, [1], poll_interval="1s"))
+    started = sample(exporter.scrape(), "auditmanager_exporter_config_last_reload_success_timestamp_seconds")
+    exporter.config_path.write_text(BAD_CONFIGS[bad], encoding="utf-8")
+    if trigger == "POST /-/reload":
+        status, body = post_reload(exporter)
+        assert status == 500
+        assert "previous config" in body
+    else:
+        sighup(exporter)
+    samples = wait_for(exporter, lambda s: sample(s, "auditmanager_exporter_config_last_reload_successful") == 0)
+    assert sample(samples, "auditmanager_exporter_config_last_reload_success_timestamp_seconds") == started
+    failures = [line for line in exporter.logs().splitlines() if "config reload failed" in line]
+    assert len(failures) == 1
+    assert failures[0].startswith("ts=") and "level=error" in failures[0]
+    assert "keeping the previous config" in failures[0]
+    assert "Traceback" not in exporter.logs()
+    # The old config keeps polling: a new value shows up.
+    simulator.set_insights(REGION, uuid(1), insights(noncompliant=7))
+    labels = {"account_id": "123456789012", "region": REGION, "assessment_id": uuid(1), "assessment_name": "A1"}
+    wait_for(
+        exporter, lambda s: sample(s, "auditmanager_assessment_evidence", **labels, compliance="noncompliant") == 7
+    )
+    # A fixed config is taken again.
+    write_config(exporter.config_path, config_for(simulator, [1], poll_interval="1s"))
+    TRIGGERS[trigger](exporter)
+    wait_for(exporter, lambda s: sample(s, "auditmanager_exporter_config_last_reload_successful") == 1)
+
+
+def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_exporter):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    exporter = run_exporter(config_for(simulator, [1]))
+    exporter.config_path.unlink()
+    assert post_reload(exporter)[0] == 500
+    samples = exporter.scrape()
+    assert sample(samples, "auditmanager_exporter_config_last_reload_successful") == 0
+    assert published(samples) == {"A1"}
+    assert "cannot read" in exporter.logs()
