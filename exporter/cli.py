@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import queue
@@ -89,6 +91,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    library = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(library), "malloc_trim", None) if library else None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages a poll's garbage freed back to the OS.
+
+    A poll allocates and frees a few megabytes of parsed responses across its worker threads; glibc keeps the freed
+    pages, so without this the resident memory of a steady exporter sits that much higher. A no-op off glibc.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 class Service:
     """The running exporter: one poller on a schedule, swapped whole by `reload`."""
 
@@ -132,6 +152,7 @@ class Service:
             self._poller.refresh_details()
         finally:
             self._details_lock.release()
+        release_freed_memory()
 
     def start(self) -> None:
         """Poll at once, then every poll_interval (with a little jitter), never overlapping."""
@@ -158,12 +179,14 @@ class Service:
             self._poller.poll()
         finally:
             self._cycle_lock.release()
+        release_freed_memory()
         self._schedule_details()
 
     def run_cycle(self) -> None:
         """Run one poll cycle now, after the running one (if any) has ended."""
         with self._cycle_lock:
             self._poller.poll()
+        release_freed_memory()
         self._schedule_details()
 
     def reload(self) -> bool:

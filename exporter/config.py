@@ -1,4 +1,4 @@
-"""The exporter's configuration: a typed, frozen model loaded from YAML.
+"""The exporter's configuration: typed, frozen dataclasses checked by hand from YAML.
 
 `load(path)` returns a `Config` or raises `ConfigError` listing every problem at once, one line each, each
 naming the key path (`targets[0].assessments[1].id: not a UUID`).
@@ -7,13 +7,12 @@ naming the key path (`targets[0].assessments[1].id: not a UUID`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar, cast
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 UUID_PATTERN = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -99,46 +98,30 @@ def _regex(value: str) -> str:
     return value
 
 
-Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_least_one_second)]
-Timeout = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
-AssessmentId = Annotated[str, AfterValidator(_uuid)]
-Region = Annotated[str, AfterValidator(_region)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-RoleArn = Annotated[str, AfterValidator(_role_arn)]
-SessionName = Annotated[str, AfterValidator(_session_name)]
-ExternalId = Annotated[str, AfterValidator(_external_id)]
-Regex = Annotated[str, AfterValidator(_regex)]
+@dataclass(frozen=True)
+class AssessmentConfig:
+    id: str
+    name: str | None = None
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+@dataclass(frozen=True)
+class TargetConfig:
+    """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`)."""
 
-
-class AssessmentConfig(_Model):
-    id: AssessmentId
-    name: Annotated[str, Field(min_length=1, max_length=300)] | None = None
-
-
-class TargetConfig(_Model):
-    """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`).
-
-    Rules between keys (region xor regions, assessments or discover, ...) are checked by `_target_problems`.
-    """
-
-    region: Region | None = None
-    regions: Annotated[tuple[Region, ...], Field(min_length=1, strict=False)] | None = None
-    endpoint_url: HttpUrl | None = None
-    profile: Annotated[str, Field(min_length=1)] | None = None
-    role_arn: RoleArn | None = None
-    external_id: ExternalId | None = None
-    session_name: SessionName | None = None
-    assessments: Annotated[tuple[AssessmentConfig, ...], Field(strict=False)] = ()
+    region: str | None = None
+    regions: tuple[str, ...] | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str | None = None
+    assessments: tuple[AssessmentConfig, ...] = ()
     discover: bool = False
-    include: Regex | None = None
-    exclude: Regex | None = None
+    include: str | None = None
+    exclude: str | None = None
     control_domains: bool = False
-    max_concurrency: Annotated[int, Field(gt=0)] | None = None
-    max_requests_per_second: Annotated[float, Field(gt=0)] | None = None
+    max_concurrency: int | None = None
+    max_requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,16 +155,17 @@ class Target:
         )
 
 
-class Config(_Model):
-    poll_interval: Interval = 900.0
-    discovery_interval: Interval = 3600.0
-    max_concurrency: Annotated[int, Field(gt=0)] = 4
-    max_requests_per_second: Annotated[float, Field(gt=0)] = 5.0
-    connect_timeout: Timeout = 5.0
-    read_timeout: Timeout = 30.0
-    max_attempts: Annotated[int, Field(gt=0, le=10)] = 3
-    max_control_domain_series: Annotated[int, Field(ge=0)] = 10000
-    targets: Annotated[tuple[TargetConfig, ...], Field(min_length=1, strict=False)]
+@dataclass(frozen=True)
+class Config:
+    targets: tuple[TargetConfig, ...]
+    poll_interval: float = 900.0
+    discovery_interval: float = 3600.0
+    max_concurrency: int = 4
+    max_requests_per_second: float = 5.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 3
+    max_control_domain_series: int = 10000
 
     def expanded_targets(self) -> tuple[Target, ...]:
         """Every configured target once per region, in config order."""
@@ -223,15 +207,16 @@ def load(path: str | Path) -> Config:
 
 def parse(raw: dict[str, Any]) -> Config:
     """Validate an already-decoded config mapping."""
-    problems = [*_target_problems(raw), *_duplicate_ids(raw)]
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors() if not _follows_from_others(error)] + problems
-        raise ConfigError(problems) from None
-    if problems:
-        raise ConfigError(problems)
-    return config
+    reader = _Reader()
+    fields = reader.mapping(raw, "", _CONFIG_FIELDS)
+    raw_targets = reader.items(fields.pop("targets"), "targets", required=True) if "targets" in fields else []
+    targets = tuple(
+        reader.build(TargetConfig, target, f"targets[{t}]", _TARGET_FIELDS) for t, target in enumerate(raw_targets)
+    )
+    reader.problems += [*_target_problems(raw), *_duplicate_ids(raw)]
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return Config(targets=targets, **fields)
 
 
 def _raw_targets(raw: dict[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -289,50 +274,150 @@ def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
                 seen[key] = path
 
 
-def _follows_from_others(error: Any) -> bool:
-    """A list reported too short only because its items failed; those failures are reported already."""
-    return error["type"] == "too_short" and bool(error["input"])
-
-
-_MESSAGES = {
-    "missing": "required",
-    "extra_forbidden": "unknown key",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "tuple_type": "must be a list",
-    "list_type": "must be a list",
-    "model_type": "must be a mapping",
-    "dict_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-}
-
-
-def _describe(error: Any) -> str:
-    path = _path(error["loc"])
-    kind = error["type"]
-    if kind in _MESSAGES:
-        message = _MESSAGES[kind]
-    elif kind == "value_error":
-        message = str(error["ctx"]["error"])
-    elif kind in ("greater_than", "greater_than_equal", "less_than_equal"):
-        message = error["msg"].replace("Input should be", "must be")
-    elif kind in ("too_short", "string_too_short"):
-        message = "must not be empty"
-    elif kind == "string_too_long":
-        message = f"longer than {error['ctx']['max_length']} characters"
-    else:
-        message = error["msg"]
-    return f"{path}: {message}" if path else message
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# A field: its check (the value, and the path to name in a problem) and its default (_REQUIRED if none).
+_Check = Callable[["_Reader", object, str], object]
+_REQUIRED = object()
+_T = TypeVar("_T")
+
+
+class _Reader:
+    """Checks raw YAML values against the fields below, collecting every problem instead of stopping at one."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, value: object, path: str, fields: dict[str, tuple[_Check, object]]) -> dict[str, Any]:
+        """The checked fields of a mapping; unknown keys, missing ones and bad values become problems."""
+        if not isinstance(value, dict):
+            self.fail(path, "must be a mapping")
+            return {}
+        prefix = f"{path}." if path else ""
+        checked: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in fields:
+                self.fail(f"{prefix}{key}", "unknown key")
+                continue
+            check, default = fields[key]
+            if item is None and default is None:
+                continue
+            before = len(self.problems)
+            result = check(self, item, f"{prefix}{key}")
+            if len(self.problems) == before:
+                checked[key] = result
+        for key, (_, default) in fields.items():
+            if default is _REQUIRED and key not in value:
+                self.fail(f"{prefix}{key}", "required")
+        return checked
+
+    def build(self, kind: Callable[..., _T], value: object, path: str, fields: dict[str, tuple[_Check, object]]) -> _T:
+        """`kind` made of the checked fields; only meaningful when no problem was found (else `parse` raises)."""
+        before = len(self.problems)
+        checked = self.mapping(value, path, fields)
+        return kind(**checked) if len(self.problems) == before else cast(_T, None)
+
+    def items(self, value: object, path: str, *, required: bool = False) -> list[Any]:
+        if value is None and not required:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, "must be a list")
+            return []
+        if required and not value:
+            self.fail(path, "must not be empty")
+        return value
+
+
+def _string(*, pattern: Callable[[str], str] | None = None, max_length: int | None = None) -> _Check:
+    def check(reader: _Reader, value: object, path: str) -> object:
+        if not isinstance(value, str):
+            return reader.fail(path, "must be a string")
+        if not value:
+            return reader.fail(path, "must not be empty")
+        if max_length is not None and len(value) > max_length:
+            return reader.fail(path, f"longer than {max_length} characters")
+        try:
+            return pattern(value) if pattern else value
+        except ValueError as error:
+            return reader.fail(path, str(error))
+
+    return check
+
+
+def _number(kind: type, *, minimum: float = 0, inclusive: bool = False, maximum: float | None = None) -> _Check:
+    def check(reader: _Reader, value: object, path: str) -> object:
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            return reader.fail(path, "must be an integer" if kind is int else "must be a number")
+        if value < minimum or (value == minimum and not inclusive):
+            relation = "greater than or equal to" if inclusive else "greater than"
+            return reader.fail(path, f"must be {relation} {minimum}")
+        if maximum is not None and value > maximum:
+            return reader.fail(path, f"must be less than or equal to {maximum}")
+        return kind(value)
+
+    return check
+
+
+def _duration(minimum: Callable[[float], float]) -> _Check:
+    def check(reader: _Reader, value: object, path: str) -> object:
+        try:
+            return minimum(parse_duration(value))
+        except ValueError as error:
+            return reader.fail(path, str(error))
+
+    return check
+
+
+def _boolean(reader: _Reader, value: object, path: str) -> object:
+    return value if isinstance(value, bool) else reader.fail(path, "must be true or false")
+
+
+def _regions(reader: _Reader, value: object, path: str) -> object:
+    regions = reader.items(value, path, required=True)
+    return tuple(_string(pattern=_region)(reader, region, f"{path}[{r}]") for r, region in enumerate(regions))
+
+
+def _assessments(reader: _Reader, value: object, path: str) -> object:
+    return tuple(
+        reader.build(AssessmentConfig, item, f"{path}[{a}]", _ASSESSMENT_FIELDS)
+        for a, item in enumerate(reader.items(value, path))
+    )
+
+
+_ASSESSMENT_FIELDS: dict[str, tuple[_Check, object]] = {
+    "id": (_string(pattern=_uuid), _REQUIRED),
+    "name": (_string(max_length=300), None),
+}
+_TARGET_FIELDS: dict[str, tuple[_Check, object]] = {
+    "region": (_string(pattern=_region), None),
+    "regions": (_regions, None),
+    "endpoint_url": (_string(pattern=_http_url), None),
+    "profile": (_string(), None),
+    "role_arn": (_string(pattern=_role_arn), None),
+    "external_id": (_string(pattern=_external_id), None),
+    "session_name": (_string(pattern=_session_name), None),
+    "assessments": (_assessments, ()),
+    "discover": (_boolean, False),
+    "include": (_string(pattern=_regex), None),
+    "exclude": (_string(pattern=_regex), None),
+    "control_domains": (_boolean, False),
+    "max_concurrency": (_number(int), None),
+    "max_requests_per_second": (_number(float), None),
+}
+_CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
+    "poll_interval": (_duration(_at_least_one_second), 900.0),
+    "discovery_interval": (_duration(_at_least_one_second), 3600.0),
+    "max_concurrency": (_number(int), 4),
+    "max_requests_per_second": (_number(float), 5.0),
+    "connect_timeout": (_duration(_positive_duration), 5.0),
+    "read_timeout": (_duration(_positive_duration), 30.0),
+    "max_attempts": (_number(int, maximum=10), 3),
+    "max_control_domain_series": (_number(int, inclusive=True), 10000),
+    "targets": (lambda reader, value, path: value, _REQUIRED),
+}

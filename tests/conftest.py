@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,45 @@ from exporter.simulator import Insights, Simulator
 ROOT = Path(__file__).resolve().parent.parent
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+# Every metric family the exporter publishes (the README's metrics table), by the name Prometheus stores.
+CONTRACT_METRICS = frozenset(
+    {
+        "auditmanager_assessment_evidence",
+        "auditmanager_assessment_controls",
+        "auditmanager_assessment_noncompliant_controls",
+        "auditmanager_assessment_insights_last_updated_timestamp_seconds",
+        "auditmanager_assessment_insights_age_seconds",
+        "auditmanager_assessment_poll_success",
+        "auditmanager_assessment_last_poll_success_timestamp_seconds",
+        "auditmanager_assessment_info",
+        "auditmanager_assessment_control_domain_evidence",
+        "auditmanager_assessment_control_domain_noncompliant_controls",
+        "auditmanager_control_domain_series_dropped_total",
+        "auditmanager_account_active_assessments",
+        "auditmanager_account_evidence",
+        "auditmanager_account_controls",
+        "auditmanager_account_noncompliant_controls",
+        "auditmanager_account_insights_last_updated_timestamp_seconds",
+        "auditmanager_api_requests_total",
+        "auditmanager_api_errors_total",
+        "auditmanager_poll_duration_seconds",
+        "auditmanager_exporter_build_info",
+        "auditmanager_exporter_config_last_reload_successful",
+        "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
+    }
+)
+
+
+def require_binary(name: str) -> str:
+    """The path of a tool the test needs; skips without it locally, fails without it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI")
+        pytest.skip(f"{name} not installed")
+    return path
 
 
 def free_port() -> int:

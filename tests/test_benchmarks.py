@@ -4,7 +4,6 @@ paths (cached, gzipped, ages rendered without prometheus_client) publish exactly
 from __future__ import annotations
 
 import gzip
-import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from benchmarks.scraping import percentile
 from exporter import collector
 from exporter.collector import Exposition, ReloadCollector, SnapshotCollector
 from exporter.snapshot import ApiCounters, AssessmentState, Insights, ReloadStatus, Snapshot, SnapshotStore
-from tests.conftest import parse_metrics
+from tests.conftest import parse_metrics, require_binary
 
 NOW = 1_780_000_000.25
 AGE = "auditmanager_assessment_insights_age_seconds"
@@ -108,6 +107,15 @@ def test_the_fast_age_path_renders_byte_for_byte_what_prometheus_client_renders(
     assert AGE in exposition._static(exposition._store.get()).ages
 
 
+def test_recent_ages_render_byte_for_byte_what_prometheus_client_renders():
+    recent = tuple(s for s in TRICKY if s.insights is None or s.insights.last_updated in (None, NOW - 600.5, NOW))
+    now = [NOW]
+    exposition, generic = exposition_and_generic(Snapshot(recent, completed_cycles=1), now)
+    for step in (0.0, 1 / 3, 86_399.999_9, 999_399.4, 999_500.0):
+        now[0] = NOW + step
+        assert exposition.render() == generate_latest(generic)
+
+
 def test_the_ages_follow_the_clock_and_the_next_snapshot():
     now = [NOW]
     store = SnapshotStore(Snapshot(TRICKY[:1], completed_cycles=1))
@@ -168,9 +176,7 @@ def test_a_live_family_that_is_not_an_age_falls_back_to_the_generic_path(monkeyp
 
 
 def test_promtool_accepts_the_exposition():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed")
+    promtool = require_binary("promtool")
     exposition, _ = exposition_and_generic(Snapshot(TRICKY, completed_cycles=1), [NOW])
     result = subprocess.run([promtool, "check", "metrics"], input=exposition.render(), capture_output=True)
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()

@@ -217,8 +217,8 @@ def test_every_problem_is_reported_at_once():
     assert [p.split(":")[0] for p in problems] == [
         "poll_interval",
         "max_concurrency",
-        "targets[0].assessments[0].id",
         "surprise",
+        "targets[0].assessments[0].id",
         "targets[1].region",
         "targets[0].assessments[2].id",
     ]

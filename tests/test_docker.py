@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import shlex
 import shutil
@@ -24,20 +23,12 @@ import pytest
 import yaml
 
 from exporter.cli import DEFAULT_PORT
+from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 CONFIG_FILE = "/etc/auditmanager-exporter/config.yml"
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 # ---- a small Dockerfile reader

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import http_get, insights, parse_metrics, series, uuid
+from tests.conftest import http_get, insights, parse_metrics, require_binary, series, uuid
 
 NAMES = {
     1: 'Prod "PCI" \\ backslash',
@@ -19,18 +17,9 @@ NAMES = {
 }
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing in CI")
-        pytest.skip("promtool is not installed (Debian/Ubuntu package prometheus)")
-    return path
-
-
 @pytest.mark.parametrize("source", ["config", "aws"])
 def test_hostile_assessment_names_give_metrics_promtool_accepts(simulator, run_exporter, tmp_path, source):
-    checker = promtool()
+    checker = require_binary("promtool")
     for n, name in NAMES.items():
         simulator.add_assessment("us-east-1", uuid(n), name, insights=insights())
     assessments = [{"id": uuid(n), **({"name": name} if source == "config" else {})} for n, name in NAMES.items()]

@@ -3,9 +3,7 @@ alert both ways, and every alert is labelled, described and documented."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,43 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import CONTRACT_METRICS, require_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "prometheus" / "alerts.test.yml"
 README = ROOT / "README.md"
 
-# The metrics contract of the exporter (README "Metrics"), plus Prometheus's own `up`.
-CONTRACT_METRICS = {
-    "auditmanager_assessment_evidence",
-    "auditmanager_assessment_controls",
-    "auditmanager_assessment_noncompliant_controls",
-    "auditmanager_assessment_insights_last_updated_timestamp_seconds",
-    "auditmanager_assessment_insights_age_seconds",
-    "auditmanager_assessment_poll_success",
-    "auditmanager_assessment_last_poll_success_timestamp_seconds",
-    "auditmanager_api_requests_total",
-    "auditmanager_api_errors_total",
-    "auditmanager_poll_duration_seconds",
-    "auditmanager_exporter_build_info",
-    "auditmanager_account_active_assessments",
-    "auditmanager_account_evidence",
-    "auditmanager_account_controls",
-    "auditmanager_account_noncompliant_controls",
-    "auditmanager_account_insights_last_updated_timestamp_seconds",
-    "auditmanager_assessment_info",
-    "up",
-}
 SEVERITIES = {"critical", "warning", "info"}
 METRIC_NAME = re.compile(r"\b(auditmanager_\w+|[a-z_]+:\w+:\w+|up)\b")
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 def rule_groups() -> list[dict[str, Any]]:
@@ -124,7 +94,7 @@ def test_per_assessment_alerts_name_the_assessment_in_summary_and_description(al
 
 
 def test_rules_use_only_published_metrics_and_recorded_series() -> None:
-    known = CONTRACT_METRICS | recorded_names()
+    known = CONTRACT_METRICS | {"up"} | recorded_names()
     used = {name for group in rule_groups() for rule in group["rules"] for name in METRIC_NAME.findall(rule["expr"])}
     assert used, "no metric found in the rules"
     assert used <= known, f"unknown metrics (typo?): {sorted(used - known)}"

@@ -21,6 +21,10 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.collector import Exposition
 from exporter.server import App, MetricsServer
@@ -30,18 +34,6 @@ from tests.conftest import insights, uuid
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
-
-
-def _cryptography() -> object:
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("cryptography is not installed")
-    from cryptography import x509
-
-    return x509
 
 
 @dataclass(frozen=True)
@@ -57,11 +49,6 @@ class Pki:
 
 
 def _make_pki(directory: Path) -> Pki:
-    _cryptography()
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     now = dt.datetime.now(dt.UTC)
 
