@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +29,26 @@ _DAILY = (
     "AWS's daily count for the lastUpdated date, refreshed by AWS about once a day; "
     "cached by the exporter and refreshed every poll_interval."
 )
+
+
+class _EvidenceCounts(Protocol):
+    @property
+    def noncompliant_evidence(self) -> int | None: ...
+    @property
+    def compliant_evidence(self) -> int | None: ...
+    @property
+    def inconclusive_evidence(self) -> int | None: ...
+
+
+def _add_evidence(family: GaugeMetricFamily, labels: list[str], counts: _EvidenceCounts) -> None:
+    """One sample per compliance result whose count AWS reported (a null count publishes nothing)."""
+    for compliance, count in (
+        ("noncompliant", counts.noncompliant_evidence),
+        ("compliant", counts.compliant_evidence),
+        ("inconclusive", counts.inconclusive_evidence),
+    ):
+        if count is not None:
+            family.add_metric([*labels, compliance], count)
 
 
 def _labels(state: AssessmentState) -> list[str]:
@@ -74,13 +95,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
         insights = state.insights
         if insights is None:
             continue
-        for compliance, count in (
-            ("noncompliant", insights.noncompliant_evidence),
-            ("compliant", insights.compliant_evidence),
-            ("inconclusive", insights.inconclusive_evidence),
-        ):
-            if count is not None:
-                evidence.add_metric([*labels, compliance], count)
+        _add_evidence(evidence, labels, insights)
         if insights.total_controls is not None:
             controls.add_metric(labels, insights.total_controls)
         if insights.noncompliant_controls is not None:
@@ -131,13 +146,7 @@ def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
     for state in snapshot.assessments:
         for domain in state.control_domains:
             labels = [*_labels(state), domain.name]
-            for compliance, count in (
-                ("noncompliant", domain.noncompliant_evidence),
-                ("compliant", domain.compliant_evidence),
-                ("inconclusive", domain.inconclusive_evidence),
-            ):
-                if count is not None:
-                    evidence.add_metric([*labels, compliance], count)
+            _add_evidence(evidence, labels, domain)
             if domain.noncompliant_controls is not None:
                 noncompliant_controls.add_metric(labels, domain.noncompliant_controls)
     dropped = CounterMetricFamily(
@@ -183,13 +192,7 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
         ):
             if value is not None:
                 family.add_metric(labels, value)
-        for compliance, count in (
-            ("noncompliant", insights.noncompliant_evidence),
-            ("compliant", insights.compliant_evidence),
-            ("inconclusive", insights.inconclusive_evidence),
-        ):
-            if count is not None:
-                evidence.add_metric([*labels, compliance], count)
+        _add_evidence(evidence, labels, insights)
     yield from (active, evidence, controls, noncompliant_controls, last_updated)
 
 

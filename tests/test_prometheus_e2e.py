@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import free_port, require_binary
+from tests.conftest import CONTRACT_METRICS, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yml"
@@ -28,28 +28,9 @@ DASHBOARD = ROOT / "grafana" / "auditmanager-exporter.json"
 JOB = "auditmanager-exporter"
 DEADLINE_SECONDS = 60.0
 
-# Every metric of the contract that the exporter publishes from its first poll on; auditmanager_api_errors_total
-# only appears after an error, which the demo does not make.
-PUBLISHED_METRICS = {
-    "auditmanager_assessment_evidence",
-    "auditmanager_assessment_controls",
-    "auditmanager_assessment_noncompliant_controls",
-    "auditmanager_assessment_insights_last_updated_timestamp_seconds",
-    "auditmanager_assessment_insights_age_seconds",
-    "auditmanager_assessment_poll_success",
-    "auditmanager_assessment_last_poll_success_timestamp_seconds",
-    "auditmanager_api_requests_total",
-    "auditmanager_poll_duration_seconds",
-    "auditmanager_exporter_build_info",
-    "auditmanager_assessment_info",
-    "auditmanager_account_active_assessments",
-    "auditmanager_account_evidence",
-    "auditmanager_account_controls",
-    "auditmanager_account_noncompliant_controls",
-    "auditmanager_account_insights_last_updated_timestamp_seconds",
-    "process_cpu_seconds_total",
-    "python_info",
-}
+# Every metric the exporter publishes from its first poll on; auditmanager_api_errors_total only appears after an
+# error, which the demo does not make.
+PUBLISHED_METRICS = CONTRACT_METRICS - {"auditmanager_api_errors_total"} | {"process_cpu_seconds_total", "python_info"}
 # What Grafana's built-in variables become in the test's queries.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
 
