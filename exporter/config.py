@@ -246,9 +246,10 @@ def _target_problems(raw: dict[str, Any]) -> Iterable[str]:
             if key in has and target.get("discover") is not True:
                 yield f"{path}.{key}: needs discover: true (it filters discovered assessments)"
         regions = target.get("regions")
-        for r, region in enumerate(regions if isinstance(regions, list) else []):
-            if isinstance(region, str) and region in regions[:r]:
-                yield f"{path}.regions[{r}]: duplicate of regions[{regions.index(region)}] ({region})"
+        if isinstance(regions, list):
+            for r, region in enumerate(regions):
+                if isinstance(region, str) and region in regions[:r]:
+                    yield f"{path}.regions[{r}]: duplicate of regions[{regions.index(region)}] ({region})"
 
 
 def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
@@ -336,15 +337,19 @@ class _Reader:
 def _string(*, pattern: Callable[[str], str] | None = None, max_length: int | None = None) -> _Check:
     def check(reader: _Reader, value: object, path: str) -> object:
         if not isinstance(value, str):
-            return reader.fail(path, "must be a string")
+            reader.fail(path, "must be a string")
+            return None
         if not value:
-            return reader.fail(path, "must not be empty")
+            reader.fail(path, "must not be empty")
+            return None
         if max_length is not None and len(value) > max_length:
-            return reader.fail(path, f"longer than {max_length} characters")
+            reader.fail(path, f"longer than {max_length} characters")
+            return None
         try:
             return pattern(value) if pattern else value
         except ValueError as error:
-            return reader.fail(path, str(error))
+            reader.fail(path, str(error))
+            return None
 
     return check
 
@@ -353,12 +358,15 @@ def _number(kind: type, *, minimum: float = 0, inclusive: bool = False, maximum:
     def check(reader: _Reader, value: object, path: str) -> object:
         allowed = (int,) if kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, allowed):
-            return reader.fail(path, "must be an integer" if kind is int else "must be a number")
+            reader.fail(path, "must be an integer" if kind is int else "must be a number")
+            return None
         if value < minimum or (value == minimum and not inclusive):
             relation = "greater than or equal to" if inclusive else "greater than"
-            return reader.fail(path, f"must be {relation} {minimum}")
+            reader.fail(path, f"must be {relation} {minimum}")
+            return None
         if maximum is not None and value > maximum:
-            return reader.fail(path, f"must be less than or equal to {maximum}")
+            reader.fail(path, f"must be less than or equal to {maximum}")
+            return None
         return kind(value)
 
     return check
@@ -369,13 +377,16 @@ def _duration(minimum: Callable[[float], float]) -> _Check:
         try:
             return minimum(parse_duration(value))
         except ValueError as error:
-            return reader.fail(path, str(error))
+            reader.fail(path, str(error))
+            return None
 
     return check
 
 
 def _boolean(reader: _Reader, value: object, path: str) -> object:
-    return value if isinstance(value, bool) else reader.fail(path, "must be true or false")
+    if not isinstance(value, bool):
+        reader.fail(path, "must be true or false")
+    return value
 
 
 def _regions(reader: _Reader, value: object, path: str) -> object:

@@ -531,7 +531,7 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds without DNS.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (timeouts, resets, refuse_connections) are routine here, not worth a traceback.
@@ -774,11 +774,24 @@ def demo_simulator(
     """
     simulator = Simulator(clock=clock)
     origin = 0.0 if start_time is None else start_time
-    for index, (region, name, status, framework, compliance, *counts) in enumerate(_DEMO_ASSESSMENTS):
+    for index, row in enumerate(_DEMO_ASSESSMENTS):
+        region, name, status, framework, compliance, controls, noncompliant, compliant, inconclusive, failing = row
         assessment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{name}"))
         simulator.add_assessment(
             region, assessment_id, name, status=status, framework=framework, compliance_type=compliance
         )
-        drift = _Drift(origin, day_seconds, assessment_id, index, len(_DEMO_ASSESSMENTS), *counts, _DEMO_DOMAINS)
+        drift = _Drift(
+            origin,
+            day_seconds,
+            assessment_id,
+            index,
+            len(_DEMO_ASSESSMENTS),
+            controls,
+            noncompliant,
+            compliant,
+            inconclusive,
+            failing,
+            _DEMO_DOMAINS,
+        )
         simulator._add_drift(region, assessment_id, drift)
     return simulator

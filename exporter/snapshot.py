@@ -117,7 +117,7 @@ class SnapshotStore:
 
     def __init__(self, snapshot: Snapshot | None = None) -> None:
         self._snapshot = snapshot or Snapshot()
-        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._listeners: list[Callable[[Snapshot], object]] = []
 
     def get(self) -> Snapshot:
         return self._snapshot
@@ -127,7 +127,7 @@ class SnapshotStore:
         for listener in self._listeners:
             listener(snapshot)
 
-    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+    def subscribe(self, listener: Callable[[Snapshot], object]) -> None:
         """Call `listener` with every snapshot published from now on (for example to pre-render it)."""
         self._listeners.append(listener)
 
