@@ -297,7 +297,7 @@ def _exporter(report: Report, simulator: SimulatorProcess, progress: Callable[[s
         rss = exporter.memory_bytes()
         report.row(
             "resident memory (VmRSS)",
-            f"exporter process, after its first cycle, N={size}",
+            f"exporter process, after its first cycle and the framework refresh, N={size}",
             f"{rss / MB:.1f} MB",
             "",
             "",

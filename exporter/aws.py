@@ -107,11 +107,26 @@ class RateLimiter:
 
 SessionFactory = Callable[[Target], boto3.Session]
 
+# The service models and endpoint rules botocore parses from its JSON files, read once and shared by every
+# session: each session would otherwise parse and keep its own copy, about 9 MB per target.
+_SHARED_LOADER = botocore.session.get_session().get_component("data_loader")
+
+
+def _botocore_session() -> botocore.session.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", _SHARED_LOADER)
+    return core
+
+
+def new_session(**kwargs: Any) -> boto3.Session:
+    """A boto3 Session (same arguments) whose botocore session shares the process's parsed service data."""
+    return boto3.Session(botocore_session=_botocore_session(), **kwargs)
+
 
 def default_session(target: Target) -> boto3.Session:
     """A session from boto3's standard credential chain (environment, profile, web identity, instance role),
     or, with `role_arn`, one whose credentials come from assuming that role with the chain's credentials."""
-    source = boto3.Session(profile_name=target.profile, region_name=target.region)
+    source = new_session(profile_name=target.profile, region_name=target.region)
     if target.role_arn is None:
         return source
     return assumed_role_session(source, target)
@@ -148,7 +163,7 @@ class _AssumeRoleProvider(botocore.credentials.CredentialProvider):
 
 def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session:
     """A session acting as `target.role_arn`, assumed through STS with `source`'s credentials."""
-    core = botocore.session.Session()
+    core = _botocore_session()
     core.register_component(
         "credential_provider", botocore.credentials.CredentialResolver([_AssumeRoleProvider(source, target)])
     )

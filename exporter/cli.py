@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__, logs, webconfig
-from exporter.aws import AuditManagerClient, SessionFactory, default_session
+from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
 from exporter.collector import Exposition, ReloadCollector
 from exporter.config import Config, ConfigError, Target, load, parse
 from exporter.poller import UNSHARDED, Poller, Shard
@@ -82,8 +82,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz", "/readyz", "/-/reload"):
-        parser.error(f"--web.telemetry-path {args.telemetry_path!r} must be a path starting with / and not taken")
+    path = args.telemetry_path
+    if not path.startswith("/") or "?" in path or "#" in path or path in ("/", "/healthz", "/readyz", "/-/reload"):
+        parser.error(f"--web.telemetry-path {path!r} must be a path starting with /, without ? or #, and not taken")
     if args.shard_count < 1:
         parser.error(f"--shard.count {args.shard_count} must be at least 1")
     if not 0 <= args.shard_index < args.shard_count:
@@ -245,13 +246,21 @@ def _demo() -> tuple[Config, SessionFactory]:
     )
 
     def session(target: Target) -> boto3.Session:
-        return boto3.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
+        return new_session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
 
     log.info("demo mode: polling the built-in Audit Manager simulator", extra={"simulator": simulator.url})
     return config, session
 
 
+def _exit_at_once(*_: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until the service runs there is nothing to wind down: a stop signal ends start-up at once, with exit 0.
+    signal.signal(signal.SIGTERM, _exit_at_once)
+    signal.signal(signal.SIGINT, _exit_at_once)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = parse_args(argv)
     logs.setup(args.log_level, args.log_format)
     config_path = Path(args.config_file)

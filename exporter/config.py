@@ -6,6 +6,7 @@ naming the key path (`targets[0].assessments[1].id: not a UUID`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ _EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 DEFAULT_SESSION_NAME = "auditmanager-exporter"
 _DURATION_PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _UNIT_SECONDS = (3600, 60, 1, 0.001)
+MAX_INTERVAL_SECONDS = 30 * 86400
+MAX_TIMEOUT_SECONDS = 3600
+# Far beyond what AWS's 20 requests/s can use; botocore preallocates a connection slot for each.
+MAX_CONCURRENCY = 1000
 
 
 class ConfigError(Exception):
@@ -45,12 +50,16 @@ def parse_duration(value: object) -> float:
 def _at_least_one_second(seconds: float) -> float:
     if seconds < 1:
         raise ValueError("must be at least 1s")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ValueError("must be at most 720h (30 days)")
     return seconds
 
 
 def _positive_duration(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError("must be greater than 0")
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise ValueError("must be at most 1h")
     return seconds
 
 
@@ -198,8 +207,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError([f"cannot read: {exc}"]) from None
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"malformed YAML: {_one_line(str(exc))}"]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError([yaml_problem(exc)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(["the top level must be a mapping of config keys"])
     return parse(raw)
@@ -275,8 +284,14 @@ def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
                 seen[key] = path
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def yaml_problem(exc: yaml.YAMLError | RecursionError) -> str:
+    """One line saying where the YAML is malformed and why, without quoting the file (which may hold secrets)."""
+    if isinstance(exc, RecursionError):
+        return "malformed YAML: nested too deeply"
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"malformed YAML{where}: {problem}"
 
 
 # A field: its check (the value, and the path to name in a problem) and its default (_REQUIRED if none).
@@ -360,6 +375,9 @@ def _number(kind: type, *, minimum: float = 0, inclusive: bool = False, maximum:
         if isinstance(value, bool) or not isinstance(value, allowed):
             reader.fail(path, "must be an integer" if kind is int else "must be a number")
             return None
+        if not math.isfinite(value):
+            reader.fail(path, "must be a finite number")
+            return None
         if value < minimum or (value == minimum and not inclusive):
             relation = "greater than or equal to" if inclusive else "greater than"
             reader.fail(path, f"must be {relation} {minimum}")
@@ -418,13 +436,13 @@ _TARGET_FIELDS: dict[str, tuple[_Check, object]] = {
     "include": (_string(pattern=_regex), None),
     "exclude": (_string(pattern=_regex), None),
     "control_domains": (_boolean, False),
-    "max_concurrency": (_number(int), None),
+    "max_concurrency": (_number(int, maximum=MAX_CONCURRENCY), None),
     "max_requests_per_second": (_number(float), None),
 }
 _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "poll_interval": (_duration(_at_least_one_second), 900.0),
     "discovery_interval": (_duration(_at_least_one_second), 3600.0),
-    "max_concurrency": (_number(int), 4),
+    "max_concurrency": (_number(int, maximum=MAX_CONCURRENCY), 4),
     "max_requests_per_second": (_number(float), 5.0),
     "connect_timeout": (_duration(_positive_duration), 5.0),
     "read_timeout": (_duration(_positive_duration), 30.0),

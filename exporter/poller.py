@@ -34,6 +34,7 @@ from exporter.snapshot import (
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "ResourceNotFoundException"
+ACCOUNT_LOOKUP_FAILURES = 3
 ACTIVE = "ACTIVE"
 _T = TypeVar("_T")
 
@@ -188,10 +189,9 @@ class Poller:
             account_id = self._account_id(state, wanted, gone)
         except AwsError as error:
             _log_failure("cannot resolve target", error, region=target.region)
-            # The account is unknown here, so known states are matched on region and id (ids are UUIDs).
-            ids = {w.assessment_id for w in wanted}
-            kept = [_failed(s) for s in known.values() if s.region == target.region and s.assessment_id in ids]
-            return _TargetResult(target.region, time.monotonic() - started, kept)
+            return _TargetResult(
+                target.region, time.monotonic() - started, self._unresolved(state, wanted, gone, known)
+            )
         wanted = [
             w
             for w in wanted
@@ -235,23 +235,49 @@ class Poller:
             log.debug("discovered assessments", extra={"region": target.region, "count": len(state.discovered)})
 
     def _account_id(self, state: _TargetState, wanted: list[_Wanted], gone: set[str]) -> str:
-        """The target's account: from role_arn, else from GetAssessment on its first assessment that exists,
-        asked once per target."""
+        """The target's account: from role_arn, else from GetAssessment on its first assessment that answers,
+        asked once per target. One assessment's failure moves on to the next, up to ACCOUNT_LOOKUP_FAILURES
+        failures a cycle (a target-wide failure, such as AccessDenied, would otherwise cost a call per assessment)."""
         if state.account_id is not None:
             return state.account_id
+        failure = AwsError(NOT_FOUND, "none of the target's assessments exists")
+        failures = 0
         for assessment in wanted:
+            if failures == ACCOUNT_LOOKUP_FAILURES:
+                break
             try:
                 meta = state.client.assessment(assessment.assessment_id)
             except AwsError as error:
-                if error.code != NOT_FOUND:
-                    raise
-                gone.add(assessment.assessment_id)
+                if error.code == NOT_FOUND:
+                    gone.add(assessment.assessment_id)
+                else:
+                    failure, failures = error, failures + 1
                 continue
             state.names[meta.assessment_id] = meta.name
             state.account_id = meta.account_id or ""
             self._record_details(state, meta)
             return state.account_id
-        raise AwsError(NOT_FOUND, "none of the target's assessments exists")
+        raise failure
+
+    def _unresolved(
+        self, state: _TargetState, wanted: list[_Wanted], gone: set[str], known: dict[AssessmentKey, AssessmentState]
+    ) -> list[AssessmentState]:
+        """A target whose account is unknown cannot be polled: its assessments are failed polls. Those polled
+        before keep their last values; the others get `poll_success` 0 with an empty `account_id`, so that the
+        failure shows per assessment (and alerts) from the first cycle on."""
+        region = state.target.region
+        # The account is unknown here, so known states are matched on region and id (ids are UUIDs).
+        previous = {s.assessment_id: s for s in known.values() if s.region == region}
+        states = []
+        for w in wanted:
+            if w.assessment_id in gone:
+                continue
+            if w.assessment_id in previous:
+                states.append(_failed(previous[w.assessment_id]))
+            elif self._shard.owns("", region, w.assessment_id):
+                name = w.name or state.names.get(w.assessment_id) or w.assessment_id
+                states.append(AssessmentState("", region, w.assessment_id, name, None, False, None))
+        return states
 
     def _poll_account(
         self, state: _TargetState, account_id: str, known: dict[tuple[str, str], AccountState]

@@ -22,6 +22,8 @@ from typing import Any
 import bcrypt
 import yaml
 
+from exporter.config import yaml_problem
+
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -50,6 +52,8 @@ _UNSUPPORTED = {
 }
 _BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
 CACHE_SIZE = 1024
+# bcrypt's own range of costs (log2 of the rounds); outside it bcrypt refuses the hash.
+MIN_BCRYPT_COST, MAX_BCRYPT_COST = 4, 31
 
 
 class WebConfigError(Exception):
@@ -72,8 +76,9 @@ class BasicAuth:
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
-        # An unknown user still costs one bcrypt check, so response times do not reveal which users exist.
-        self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=_cost(users)))
+        # An unknown user still costs one bcrypt check (against a configured user's hash, whatever the password,
+        # the answer stays no), so response times do not reveal which users exist.
+        self._decoy = next(iter(self._users.values()))
 
     def check(self, header: str | None) -> bool:
         """Whether `header` (the Authorization header's value, if any) names a user with the right password."""
@@ -117,8 +122,8 @@ def load(path: str | Path) -> WebConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise WebConfigError([f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise WebConfigError([f"malformed YAML: {' '.join(str(exc).split())}"]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise WebConfigError([yaml_problem(exc)]) from None
     if raw is None:
         return WebConfig()
     if not isinstance(raw, dict):
@@ -237,13 +242,11 @@ def _basic_auth(raw: object, problems: list[str]) -> BasicAuth | None:
         elif not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
             # The value is a secret of sorts, so the message never quotes it.
             problems.append(f"{where}.{user}: not a bcrypt hash (like $2y$10$ followed by 53 characters)")
+        elif not MIN_BCRYPT_COST <= int(hashed.split("$")[2]) <= MAX_BCRYPT_COST:
+            problems.append(f"{where}.{user}: bcrypt cost must be {MIN_BCRYPT_COST} to {MAX_BCRYPT_COST}")
         else:
             users[user] = hashed.encode()
     return BasicAuth(users) if len(users) == len(raw) else None
-
-
-def _cost(users: Mapping[str, bytes]) -> int:
-    return min(max([4, *(int(hashed.split(b"$")[2]) for hashed in users.values())]), 31)
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:

@@ -206,3 +206,35 @@ def test_calls_from_several_threads_share_the_targets_concurrency_limit():
         for thread in threads:
             thread.join()
         assert sim.max_requests_in_window(0.25) == 2
+
+
+def resident_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_targets_share_the_parsed_service_data(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    regions = [
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-central-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "sa-east-1",
+        "ca-central-1",
+        "eu-north-1",
+    ]
+    config = parse({"targets": [{"regions": regions, "discover": True}]})
+    first, *others = config.expanded_targets()
+    clients = [AuditManagerClient(first, config, ApiCounters())]
+    before = resident_kib()
+    clients += [AuditManagerClient(target, config, ApiCounters()) for target in others]
+    # Each session parsing its own service models and endpoint rules would cost about 9 MB per target.
+    assert resident_kib() - before < 11 * 3000
+    assert {client.region for client in clients} == set(regions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from exporter.simulator import Simulator
+from exporter.simulator import Fault, Simulator
 from tests.conftest import ROOT, free_port, http_get, insights, sample, series, uuid
 
 ODD_NAME = 'Prod "PCI", Zürich'
@@ -96,6 +97,21 @@ def test_polls_repeat_every_poll_interval(simulator, run_exporter):
     assert simulator.count("GetAssessment") == 1
 
 
+def test_an_account_denied_from_the_start_shows_failed_polls_per_assessment(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("error", code="AccessDeniedException"))
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1), "name": "A1"}], max_attempts=1))
+    samples = exporter.scrape()
+    # The account is unknown until a call about it succeeds; to Prometheus, an empty label is no label.
+    unknown = {"account_id": "", "region": "us-east-1", "assessment_id": uuid(1), "assessment_name": "A1"}
+    assert sample(samples, "auditmanager_assessment_poll_success", **unknown) == 0
+    assert series(samples, "auditmanager_assessment_evidence") == []
+    errors = {"operation": "GetAssessment", "region": "us-east-1", "error_code": "AccessDeniedException"}
+    assert sample(samples, "auditmanager_api_errors_total", **errors) >= 1
+    simulator.clear_faults()
+    assert exporter.stop() == 0
+
+
 def test_readyz_answers_503_until_the_first_cycle_has_finished(simulator, run_exporter):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
     simulator.latency = 2.0
@@ -116,6 +132,33 @@ def test_a_stop_signal_exits_0_within_5_seconds_even_mid_poll(simulator, run_exp
     assert exporter.stop(sig, timeout=5.0) == 0
     assert time.monotonic() - started < 5.0
     assert "Traceback" not in exporter.logs()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_during_start_up_exits_0(tmp_path, sig):
+    # Reading a FIFO blocks until someone writes: start-up is stuck in loading the config when the signal comes.
+    fifo = tmp_path / "config.yml"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config.file", str(fifo), "--web.listen-address", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the exporter never opened its config"
+        try:
+            # Succeeds only once the exporter has opened the FIFO for reading.
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        process.send_signal(sig)
+        assert process.wait(timeout=5) == 0
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        os.close(writer)
 
 
 def test_demo_mode_needs_no_aws_account(run_exporter):
@@ -160,6 +203,7 @@ def test_a_bad_listen_address_is_one_line_and_exit_2(address):
         (["--log.level", "loud"], "argument --log.level: invalid choice: 'loud'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--web.telemetry-path", "metrics"], "--web.telemetry-path 'metrics' must be a path"),
+        (["--web.telemetry-path", "/metrics?x=1"], "--web.telemetry-path '/metrics?x=1' must be a path"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(args, message):

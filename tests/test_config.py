@@ -94,6 +94,11 @@ def test_durations_take_prometheus_units(text: str, seconds: float):
         (with_changes(poll_interval=900), "poll_interval: must be a duration with a unit"),
         (with_changes(poll_interval="500ms"), "poll_interval: must be at least 1s"),
         (with_changes(read_timeout="0s"), "read_timeout: must be greater than 0"),
+        (with_changes(read_timeout="2h"), "read_timeout: must be at most 1h"),
+        (with_changes(poll_interval="99999999999h"), "poll_interval: must be at most 720h"),
+        (with_changes(max_requests_per_second=float("inf")), "max_requests_per_second: must be a finite number"),
+        (with_changes(max_requests_per_second=float("nan")), "max_requests_per_second: must be a finite number"),
+        (with_changes(max_concurrency=10**12), "max_concurrency: must be less than or equal to 1000"),
         (with_changes(targets=[]), "targets: must not be empty"),
         (with_changes(targets="us-east-1"), "targets: must be a list"),
         ({"poll_interval": "1m"}, "targets: required"),
@@ -222,6 +227,22 @@ def test_every_problem_is_reported_at_once():
         "targets[1].region",
         "targets[0].assessments[2].id",
     ]
+
+
+def test_a_yaml_problem_names_the_place_but_never_quotes_the_file(tmp_path: Path):
+    path = tmp_path / "config.yml"
+    path.write_text("targets:\n  - region: us-east-1\n    profile: s3cr3t-value: oops\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == ["malformed YAML at line 3, column 26: mapping values are not allowed here"]
+
+
+def test_yaml_nested_too_deeply_is_one_problem(tmp_path: Path):
+    path = tmp_path / "config.yml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.problems == ["malformed YAML: nested too deeply"]
 
 
 def test_an_unreadable_file_is_one_problem(tmp_path: Path):

@@ -127,6 +127,31 @@ def test_when_the_account_cannot_be_read_known_assessments_turn_failed_but_keep_
     assert (after.insights, after.last_success) == (before.insights, before.last_success)
 
 
+def test_one_assessment_failing_the_account_lookup_does_not_block_the_others(simulator):
+    for n in (1, 2):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights(noncompliant=n))
+    simulator.add_fault(Fault("error", code="InternalServerException", assessment_id=uuid(1)))
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
+    states = by_id(poller.poll().assessments)
+    assert (states[uuid(2)].account_id, states[uuid(2)].poll_success) == ("123456789012", True)
+    assert states[uuid(2)].insights.noncompliant_evidence == 2
+    assert (states[uuid(1)].poll_success, states[uuid(1)].insights) == (False, None)
+
+
+def test_a_target_whose_account_cannot_be_read_publishes_failed_polls_from_the_first_cycle(simulator):
+    for n in range(1, 6):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+    simulator.add_fault(Fault("error", code="AccessDeniedException"))
+    poller, _ = make_poller(simulator, [{"id": uuid(n), "name": f"Mine {n}"} for n in range(1, 6)])
+    states = poller.poll().assessments
+    assert [(s.assessment_id, s.account_id, s.name, s.poll_success, s.insights) for s in states] == [
+        (uuid(n), "", f"Mine {n}", False, None) for n in range(1, 6)
+    ]
+    # A target-wide denial costs a few lookups a cycle, not one per assessment.
+    assert simulator.count("GetAssessment") == 3
+    assert simulator.count("GetInsightsByAssessment") == 0
+
+
 def test_requests_stay_within_the_rate_limit_in_every_window(simulator):
     for n in range(12):
         simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())

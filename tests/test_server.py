@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.collector import Exposition
-from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
+from exporter.server import App, ListenAddressError, MetricsServer, accepts_gzip, parse_listen_address
 from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
 from tests.conftest import http_get, parse_metrics, uuid
 
@@ -91,3 +91,24 @@ def test_listen_addresses_parse(address, expected):
 def test_bad_listen_addresses_are_rejected(address):
     with pytest.raises(ListenAddressError):
         parse_listen_address(address)
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzip_wanted"),
+    [
+        ("gzip", True),
+        ("gzip, deflate", True),
+        ("deflate, gzip;q=0.5", True),
+        ("GZIP", True),
+        ("*", True),
+        ("", False),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, identity", False),
+        ("*;q=0", False),
+        ("*, gzip;q=0", False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_gzip_is_chosen_by_accept_encoding_weights(accept_encoding, gzip_wanted):
+    assert accepts_gzip(accept_encoding) is gzip_wanted

@@ -344,6 +344,16 @@ BAD_WEB_CONFIGS = [
     ("cert is not PEM", "tls_server_config: {cert_file: @W@, key_file: @K@}", "cannot use cert_file and key_file"),
     ("not a bcrypt hash", "basic_auth_users: {alice: plaintext-password}", "basic_auth_users.alice: not a bcrypt hash"),
     ("no users", "basic_auth_users: {}", "basic_auth_users: must be a non-empty mapping"),
+    (
+        "a bcrypt cost bcrypt refuses",
+        "basic_auth_users: {alice: '$2b$99$" + "a" * 53 + "'}",
+        "basic_auth_users.alice: bcrypt cost must be 4 to 31",
+    ),
+    (
+        "a bcrypt cost too low",
+        "basic_auth_users: {alice: '$2b$03$" + "a" * 53 + "'}",
+        "basic_auth_users.alice: bcrypt cost must be 4 to 31",
+    ),
 ]
 
 
@@ -366,6 +376,15 @@ def test_a_bad_web_config_is_rejected_with_a_clear_problem(pki, tmp_path, text, 
     assert len(raised.value.problems) == 1, raised.value.problems
     assert problem in raised.value.problems[0]
     assert "plaintext-password" not in raised.value.problems[0]
+
+
+def test_a_malformed_web_config_never_quotes_the_hash_it_holds(tmp_path, password_hash):
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: {password_hash}: oops\n", encoding="utf-8")
+    with pytest.raises(WebConfigError) as raised:
+        load(path)
+    assert raised.value.problems == ["malformed YAML at line 2, column 70: mapping values are not allowed here"]
+    assert password_hash[7:] not in raised.value.problems[0]
 
 
 def test_an_empty_web_config_serves_plain_http_without_auth(tmp_path):
