@@ -215,17 +215,14 @@ class AuditManagerClient:
     def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
         """ListControlDomainInsightsByAssessment, every page."""
 
-        def pages() -> Iterator[dict[str, Any]]:
-            for token in _tokens():
-                page = self._client.list_control_domain_insights_by_assessment(
-                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **token
-                )
-                yield page
-                token["nextToken"] = page.get("nextToken")
-
+        pages = _pages(
+            lambda **paging: self._client.list_control_domain_insights_by_assessment(
+                assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
+            )
+        )
         return self._call(
             "ListControlDomainInsightsByAssessment",
-            lambda: tuple(_domain(item) for item in _items(pages(), "controlDomainInsights")),
+            lambda: tuple(_domain(item) for item in _items(pages, "controlDomainInsights")),
         )
 
     def assessment(self, assessment_id: str) -> AssessmentMeta:
@@ -235,14 +232,8 @@ class AuditManagerClient:
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
         """ListAssessments, every page."""
         filters = {"status": status} if status else {}
-
-        def pages() -> Iterator[dict[str, Any]]:
-            for token in _tokens():
-                page = self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **token)
-                yield page
-                token["nextToken"] = page.get("nextToken")
-
-        return self._call("ListAssessments", lambda: _assessment_list(pages()))
+        pages = _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging))
+        return self._call("ListAssessments", lambda: _assessment_list(pages))
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
         """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
@@ -274,20 +265,21 @@ def _as_aws_error(exc: BaseException) -> AwsError | None:
     return None
 
 
-def _tokens() -> Iterator[dict[str, Any]]:
-    """Yield the paging argument of each request: none first, then the `nextToken` the caller stored in it, until
-    a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
-    token: dict[str, Any] = {}
+def _pages(request: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
+    until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
+    paging: dict[str, str] = {}
     while True:
-        yield token
-        next_token = token.pop("nextToken", None)
-        if not next_token:
+        page = request(**paging)
+        yield page
+        token = page.get("nextToken")
+        if not token:
             return
-        if not isinstance(next_token, str) or next_token in seen:
-            raise ValueError(f"nextToken {next_token!r} repeats or is not a string")
-        seen.add(next_token)
-        token = {"nextToken": next_token}
+        if not isinstance(token, str) or token in seen:
+            raise ValueError(f"nextToken {token!r} repeats or is not a string")
+        seen.add(token)
+        paging = {"nextToken": token}
 
 
 def _count(value: object, key: str) -> int | None:

@@ -7,11 +7,12 @@ between polls (insight ages, API counters, process metrics) is rendered at every
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
@@ -299,15 +300,10 @@ class _Rendered:
     # every live sample that depends on them, so that a scrape never builds one Sample per assessment.
     live_source: Snapshot
     ages: Mapping[str, _AgeLines]
-    _plain: list[bytes] = field(default_factory=list, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def text(self) -> bytes:
-        with self._lock:
-            if not self._plain:
-                self._plain.append(gzip.decompress(self.gzipped))
-            return self._plain[0]
+        return gzip.decompress(self.gzipped)
 
 
 class _Body:

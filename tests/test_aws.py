@@ -5,6 +5,7 @@ import time
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from exporter.aws import MALFORMED, AuditManagerClient, AwsError, RateLimiter
 from exporter.config import parse
@@ -238,3 +239,14 @@ def test_targets_share_the_parsed_service_data(monkeypatch):
     # Each session parsing its own service models and endpoint rules would cost about 9 MB per target.
     assert resident_kib() - before < 11 * 3000
     assert {client.region for client in clients} == set(regions)
+
+
+def test_a_repeating_next_token_is_a_malformed_answer_not_an_endless_loop(simulator):
+    client = client_for(simulator)
+    page = {"assessmentMetadata": [], "nextToken": "same"}
+    with Stubber(client._client) as stub:
+        stub.add_response("list_assessments", page, {"maxResults": 1000})
+        stub.add_response("list_assessments", page, {"maxResults": 1000, "nextToken": "same"})
+        with pytest.raises(AwsError) as caught:
+            client.list_assessments()
+    assert caught.value.code == MALFORMED
