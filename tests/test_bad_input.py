@@ -157,8 +157,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(outcomes, case):
     assert "hunter2" not in outcome.stderr
 
 
-def test_the_readme_table_lists_every_case():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_table_lists_every_case():
+    readme = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     section = readme.split("\n## Bad input\n", 1)[1].split("\n#", 1)[0]
     rows = {m.group(1) for m in re.finditer(r"^\| ([^|]+?) \|", section, re.MULTILINE)} - {"input"}
     assert rows == {case.what for case in CASES}

@@ -16,7 +16,7 @@ from tests.conftest import CONTRACT_METRICS, require_binary
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "prometheus" / "alerts.test.yml"
-README = ROOT / "README.md"
+RUNBOOK = ROOT / "docs" / "alerts.md"
 
 SEVERITIES = {"critical", "warning", "info"}
 METRIC_NAME = re.compile(r"\b(auditmanager_\w+|[a-z_]+:\w+:\w+|up)\b")
@@ -118,5 +118,5 @@ def test_daily_counts_are_never_fed_to_counter_functions() -> None:
 
 @pytest.mark.parametrize("alert", alert_names())
 def test_every_alert_has_a_runbook_entry_in_the_readme(alert: str) -> None:
-    readme = README.read_text(encoding="utf-8")
-    assert re.search(rf"^#+ .*`?{alert}`?\s*$", readme, re.MULTILINE), f"README has no runbook heading for {alert}"
+    readme = RUNBOOK.read_text(encoding="utf-8")
+    assert re.search(rf"^#+ .*`?{alert}`?\s*$", readme, re.MULTILINE), f"the runbook has no heading for {alert}"

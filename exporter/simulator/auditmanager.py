@@ -5,15 +5,7 @@ Point an unchanged boto3 client at `Simulator.url`; the simulator can also injec
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
-import random
 import re
-import socket
-import socketserver
-import struct
-import sys
 import threading
 import time
 import uuid
@@ -21,31 +13,24 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simulator.faults import Fault, fault_answer
+from exporter.simulator.http import SimulatorServer
+from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
+from exporter.simulator.wire import Answer, ApiError, field_problem, page_of, with_token
+
+if TYPE_CHECKING:
+    from exporter.simulator.demo import Drift
+
 DEFAULT_REGION = "us-east-1"
-# HTTP status of each error code, as botocore's service model declares it (checked by the tests).
-ERROR_STATUS = {
-    "ValidationException": 400,
-    "ServiceQuotaExceededException": 402,
-    "AccessDeniedException": 403,
-    "ResourceNotFoundException": 404,
-    "ThrottlingException": 429,
-    "InternalServerException": 500,
-}
 UNKNOWN_OPERATION = "UnknownOperation"
-FAULT_KINDS = frozenset(
-    {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights"}
-)
 STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 
 _ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
 _CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
-_TOKEN_PREFIX = "offset:"
-_MAX_RESULTS = 1000
 
 _EVIDENCE_KEYS = (
     ("noncompliantEvidenceCount", "noncompliant_evidence"),
@@ -61,143 +46,6 @@ _DOMAIN_CONTROL_KEYS = (
     ("totalControlsCount", "total_controls"),
 )
 _ACTIVE_KEY = (("activeAssessmentsCount", "active_assessments"),)
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Insights:
-    """GetInsightsByAssessment's counts for one assessment; None counts are omitted from the response."""
-
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: datetime
-
-
-@dataclass(frozen=True)
-class AccountInsights:
-    """GetInsights's counts for one region of the account."""
-
-    active_assessments: int | None
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: datetime
-
-
-@dataclass(frozen=True)
-class ControlDomain:
-    """One entry of ListControlDomainInsightsByAssessment."""
-
-    id: str
-    name: str
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: datetime
-
-
-@dataclass(frozen=True)
-class Fault:
-    """An injected misbehaviour; see `Simulator.add_fault`."""
-
-    kind: str
-    code: str = ""
-    assessment_id: str | None = None
-    operation: str | None = None
-    rate: float = 0.0
-    seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.kind == "error" and self.code not in ERROR_STATUS:
-            raise ValueError(f"unknown error code {self.code!r}")
-
-    def matches(self, operation: str, assessment_id: str | None) -> bool:
-        """Whether a request for `operation` naming `assessment_id` is subject to this fault."""
-        return (self.operation is None or self.operation == operation) and (
-            self.assessment_id is None or self.assessment_id == assessment_id
-        )
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request the simulator answered; `at` is `time.monotonic()` when its request line was read, and
-    `access_key` the access key id it was signed with."""
-
-    at: float
-    region: str
-    operation: str
-    assessment_id: str | None
-    status: int
-    access_key: str = ""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes | dict[str, Any]
-    error_code: str | None = None
-    reset: bool = False
-
-
-class _ApiError(Exception):
-    def __init__(self, code: str, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.answer = _error(code, message, **fields)
-
-
-@dataclass(frozen=True)
-class _Drift:
-    """The daily counts of a demo assessment as a function of wall-clock time."""
-
-    origin: float
-    day_seconds: float
-    seed: str
-    index: int
-    population: int
-    total_controls: int
-    noncompliant: int
-    compliant: int
-    inconclusive: int
-    noncompliant_controls: int
-    domains: tuple[tuple[str, str, float], ...]
-
-    def at(self, now: float) -> tuple[Insights, tuple[ControlDomain, ...]]:
-        day, elapsed = divmod(now - self.origin, self.day_seconds)
-        # Seeded by strings, which Random hashes with SHA-512, so a day looks the same in every process.
-        daily = random.Random(f"demo-spike/{int(day)}")
-        spiking = daily.random() < 1 / 3 and daily.randrange(self.population) == self.index
-        rng = random.Random(f"{self.seed}/{int(day)}")
-        scale = (0.02 + 0.98 * elapsed / self.day_seconds) * rng.uniform(0.8, 1.2)
-        spike = rng.uniform(3.0, 6.0) if spiking else 1.0
-        updated = datetime.fromtimestamp(self.origin + day * self.day_seconds, UTC)
-
-        def counts(share: float, total: int) -> tuple[int, int, int, int]:
-            return (
-                round(self.noncompliant * share * scale * spike),
-                round(self.compliant * share * scale),
-                round(self.inconclusive * share * scale),
-                min(total, round(self.noncompliant_controls * share * scale * spike)),
-            )
-
-        noncompliant, compliant, inconclusive, failing = counts(1.0, self.total_controls)
-        insights = Insights(noncompliant, compliant, inconclusive, failing, self.total_controls, updated)
-        domains = []
-        for domain_id, name, share in self.domains:
-            total = round(self.total_controls * share)
-            noncompliant, compliant, inconclusive, failing = counts(share, total)
-            domains.append(
-                ControlDomain(domain_id, name, noncompliant, compliant, inconclusive, failing, total, updated)
-            )
-        return insights, tuple(domains)
 
 
 @dataclass
@@ -211,7 +59,7 @@ class _Assessment:
     updated: datetime
     insights: Insights | None
     control_domains: tuple[ControlDomain, ...]
-    drift: _Drift | None = None
+    drift: Drift | None = None
     per_request: Callable[[int], Insights] | None = None
     served: int = 0
 
@@ -251,7 +99,7 @@ class Simulator:
         # Each throttling fault keeps, per region, the arrival times of the requests it let through.
         self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
         self._records: list[RequestRecord] = []
-        self._server: _Server | None = None
+        self._server: SimulatorServer | None = None
 
     @property
     def url(self) -> str:
@@ -263,7 +111,7 @@ class Simulator:
     def start(self) -> Simulator:
         """Listen (on the same port as before, if it was ever started) and serve in a background thread."""
         if self._server is None:
-            server = _Server((self._host, self._port), self)
+            server = SimulatorServer((self._host, self._port), self)
             self._port = server.server_address[1]
             # serve_forever notices shutdown() only between polls; a short poll keeps stop() and
             # refuse_connections() quick.
@@ -424,11 +272,11 @@ class Simulator:
         with self._lock:
             self._records.clear()
 
-    def _add_drift(self, region: str, assessment_id: str, drift: _Drift) -> None:
+    def _add_drift(self, region: str, assessment_id: str, drift: Drift) -> None:
         with self._lock:
             self._regions[region][assessment_id].drift = drift
 
-    def _answer(self, method: str, target: str, authorization: str, arrived: float) -> tuple[_Answer, float]:
+    def _answer(self, method: str, target: str, authorization: str, arrived: float) -> tuple[Answer, float]:
         """Decide and record the answer to a request; returns it with the extra delay its faults ask for."""
         match = _CREDENTIAL_REGION.search(authorization)
         access_key, region = match.groups() if match else ("", DEFAULT_REGION)
@@ -444,34 +292,34 @@ class Simulator:
                 if fault.kind == "latency":
                     delay += fault.seconds
                 elif answer is None:
-                    answer = _fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
+                    answer = fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
             if answer is None:
                 answer = self._operation(operation, region, assessment_id, query)
             self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
         return answer, delay
 
-    def _operation(self, operation: str, region: str, assessment_id: str | None, query: dict[str, str]) -> _Answer:
+    def _operation(self, operation: str, region: str, assessment_id: str | None, query: dict[str, str]) -> Answer:
         assessments = self._regions.get(region, {})
         now = self._clock()
         try:
             if operation == "GetInsights":
-                return _Answer(200, {"insights": self._region_insights(region, now)})
+                return Answer(200, {"insights": self._region_insights(region, now)})
             if operation == "ListAssessments":
-                return _Answer(200, self._list_assessments(assessments, query))
+                return Answer(200, self._list_assessments(assessments, query))
             if operation == UNKNOWN_OPERATION:
-                raise _ApiError("UnknownOperationException", "no such operation", status=404)
+                raise ApiError("UnknownOperationException", "no such operation", status=404)
             assessment = _find(assessments, assessment_id)
             if operation == "GetAssessment":
-                return _Answer(200, {"assessment": self._assessment_json(region, assessment)})
+                return Answer(200, {"assessment": self._assessment_json(region, assessment)})
             insights, domains = assessment.current(now)
             if operation == "GetInsightsByAssessment" and assessment.per_request is not None:
                 assessment.served += 1
                 insights = assessment.per_request(assessment.served)
             if operation == "GetInsightsByAssessment":
-                return _Answer(200, {"insights": {} if insights is None else _insights_json(insights)})
-            page, token = _page(domains, query, self.page_size)
-            return _Answer(200, _with_token({"controlDomainInsights": [_domain_json(d) for d in page]}, token))
-        except _ApiError as error:
+                return Answer(200, {"insights": {} if insights is None else _insights_json(insights)})
+            page, token = page_of(domains, query, self.page_size)
+            return Answer(200, with_token({"controlDomainInsights": [_domain_json(d) for d in page]}, token))
+        except ApiError as error:
             return error.answer
 
     def _region_insights(self, region: str, now: float) -> dict[str, Any]:
@@ -492,10 +340,10 @@ class Simulator:
     def _list_assessments(self, assessments: dict[str, _Assessment], query: dict[str, str]) -> dict[str, Any]:
         status = query.get("status")
         if status is not None and status not in STATUSES:
-            raise _ApiError("ValidationException", f"invalid status {status!r}", **_field("status", "invalid"))
+            raise ApiError("ValidationException", f"invalid status {status!r}", **field_problem("status", "invalid"))
         matching = [a for a in assessments.values() if status in (None, a.status)]
-        page, token = _page(matching, query, self.page_size)
-        return _with_token({"assessmentMetadata": [_metadata_json(a) for a in page]}, token)
+        page, token = page_of(matching, query, self.page_size)
+        return with_token({"assessmentMetadata": [_metadata_json(a) for a in page]}, token)
 
     def _assessment_json(self, region: str, assessment: _Assessment) -> dict[str, Any]:
         account = {
@@ -519,99 +367,6 @@ class Simulator:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024
-
-    def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
-        self.simulator = simulator
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up (timeouts, resets, refuse_connections) are routine here, not worth a traceback.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def drop_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; with Nagle's algorithm the body would wait for the client's
-    # delayed ACK (~40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
-    arrived = 0.0
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
-    def parse_request(self) -> bool:
-        self.arrived = time.monotonic()
-        return super().parse_request()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        answer, delay = self.server.simulator._answer(
-            self.command, self.path, self.headers.get("Authorization", ""), self.arrived
-        )
-        delay += self.server.simulator.latency
-        if delay > 0:
-            time.sleep(delay)
-        body = answer.body if isinstance(answer.body, bytes) else _encode(answer.body)
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if answer.error_code:
-            self.send_header("x-amzn-ErrorType", answer.error_code)
-        self.end_headers()
-        if answer.reset:
-            self.wfile.write(body[: len(body) // 2])
-            self._reset()
-        else:
-            self.wfile.write(body)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def _reset(self) -> None:
-        # Closing with a zero linger timeout sends RST instead of FIN; the makefile must go first or the
-        # socket's file descriptor stays open.
-        self.close_connection = True
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.rfile.close()
-        self.connection.close()
-
-
 def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str, str | None]:
     if method == "GET":
         match segments:
@@ -628,81 +383,24 @@ def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str
     return UNKNOWN_OPERATION, None
 
 
-def _fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_id: str | None) -> _Answer | None:
-    """The answer `fault` replaces the normal one with, or None if it does not fire for this request."""
-    if fault.kind == "throttle_above_rate":
-        while window and window[0] <= arrived - 1.0:
-            window.popleft()
-        if len(window) < fault.rate:
-            window.append(arrived)
-            return None
-        return _error("ThrottlingException", "Rate exceeded")
-    if fault.kind == "error":
-        if fault.code == "ResourceNotFoundException":
-            return _error(fault.code, "injected fault", resourceId=assessment_id or "", resourceType="ASSESSMENT")
-        return _error(fault.code, "injected fault")
-    if fault.kind == "reset":
-        return _Answer(
-            200, _encode({"insights": {"noncompliantEvidenceCount": 0, "compliantEvidenceCount": 0}}), reset=True
-        )
-    return _Answer(200, {"malformed_json": b'{"insights": {', "empty_body": b"", "no_insights": b"{}"}[fault.kind])
-
-
-def _error(code: str, message: str, *, status: int | None = None, **fields: Any) -> _Answer:
-    return _Answer(ERROR_STATUS[code] if status is None else status, {"message": message, **fields}, code)
-
-
-def _field(name: str, message: str) -> dict[str, Any]:
-    return {"reason": "fieldValidationFailed", "fields": [{"name": name, "message": message}]}
-
-
 def _find(assessments: dict[str, _Assessment], assessment_id: str | None) -> _Assessment:
     if assessment_id is None:
-        raise _ApiError("ValidationException", "assessmentId is required", **_field("assessmentId", "required"))
+        raise ApiError("ValidationException", "assessmentId is required", **field_problem("assessmentId", "required"))
     if not _ASSESSMENT_ID.fullmatch(assessment_id):
-        raise _ApiError(
+        raise ApiError(
             "ValidationException",
             f"assessmentId {assessment_id!r} does not match the UUID pattern",
-            **_field("assessmentId", "invalid"),
+            **field_problem("assessmentId", "invalid"),
         )
     assessment = assessments.get(assessment_id)
     if assessment is None:
-        raise _ApiError(
+        raise ApiError(
             "ResourceNotFoundException",
             f"assessment {assessment_id} not found",
             resourceId=assessment_id,
             resourceType="ASSESSMENT",
         )
     return assessment
-
-
-def _page(items: Sequence[_T], query: dict[str, str], default_size: int) -> tuple[Sequence[_T], str | None]:
-    size = default_size
-    if "maxResults" in query:
-        try:
-            size = int(query["maxResults"])
-        except ValueError:
-            size = 0
-        if not 1 <= size <= _MAX_RESULTS:
-            raise _ApiError(
-                "ValidationException", "maxResults must be between 1 and 1000", **_field("maxResults", "invalid")
-            )
-    start = 0
-    if "nextToken" in query:
-        try:
-            start = int(base64.b32decode(query["nextToken"]).decode().removeprefix(_TOKEN_PREFIX))
-        except ValueError:
-            start = -1
-        if not 0 <= start <= len(items):
-            raise _ApiError("ValidationException", "invalid nextToken", **_field("nextToken", "invalid"))
-    end = start + size
-    # Base32 keeps the token within the model's pattern and free of "+", which query parsing turns into a space.
-    token = base64.b32encode(f"{_TOKEN_PREFIX}{end}".encode()).decode() if end < len(items) else None
-    return items[start:end], token
-
-
-def _with_token(payload: dict[str, Any], token: str | None) -> dict[str, Any]:
-    return payload if token is None else payload | {"nextToken": token}
 
 
 def _check_status(status: str) -> None:
@@ -737,61 +435,3 @@ def _metadata_json(assessment: _Assessment) -> dict[str, Any]:
         "roles": [],
         "delegations": [],
     }
-
-
-def _encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-_DEMO_DOMAINS = (
-    ("arn:aws:controlcatalog:::domain/IDENTITY_AND_ACCESS_MANAGEMENT", "Identity and access management", 0.4),
-    ("arn:aws:controlcatalog:::domain/LOGGING_AND_MONITORING", "Logging and monitoring", 0.35),
-    ("arn:aws:controlcatalog:::domain/DATA_PROTECTION", "Data protection", 0.25),
-)
-# region, name, status, framework, compliance type, then the total controls and, on an ordinary day, the daily
-# noncompliant, compliant and inconclusive evidence and the controls with noncompliant evidence.
-_DEMO_ASSESSMENTS = (
-    ("us-east-1", "SOC 2 Type II - Production", "ACTIVE", "SOC 2", "SOC2", 61, 40, 2200, 300, 9),
-    ("us-east-1", "PCI DSS v4.0 - Cardholder data", "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 120, 5400, 800, 31),
-    ("us-east-1", "CIS - All accounts", "ACTIVE", "CIS AWS Foundations Benchmark v1.4.0", "CIS", 58, 25, 1800, 90, 6),
-    ("us-east-1", "HIPAA - Patient portal", "ACTIVE", "HIPAA Security Rule: Feb 2003", "HIPAA", 77, 18, 950, 140, 5),
-    ("us-east-1", "NIST 800-53 - Shared services", "ACTIVE", "NIST SP 800-53 Rev 5", "NIST", 322, 210, 7600, 1300, 44),
-    ("us-east-1", "SOC 2 Type II - FY2024 audit", "INACTIVE", "SOC 2", "SOC2", 61, 12, 600, 70, 3),
-    ("eu-west-1", 'Prod "PCI", Zürich', "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 95, 4100, 620, 27),
-    ("eu-west-1", "GDPR - Customer data platform", "ACTIVE", "GDPR 2016", "GDPR", 62, 30, 1500, 210, 8),
-)
-
-
-def demo_simulator(
-    *, start_time: float | None = None, day_seconds: float = 300.0, clock: Callable[[], float] = time.time
-) -> Simulator:
-    """A simulator (not started) holding a few realistic assessments whose counts drift with `clock`.
-
-    Time is compressed into days of `day_seconds` starting at `start_time` (default: the Unix epoch, so days
-    start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
-    at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
-    assessment sees a spike of several times its usual noncompliant evidence.
-    """
-    simulator = Simulator(clock=clock)
-    origin = 0.0 if start_time is None else start_time
-    for index, row in enumerate(_DEMO_ASSESSMENTS):
-        region, name, status, framework, compliance, controls, noncompliant, compliant, inconclusive, failing = row
-        assessment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{name}"))
-        simulator.add_assessment(
-            region, assessment_id, name, status=status, framework=framework, compliance_type=compliance
-        )
-        drift = _Drift(
-            origin,
-            day_seconds,
-            assessment_id,
-            index,
-            len(_DEMO_ASSESSMENTS),
-            controls,
-            noncompliant,
-            compliant,
-            inconclusive,
-            failing,
-            _DEMO_DOMAINS,
-        )
-        simulator._add_drift(region, assessment_id, drift)
-    return simulator

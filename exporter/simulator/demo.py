@@ -1,0 +1,113 @@
+"""The demo's assessments: a few realistic ones whose daily counts drift with the clock, with the odd spike."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from exporter.simulator.auditmanager import Simulator
+from exporter.simulator.model import ControlDomain, Insights
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The daily counts of a demo assessment as a function of wall-clock time."""
+
+    origin: float
+    day_seconds: float
+    seed: str
+    index: int
+    population: int
+    total_controls: int
+    noncompliant: int
+    compliant: int
+    inconclusive: int
+    noncompliant_controls: int
+    domains: tuple[tuple[str, str, float], ...]
+
+    def at(self, now: float) -> tuple[Insights, tuple[ControlDomain, ...]]:
+        day, elapsed = divmod(now - self.origin, self.day_seconds)
+        # Seeded by strings, which Random hashes with SHA-512, so a day looks the same in every process.
+        daily = random.Random(f"demo-spike/{int(day)}")
+        spiking = daily.random() < 1 / 3 and daily.randrange(self.population) == self.index
+        rng = random.Random(f"{self.seed}/{int(day)}")
+        scale = (0.02 + 0.98 * elapsed / self.day_seconds) * rng.uniform(0.8, 1.2)
+        spike = rng.uniform(3.0, 6.0) if spiking else 1.0
+        updated = datetime.fromtimestamp(self.origin + day * self.day_seconds, UTC)
+
+        def counts(share: float, total: int) -> tuple[int, int, int, int]:
+            return (
+                round(self.noncompliant * share * scale * spike),
+                round(self.compliant * share * scale),
+                round(self.inconclusive * share * scale),
+                min(total, round(self.noncompliant_controls * share * scale * spike)),
+            )
+
+        noncompliant, compliant, inconclusive, failing = counts(1.0, self.total_controls)
+        insights = Insights(noncompliant, compliant, inconclusive, failing, self.total_controls, updated)
+        domains = []
+        for domain_id, name, share in self.domains:
+            total = round(self.total_controls * share)
+            noncompliant, compliant, inconclusive, failing = counts(share, total)
+            domains.append(
+                ControlDomain(domain_id, name, noncompliant, compliant, inconclusive, failing, total, updated)
+            )
+        return insights, tuple(domains)
+
+
+_DEMO_DOMAINS = (
+    ("arn:aws:controlcatalog:::domain/IDENTITY_AND_ACCESS_MANAGEMENT", "Identity and access management", 0.4),
+    ("arn:aws:controlcatalog:::domain/LOGGING_AND_MONITORING", "Logging and monitoring", 0.35),
+    ("arn:aws:controlcatalog:::domain/DATA_PROTECTION", "Data protection", 0.25),
+)
+# region, name, status, framework, compliance type, then the total controls and, on an ordinary day, the daily
+# noncompliant, compliant and inconclusive evidence and the controls with noncompliant evidence.
+_DEMO_ASSESSMENTS = (
+    ("us-east-1", "SOC 2 Type II - Production", "ACTIVE", "SOC 2", "SOC2", 61, 40, 2200, 300, 9),
+    ("us-east-1", "PCI DSS v4.0 - Cardholder data", "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 120, 5400, 800, 31),
+    ("us-east-1", "CIS - All accounts", "ACTIVE", "CIS AWS Foundations Benchmark v1.4.0", "CIS", 58, 25, 1800, 90, 6),
+    ("us-east-1", "HIPAA - Patient portal", "ACTIVE", "HIPAA Security Rule: Feb 2003", "HIPAA", 77, 18, 950, 140, 5),
+    ("us-east-1", "NIST 800-53 - Shared services", "ACTIVE", "NIST SP 800-53 Rev 5", "NIST", 322, 210, 7600, 1300, 44),
+    ("us-east-1", "SOC 2 Type II - FY2024 audit", "INACTIVE", "SOC 2", "SOC2", 61, 12, 600, 70, 3),
+    ("eu-west-1", 'Prod "PCI", Zürich', "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 95, 4100, 620, 27),
+    ("eu-west-1", "GDPR - Customer data platform", "ACTIVE", "GDPR 2016", "GDPR", 62, 30, 1500, 210, 8),
+)
+
+
+def demo_simulator(
+    *, start_time: float | None = None, day_seconds: float = 300.0, clock: Callable[[], float] = time.time
+) -> Simulator:
+    """A simulator (not started) holding a few realistic assessments whose counts drift with `clock`.
+
+    Time is compressed into days of `day_seconds` starting at `start_time` (default: the Unix epoch, so days
+    start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
+    at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
+    assessment sees a spike of several times its usual noncompliant evidence.
+    """
+    simulator = Simulator(clock=clock)
+    origin = 0.0 if start_time is None else start_time
+    for index, row in enumerate(_DEMO_ASSESSMENTS):
+        region, name, status, framework, compliance, controls, noncompliant, compliant, inconclusive, failing = row
+        assessment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{name}"))
+        simulator.add_assessment(
+            region, assessment_id, name, status=status, framework=framework, compliance_type=compliance
+        )
+        drift = Drift(
+            origin,
+            day_seconds,
+            assessment_id,
+            index,
+            len(_DEMO_ASSESSMENTS),
+            controls,
+            noncompliant,
+            compliant,
+            inconclusive,
+            failing,
+            _DEMO_DOMAINS,
+        )
+        simulator._add_drift(region, assessment_id, drift)
+    return simulator

@@ -1,0 +1,56 @@
+"""Injected misbehaviour: AWS errors, throttling above a rate, latency, resets and malformed answers."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from exporter.simulator.wire import ERROR_STATUS, Answer, encode, error_answer
+
+FAULT_KINDS = frozenset(
+    {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights"}
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected misbehaviour; see `Simulator.add_fault`."""
+
+    kind: str
+    code: str = ""
+    assessment_id: str | None = None
+    operation: str | None = None
+    rate: float = 0.0
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.kind == "error" and self.code not in ERROR_STATUS:
+            raise ValueError(f"unknown error code {self.code!r}")
+
+    def matches(self, operation: str, assessment_id: str | None) -> bool:
+        """Whether a request for `operation` naming `assessment_id` is subject to this fault."""
+        return (self.operation is None or self.operation == operation) and (
+            self.assessment_id is None or self.assessment_id == assessment_id
+        )
+
+
+def fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_id: str | None) -> Answer | None:
+    """The answer `fault` replaces the normal one with, or None if it does not fire for this request."""
+    if fault.kind == "throttle_above_rate":
+        while window and window[0] <= arrived - 1.0:
+            window.popleft()
+        if len(window) < fault.rate:
+            window.append(arrived)
+            return None
+        return error_answer("ThrottlingException", "Rate exceeded")
+    if fault.kind == "error":
+        if fault.code == "ResourceNotFoundException":
+            return error_answer(fault.code, "injected fault", resourceId=assessment_id or "", resourceType="ASSESSMENT")
+        return error_answer(fault.code, "injected fault")
+    if fault.kind == "reset":
+        return Answer(
+            200, encode({"insights": {"noncompliantEvidenceCount": 0, "compliantEvidenceCount": 0}}), reset=True
+        )
+    return Answer(200, {"malformed_json": b'{"insights": {', "empty_body": b"", "no_insights": b"{}"}[fault.kind])
