@@ -292,7 +292,12 @@ def test_build_stage_sources_build_a_wheel_with_the_entrypoint_script(tmp_path: 
     (entrypoint,) = final("ENTRYPOINT")
     script = exec_form(entrypoint.args)[0]
     assert re.search(rf"^{re.escape(script)} = exporter\.cli:main$", entry_points, re.MULTILINE), entry_points
-    assert {"exporter/cli.py", "exporter/simulator.py", "exporter/__main__.py"} <= set(names)
+    assert {
+        "exporter/cli.py",
+        "exporter/simulator/__init__.py",
+        "exporter/simulator/auditmanager.py",
+        "exporter/__main__.py",
+    } <= set(names)
     assert not [name for name in names if name.startswith("tests/")]
 
 
