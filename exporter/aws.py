@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import boto3
@@ -27,6 +28,11 @@ from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsight
 
 MALFORMED = "MalformedResponse"
 PAGE_SIZE = 1000
+# A GetAssessment answer carries the assessment's whole framework: about 800 KB of JSON for 1,000 controls, several
+# MB once parsed. At most this many are read at once in the whole process, whatever the targets and their
+# concurrency, so that they bound peak memory.
+ASSESSMENT_ANSWERS_AT_ONCE = 2
+_ASSESSMENT_ANSWERS = threading.BoundedSemaphore(ASSESSMENT_ANSWERS_AT_ONCE)
 _T = TypeVar("_T")
 
 _TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
@@ -73,6 +79,21 @@ class AssessmentMeta:
     status: str
     account_id: str | None = None
     framework: str | None = None
+
+
+@dataclass(frozen=True)
+class DescribedAssessment:
+    """What the exporter keeps of a GetAssessment answer. The rest, the framework's every control set and control,
+    is dropped as soon as the answer is read."""
+
+    assessment_id: str
+    name: str
+    status: str
+    account_id: str
+    arn: str
+    framework_id: str
+    framework_name: str
+    tags: Mapping[str, str]
 
 
 class RateLimiter:
@@ -229,6 +250,24 @@ class AuditManagerClient:
         """GetAssessment: the assessment's name, status, framework and the account that owns it."""
         return self._call("GetAssessment", lambda: _assessment(self._client.get_assessment(assessmentId=assessment_id)))
 
+    def describe_assessment(self, assessment_id: str) -> DescribedAssessment:
+        """GetAssessment, keeping only the assessment's name, status, account, ARN, framework name and id, and tags.
+
+        Holds one of the process's ASSESSMENT_ANSWERS_AT_ONCE slots while the answer is read and parsed.
+        """
+
+        def call() -> DescribedAssessment:
+            with _ASSESSMENT_ANSWERS:
+                return _described(self._client.get_assessment(assessmentId=assessment_id))
+
+        return self._call("GetAssessment", call)
+
+    def list_tags(self, resource_arn: str) -> Mapping[str, str]:
+        """ListTagsForResource: the resource's tags, key to value."""
+        return self._call(
+            "ListTagsForResource", lambda: _tags(self._client.list_tags_for_resource(resourceArn=resource_arn))
+        )
+
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
         """ListAssessments, every page."""
         filters = {"status": status} if status else {}
@@ -346,6 +385,33 @@ def _assessment(response: dict[str, Any]) -> AssessmentMeta:
         account_id=account_id,
         framework=None if framework is None else _text(framework),
     )
+
+
+def _described(response: dict[str, Any]) -> DescribedAssessment:
+    assessment = response["assessment"]
+    metadata = assessment["metadata"]
+    framework = assessment["framework"]
+    account_id = _text(assessment["awsAccount"]["id"])
+    if not account_id:
+        raise ValueError("awsAccount.id is empty")
+    return DescribedAssessment(
+        assessment_id=_text(metadata["id"]),
+        name=_text(metadata["name"]),
+        status=_text(metadata["status"]),
+        account_id=account_id,
+        arn=_text(assessment["arn"]),
+        framework_id=_text(framework["id"]),
+        framework_name=_text(framework["metadata"]["name"]),
+        tags=_tags(assessment),
+    )
+
+
+def _tags(source: dict[str, Any]) -> Mapping[str, str]:
+    """The `tags` map of an answer (none when absent), as a read-only mapping of strings."""
+    tags = source.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ValueError("tags is not a mapping")
+    return MappingProxyType({_text(key): _text(value) for key, value in tags.items()})
 
 
 def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:

@@ -81,10 +81,12 @@ class AssessmentState:
 
 @dataclass(frozen=True)
 class AssessmentDetails:
-    """What GetAssessment says about an assessment beyond its insights, for `auditmanager_assessment_info`."""
+    """What AWS says about an assessment beyond its insights, for `auditmanager_assessment_info` and
+    `auditmanager_assessment_tags`; `tags` holds only the allow-listed ones (config `tag_labels`)."""
 
     framework: str
     status: str
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
-    `control_domain_series_dropped` is cumulative over the exporter's life.
+    `control_domain_series_dropped` is cumulative over the exporter's life. `tag_labels` are the tag keys the
+    config publishes as labels (none: no tags metric).
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -110,6 +113,7 @@ class Snapshot:
     accounts: tuple[AccountState, ...] = ()
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
+    tag_labels: tuple[str, ...] = ()
 
 
 class SnapshotStore:
