@@ -47,6 +47,11 @@ ORDER = (
     "CPU seconds per cycle (in-process)",
     "exporter start-up + first cycle",
     "idle CPU between polls",
+    "GetAssessment calls per hour (steady)",
+    "ListTagsForResource calls per discovery interval",
+    "look-up warm-up (every framework read once)",
+    "look-up CPU (steady)",
+    "look-up peak resident memory (VmHWM)",
 )
 
 
