@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +10,14 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import SnapshotCollector
 from exporter.config import ConfigError, parse
 from exporter.snapshot import ApiCounters, AssessmentDetails, AssessmentState, Snapshot, SnapshotStore
 from exporter.tags import label_name
-from tests.conftest import aws_env, parse_metrics, series, uuid, write_config
+from tests.conftest import ROOT, aws_env, parse_metrics, require_binary, series, uuid, write_config
 
 TARGETS = [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]
 ACCOUNT = "111122223333"
@@ -131,3 +133,101 @@ def test_no_tags_metric_without_tag_labels_even_when_tags_are_known() -> None:
 
     assert "auditmanager_assessment_tags" not in text
     assert "auditmanager_assessment_info{" in text
+
+
+def fenced(path: Path, section: str, language: str) -> list[str]:
+    """The code blocks of `language` in a section (from its heading to the next) of a Markdown document."""
+    text = path.read_text(encoding="utf-8").split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def test_the_documented_join_and_team_alert_carry_tag_team_and_alert_once_per_assessment(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    (join,) = fenced(ROOT / "docs" / "metrics.md", "Tags as labels", "promql")
+    (rule,) = fenced(ROOT / "docs" / "metrics.md", "Tags as labels", "yaml")
+    alert = yaml.safe_load(rule)[0]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "teams", "rules": [alert]}]}))
+    base = 'account_id="111122223333",region="us-east-1"'
+    payments, untagged, gone = (f'{base},assessment_id="{uuid(n)}",assessment_name="A{n}"' for n in (1, 2, 3))
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"auditmanager_assessment_poll_success{{{payments}}}", "values": "0x40"},
+                    {"series": f"auditmanager_assessment_poll_success{{{untagged}}}", "values": "0x40"},
+                    {"series": f"auditmanager_assessment_poll_success{{{gone}}}", "values": "0x40"},
+                    {"series": f'auditmanager_assessment_tags{{{payments},tag_team="payments"}}', "values": "1x40"},
+                    {"series": f'auditmanager_assessment_tags{{{untagged},tag_team=""}}', "values": "1x40"},
+                    {"series": f"auditmanager_assessment_noncompliant_controls{{{payments}}}", "values": "4x40"},
+                    {"series": f"auditmanager_assessment_noncompliant_controls{{{untagged}}}", "values": "3x40"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": join,
+                        "eval_time": "10m",
+                        "exp_samples": [{"labels": '{tag_team="payments"}', "value": 4}, {"labels": "{}", "value": 3}],
+                    }
+                ],
+                "alert_rule_test": [
+                    {
+                        "alertname": alert["alert"],
+                        "eval_time": "35m",
+                        "exp_alerts": [
+                            {"exp_labels": dict(labels(payments), tag_team="payments")},
+                            {"exp_labels": labels(untagged)},
+                            {"exp_labels": labels(gone)},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def labels(selector: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', selector))
+
+
+@pytest.mark.parametrize(
+    ("alert_labels", "receiver"),
+    [
+        (["tag_team=payments"], "payments-oncall"),
+        (["tag_team=infrastructure"], "platform-oncall"),
+        (["tag_team=data"], "compliance"),
+        ([], "compliance"),
+    ],
+)
+def test_the_documented_alertmanager_route_sends_each_team_to_its_receiver(
+    tmp_path: Path, alert_labels: list[str], receiver: str
+) -> None:
+    amtool = require_binary("amtool")
+    (route,) = fenced(ROOT / "docs" / "alerts.md", "Routing by team", "yaml")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(route)
+
+    result = subprocess.run(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            "alertname=AuditManagerPollsFailing",
+            *alert_labels,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert (result.returncode, result.stdout.strip()) == (0, receiver), result.stderr
