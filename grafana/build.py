@@ -1,7 +1,7 @@
 """Generates the Grafana dashboard from Grafana's typed builders (grafana-foundation-sdk).
 
-Run `python -m grafana.build` from the repository root after a change: it writes grafana/auditmanager-exporter.json
-and the Helm chart's copy. tests/test_dashboard.py fails while either differs from what this module generates.
+Run `python -m grafana.build` after a change: it writes grafana/auditmanager-exporter.json (which the Helm chart
+links to). tests/test_dashboard.py fails while the committed file differs from what this module generates.
 
 The dashboard is a list of rows (`ROWS`); each row is a function returning its title and panels. To show a new
 source, write a row function and add it to `ROWS`.
@@ -23,10 +23,7 @@ from grafana_foundation_sdk.models.common import BigValueColorMode, BigValueGrap
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUTS = (
-    ROOT / "grafana" / "auditmanager-exporter.json",
-    ROOT / "deploy" / "helm" / "auditmanager-exporter" / "files" / "auditmanager-exporter.json",
-)
+OUTPUT = ROOT / "grafana" / "auditmanager-exporter.json"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 ACCOUNT = 'account_id=~"$account", region=~"$region"'
@@ -428,10 +425,8 @@ def render() -> str:
 
 
 def main() -> None:
-    text = render()
-    for path in OUTPUTS:
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)}")
+    OUTPUT.write_text(render(), encoding="utf-8")
+    print(f"wrote {OUTPUT}")
 
 
 if __name__ == "__main__":

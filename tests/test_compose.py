@@ -180,5 +180,5 @@ def test_compose_grafana_provisions_the_generated_dashboard() -> None:
         for source, target in binds("grafana").items()
         if Path(target).parent == Path(provider["options"]["path"])
     }
-    assert provided == {build.OUTPUTS[0].resolve()}
-    assert build.OUTPUTS[0].read_text(encoding="utf-8") == build.render()
+    assert provided == {build.OUTPUT.resolve()}
+    assert build.OUTPUT.read_text(encoding="utf-8") == build.render()

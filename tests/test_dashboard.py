@@ -85,18 +85,11 @@ def test_committed_dashboard_is_what_the_generator_produces() -> None:
     assert DASHBOARD.read_text(encoding="utf-8") == build.render(), "regenerate it: python -m grafana.build"
 
 
-def test_helm_chart_carries_the_generated_dashboard() -> None:
-    assert build.OUTPUTS[0] == DASHBOARD
-    for path in build.OUTPUTS:
-        assert path.read_text(encoding="utf-8") == build.render(), f"regenerate {path}: python -m grafana.build"
-
-
-def test_generator_writes_every_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    outputs = (tmp_path / "a.json", tmp_path / "b.json")
-    monkeypatch.setattr(build, "OUTPUTS", outputs)
-    monkeypatch.setattr(build, "ROOT", tmp_path)
+def test_generator_writes_the_committed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build.OUTPUT == DASHBOARD
+    monkeypatch.setattr(build, "OUTPUT", tmp_path / "dashboard.json")
     build.main()
-    assert [json.loads(path.read_text(encoding="utf-8"))["uid"] for path in outputs] == ["auditmanager-exporter"] * 2
+    assert (tmp_path / "dashboard.json").read_text(encoding="utf-8") == build.render()
 
 
 def test_a_new_row_extends_the_dashboard_below_the_others(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -238,10 +238,13 @@ def test_servicemonitor_selects_the_service_and_names_the_job_the_alerts_expect(
     assert f'job="{job}"' in RULES.read_text(encoding="utf-8")
 
 
-def test_chart_copy_of_the_rules_is_identical_to_prometheus_alerts_yml() -> None:
-    assert (CHART / "files" / "alerts.yml").read_bytes() == RULES.read_bytes(), (
-        "copy prometheus/alerts.yml to deploy/helm/auditmanager-exporter/files/alerts.yml"
-    )
+@pytest.mark.parametrize("name", ["alerts.yml", "auditmanager-exporter.json"])
+def test_chart_files_are_links_to_the_repositorys_rules_and_dashboard(name: str) -> None:
+    # Helm packages a linked file's contents; a link cannot drift from its source as a copy would.
+    path = CHART / "files" / name
+    assert path.is_symlink()
+    assert path.resolve() in (RULES, DASHBOARD)
+    assert path.resolve().name == name
 
 
 def test_rendered_prometheusrule_carries_exactly_the_rule_groups_of_prometheus_alerts_yml() -> None:
