@@ -32,7 +32,10 @@ ALL_ON: dict[str, Any] = {
         "targets": [{"regions": ["us-east-1", "eu-west-1"], "discover": True, "control_domains": True}],
     },
     "webConfig": {"tls_server_config": {"cert_file": "/etc/tls/tls.crt", "key_file": "/etc/tls/tls.key"}},
-    "probeScheme": "HTTPS",
+    "probes": {
+        "scheme": "HTTPS",
+        "httpHeaders": [{"name": "Authorization", "value": "Basic cHJvbWV0aGV1czpzZWNyZXQ="}],
+    },
     "extraArgs": ["--web.telemetry-path=/metrics"],
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}},
     "podAnnotations": {"example.com/team": "compliance"},
@@ -193,7 +196,10 @@ def test_web_config_becomes_a_secret_passed_with_web_config_file() -> None:
     assert volumes["web-config"]["secret"]["secretName"] == secret["metadata"]["name"]
     assert f"--web.config.file={mounts['web-config']}/web-config.yml" in container(documents)["args"]
     assert "checksum/web-config" in workload(documents)["spec"]["template"]["metadata"]["annotations"]
-    assert container(documents)["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    for probe in ("livenessProbe", "readinessProbe"):
+        check = container(documents)[probe]["httpGet"]
+        assert check["scheme"] == "HTTPS"
+        assert check["httpHeaders"] == ALL_ON["probes"]["httpHeaders"]
 
 
 @pytest.mark.parametrize("values", VALUES.values(), ids=VALUES.keys())

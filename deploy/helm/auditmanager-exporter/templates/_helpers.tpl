@@ -147,7 +147,11 @@ spec:
         httpGet:
           path: /healthz
           port: metrics
-          scheme: {{ .Values.probeScheme }}
+          scheme: {{ .Values.probes.scheme }}
+          {{- with .Values.probes.httpHeaders }}
+          httpHeaders:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
         initialDelaySeconds: 5
         periodSeconds: 20
         timeoutSeconds: 5
@@ -157,7 +161,11 @@ spec:
         httpGet:
           path: /readyz
           port: metrics
-          scheme: {{ .Values.probeScheme }}
+          scheme: {{ .Values.probes.scheme }}
+          {{- with .Values.probes.httpHeaders }}
+          httpHeaders:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
         periodSeconds: 10
         timeoutSeconds: 5
         failureThreshold: 3
