@@ -5,6 +5,7 @@ the generated dashboard, and its ConfigMap passes the exporter's --config.check.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -275,3 +276,13 @@ def test_notes_tell_how_to_reach_the_metrics() -> None:
     ]
     assert f"port-forward service/{FULLNAME} 10118" in notes
     assert "eks.amazonaws.com/role-arn" in notes
+
+
+def test_the_values_example_in_the_docs_renders_and_its_config_passes_the_check(tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```yaml\n# my-values.yaml\n(.*?)```", docs, flags=re.DOTALL)
+    values = yaml.safe_load(example)
+    documents = render(values)
+    assert {"ServiceMonitor", "PrometheusRule"} <= {doc["kind"] for doc in documents}
+    result = config_check(tmp_path, one(documents, "ConfigMap")["data"]["config.yml"])
+    assert result.returncode == 0, result.stdout + result.stderr
