@@ -79,7 +79,9 @@ def stat_panel(title: str, expr: str, unit: str, description: str, legend: str =
     )
 
 
-def graph(title: str, description: str, *targets: Builder, unit: str = "short", width: int = 12) -> timeseries.Panel:
+def graph(
+    title: str, description: str, *targets: prometheus.Dataquery, unit: str = "short", width: int = 12
+) -> timeseries.Panel:
     panel = timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit)
     for target in targets:
         panel = panel.with_target(target)
@@ -89,9 +91,10 @@ def graph(title: str, description: str, *targets: Builder, unit: str = "short", 
 def merged_table(title: str, description: str, key: str, columns: dict[str, str], width: int = 24) -> table.Panel:
     """One instant table query per column, each reduced to one row per `key`, merged into one table."""
     panel = table.Panel().title(title).description(description).datasource(DATASOURCE)
-    for ref, (_, expr) in zip("ABCDEFGHIJ", columns.items(), strict=False):
+    refs = [chr(ord("A") + index) for index in range(len(columns))]
+    for ref, expr in zip(refs, columns.values(), strict=True):
         panel = panel.with_target(query(f"max by ({key}) ({expr})", ref=ref, instant=True, table_format=True))
-    renames = {f"Value #{ref}": name for ref, name in zip("ABCDEFGHIJ", columns, strict=False)}
+    renames = {f"Value #{ref}": name for ref, name in zip(refs, columns, strict=True)}
     return (
         panel.with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
         .with_transformation(
@@ -150,7 +153,7 @@ def overview() -> Row:
             "Noncompliant evidence against its 7-day baseline",
             "Today's noncompliant evidence per assessment and the average daily peak of the 7 days before "
             "(the baseline AuditManagerNoncompliantEvidenceSpike compares with).",
-            query(assessment("auditmanager_assessment_evidence", NONCOMPLIANT), f"{PER_ASSESSMENT}"),
+            query(assessment("auditmanager_assessment_evidence", NONCOMPLIANT), PER_ASSESSMENT),
             query(
                 assessment("assessment:auditmanager_noncompliant_evidence:baseline7d"),
                 f"{PER_ASSESSMENT} baseline",
