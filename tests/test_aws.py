@@ -95,12 +95,6 @@ def test_a_refused_connection_is_an_endpoint_connection_error(simulator):
     assert caught.value.code == "EndpointConnectionError"
 
 
-def test_get_assessment_names_the_owning_account(simulator):
-    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
-    meta = client_for(simulator).assessment(uuid(1))
-    assert (meta.account_id, meta.name, meta.status) == ("123456789012", "SOC 2", "ACTIVE")
-
-
 def test_list_assessments_follows_every_page(monkeypatch):
     monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
     with Simulator() as sim:
@@ -189,12 +183,6 @@ def test_control_domain_insights_follow_every_page(monkeypatch, simulator):
         (1, 5, updated.timestamp())
     }
     assert simulator.count("ListControlDomainInsightsByAssessment") == 3
-
-
-def test_get_assessment_names_the_framework(simulator):
-    simulator.add_assessment("us-east-1", uuid(1), "A1", framework="PCI DSS V4.0", status="INACTIVE")
-    meta = client_for(simulator).assessment(uuid(1))
-    assert (meta.framework, meta.status) == ("PCI DSS V4.0", "INACTIVE")
 
 
 def test_calls_from_several_threads_share_the_targets_concurrency_limit():

@@ -1,0 +1,163 @@
+"""What the poll service knows between cycles: per target (account id, names and statuses, listing, look-up and
+tags times on the monotonic clock) and overall (the last state of every assessment and account, what the look-ups
+learned). The snapshot is made from it; nothing reads a snapshot back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.config import Target
+from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot
+
+AccountKey = tuple[str, str]
+"""(account_id, region)"""
+
+
+@dataclass
+class TargetMemory:
+    """What is known about one target. Times are on the monotonic clock; a reload that keeps the target keeps it."""
+
+    account_id: str | None
+    names: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    discovered: tuple[str, ...] = ()
+    listed_at: float | None = None
+    polled: tuple[str, ...] = ()
+    # The look-ups' period: GetAssessment was tried for `details_tried` since `details_at`; a failed one is tried
+    # again in the next period.
+    details_at: float | None = None
+    details_tried: set[str] = field(default_factory=set)
+    tags_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the exporter keeps of an assessment's GetAssessment, asked once: its framework and ARN, its status
+    until a listing gives one, and its allow-listed tags, refreshed with ListTagsForResource."""
+
+    framework: str
+    status: str
+    arn: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one poll cycle learned, to be recorded in the PollState."""
+
+    assessments: Sequence[AssessmentState]
+    accounts: Sequence[AccountState]
+    durations: Mapping[str, float]
+    lookups: Mapping[AssessmentKey, Lookup]
+    # The status the latest listing of each target gives every assessment it lists.
+    statuses: Mapping[AssessmentKey, str]
+    control_domain_series_dropped: int
+
+
+class PollState:
+    """The one owner of what the service knows. Its writer is the `Publisher`, which changes it under its lock;
+    pollers read copies of it (`known_assessments`, `known_accounts`) at the start of their work."""
+
+    def __init__(self) -> None:
+        self._memories: list[tuple[Target, TargetMemory]] = []
+        self._assessments: dict[AssessmentKey, AssessmentState] = {}
+        self._accounts: dict[AccountKey, AccountState] = {}
+        self._lookups: dict[AssessmentKey, Lookup] = {}
+        self._statuses: dict[AssessmentKey, str] = {}
+        self._tag_labels: tuple[str, ...] = ()
+        self._durations: Mapping[str, float] = MappingProxyType({})
+        self._completed_cycles = 0
+        self._dropped = 0
+
+    def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
+        """The memory of each target: kept for a target the previous config had too (equal in every setting),
+        new for the others; the memories of targets no longer configured are forgotten."""
+        previous = list(self._memories)
+        memories = []
+        for target in targets:
+            match = next((i for i, (known, _) in enumerate(previous) if known == target), None)
+            memory = previous.pop(match)[1] if match is not None else TargetMemory(target.role_account_id)
+            memories.append((target, memory))
+        self._memories = memories
+        return [memory for _, memory in memories]
+
+    def use_tag_labels(self, tag_labels: tuple[str, ...]) -> None:
+        """Publish these tag keys from now on. When they change, the kept tags lose the keys no longer wanted, and
+        every target's tags are due again (to learn the new keys)."""
+        if tag_labels == self._tag_labels:
+            return
+        self._tag_labels = tag_labels
+        self._lookups = {
+            key: dataclasses.replace(lookup, tags=allowed(lookup.tags, tag_labels))
+            for key, lookup in self._lookups.items()
+        }
+        for _, memory in self._memories:
+            memory.tags_at = None
+
+    def known_assessments(self) -> dict[AssessmentKey, AssessmentState]:
+        return dict(self._assessments)
+
+    def known_accounts(self) -> dict[AccountKey, AccountState]:
+        return dict(self._accounts)
+
+    def looked_up(self) -> dict[AssessmentKey, str]:
+        """The ARN of every assessment whose GetAssessment has been read."""
+        return {key: lookup.arn for key, lookup in self._lookups.items()}
+
+    def record_cycle(self, result: CycleResult) -> None:
+        """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
+        its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
+        self._assessments = {s.key: s for s in result.assessments}
+        self._accounts = {(a.account_id, a.region): a for a in result.accounts}
+        self._statuses = dict(result.statuses)
+        self._lookups = {
+            key: lookup
+            for key, lookup in {**self._lookups, **result.lookups}.items()
+            if key in self._assessments or key in self._statuses
+        }
+        self._durations = MappingProxyType(dict(result.durations))
+        self._completed_cycles += 1
+        self._dropped += result.control_domain_series_dropped
+
+    def record_lookups(
+        self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
+    ) -> None:
+        """Keep new look-ups, and the refreshed tags of known ones."""
+        self._lookups.update(lookups)
+        for key, refreshed in tags.items():
+            lookup = self._lookups.get(key)
+            if lookup is not None:
+                self._lookups[key] = dataclasses.replace(lookup, tags=allowed(refreshed, self._tag_labels))
+
+    def snapshot(self, generation: int) -> Snapshot:
+        assessments = tuple(sorted(self._assessments.values(), key=lambda s: s.key))
+        return Snapshot(
+            assessments,
+            self._durations,
+            self._completed_cycles,
+            tuple(sorted(self._accounts.values(), key=lambda a: (a.account_id, a.region))),
+            MappingProxyType(
+                {
+                    key: AssessmentDetails(lookup.framework, self._statuses.get(key, lookup.status), lookup.tags)
+                    for key, lookup in self._lookups.items()
+                    if key in self._assessments
+                }
+            ),
+            self._dropped,
+            generation,
+            self._tag_labels,
+        )
+
+
+def allowed(tags: Mapping[str, str], tag_labels: tuple[str, ...]) -> Mapping[str, str]:
+    """The tags of the allow-listed keys only: the others are never kept."""
+    return MappingProxyType({key: tags[key] for key in tag_labels if key in tags})
+
+
+def failed(state: AssessmentState) -> AssessmentState:
+    """The assessment after a failed poll: its last values stay, its success timestamps do not move."""
+    domains = None if state.control_domains_success is None else False
+    return dataclasses.replace(state, poll_success=False, control_domains_success=domains)
