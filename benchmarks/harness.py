@@ -62,7 +62,7 @@ ORDER = (
     "exporter start-up + first cycle",
     "idle CPU between polls",
     "GetAssessment calls per hour (steady)",
-    "ListTagsForResource calls per discovery interval",
+    "ListTagsForResource calls per hour (steady)",
     "look-up warm-up (every framework read once)",
     "look-up CPU (steady)",
     "look-up peak resident memory (VmHWM)",

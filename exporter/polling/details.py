@@ -44,7 +44,8 @@ def lookup_work(memory: TargetMemory, known: set[str], now: float, every: float)
 
 
 def tags_due(memory: TargetMemory, now: float, every: float) -> bool:
-    """Whether the target's tags are due: never read in this poller's tag period, or older than `every`."""
+    """Whether the target's tags are due: never refreshed (a new target, or the allow-list changed), or refreshed
+    `every` seconds ago or more."""
     return memory.account_id is not None and (memory.tags_at is None or now - memory.tags_at >= every)
 
 
