@@ -371,9 +371,9 @@ def _exporter(report: Report, simulator: SimulatorProcess, progress: Callable[[s
         _wait_quiet(simulator, settings.latency)
         report.row(
             "API calls per cycle",
-            f"N={size}, exporter process, first cycle + details refresh",
+            f"N={size}, exporter process, first cycle + look-ups",
             describe_calls(calls_by_operation(simulator, REGION)),
-            "the refresh: 1 GetAssessment per assessment, once per discovery_interval (1 h)",
+            "the look-ups: 1 GetAssessment per assessment, once",
         )
         rss = exporter.memory_bytes()
         report.row(
