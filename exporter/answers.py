@@ -45,7 +45,7 @@ def check_answer(operation: OperationModel, body: bytes, rules: AnswerRules) -> 
     """The decoded JSON of a successful answer to `operation`; raises `MalformedAnswer` if it breaks the model.
 
     Keys the model does not know are ignored, as botocore ignores them: AWS may add fields before the model does.
-    A JSON null counts as an absent field.
+    A JSON null field counts as absent.
     """
     try:
         answer = json.loads(body or b"{}", parse_constant=_not_json)
@@ -111,6 +111,7 @@ class _Checker:
             raise self._fail(path, value, "not a list")
         self._length(shape, value, len(value), path)
         for index, item in enumerate(value):
+            self._item(shape, item, f"{path}[{index}]")
             self.check(shape.member, item, f"{path}[{index}]")
 
     def _map(self, shape: MapShape, value: object, path: str) -> None:
@@ -119,7 +120,13 @@ class _Checker:
         self._length(shape, value, len(value), path)
         for key, item in value.items():
             self.check(shape.key, key, f"{path} key {key!r}")
+            self._item(shape, item, f"{path}[{key!r}]")
             self.check(shape.value, item, f"{path}[{key!r}]")
+
+    def _item(self, shape: Shape, item: object, path: str) -> None:
+        # A null field is an absent one, but a null inside a list or map is a hole only sparse shapes allow.
+        if item is None and not shape.metadata.get("sparse"):
+            raise MalformedAnswer(self.operation, path, "null in a list or map that is not sparse")
 
     def _string(self, shape: Shape, value: object, path: str) -> None:
         # Patterns and enums are left out: they describe requests, and an enum that grows is a newer API, not a

@@ -251,3 +251,13 @@ def test_the_exporter_rejects_each_row_keeping_the_last_good_values(simulator, r
     assert sum(errors.values()) >= len(ROWS)
     for _, key, _ in ROWS:
         assert any(MALFORMED in line and f"insights.{key}" in line for line in text.splitlines()), text
+
+
+def test_a_null_inside_a_list_is_rejected_while_a_null_field_is_absent():
+    domain = {"name": "D", "id": "UNCATEGORIZED", "totalControlsCount": None}
+    operation = MODEL.operation_model("ListControlDomainInsightsByAssessment")
+    check_answer(operation, json.dumps({"controlDomainInsights": [domain]}).encode(), AUDIT_MANAGER_ANSWERS)
+    error = rejected(
+        "ListControlDomainInsightsByAssessment", json.dumps({"controlDomainInsights": [domain, None]}).encode()
+    )
+    assert error.field == "controlDomainInsights[1]"

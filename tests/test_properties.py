@@ -190,6 +190,7 @@ PATHS = {
 
 def good_answers(simulator: Simulator) -> dict[str, Any]:
     """The simulator's own answer to each operation, as JSON."""
+    simulator.clear_faults()
     answers = {}
     for operation, path in PATHS.items():
         status, body, _ = http_get(simulator.url + path)
