@@ -90,7 +90,8 @@ class _Checker:
         check(shape, value, path)
 
     def _fail(self, path: str, value: object, problem: str) -> MalformedAnswer:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
         return MalformedAnswer(self.operation, path or "body", f"{shown} is {problem}")
 
     def _structure(self, shape: StructureShape, value: object, path: str) -> None:
