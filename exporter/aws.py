@@ -227,7 +227,7 @@ class AuditManagerClient:
         )
         return self._call(
             "ListControlDomainInsightsByAssessment",
-            lambda: tuple(_domain(item) for item in _items(pages, "controlDomainInsights")),
+            lambda: _domains(_items(pages, "controlDomainInsights")),
         )
 
     def assessment(self, assessment_id: str) -> AssessmentMeta:
@@ -314,6 +314,17 @@ def _account_insights(response: dict[str, Any]) -> AccountInsights:
     if not isinstance(insights, dict):
         raise ValueError("no insights")
     return AccountInsights(**_counts(insights, _ACCOUNT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated")))
+
+
+def _domains(items: Iterable[dict[str, Any]]) -> tuple[ControlDomainInsights, ...]:
+    domains = tuple(_domain(item) for item in items)
+    seen: set[str] = set()
+    for index, domain in enumerate(domains):
+        # The name is the series' only control-domain label: a repeat would publish one series twice.
+        if domain.name in seen:
+            raise ValueError(f"controlDomainInsights item {index}: name {domain.name!r} repeats")
+        seen.add(domain.name)
+    return domains
 
 
 def _domain(item: dict[str, Any]) -> ControlDomainInsights:

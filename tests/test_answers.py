@@ -174,10 +174,16 @@ CALLS = [
         ).encode(),
         "controlDomainInsights[1].evidenceInsights.compliantEvidenceCount",
     ),
+    (
+        "ListControlDomainInsightsByAssessment",
+        lambda c: c.control_domain_insights(uuid(1)),
+        json.dumps({"controlDomainInsights": [DOMAIN, DOMAIN | {"id": "arn:aws:controlcatalog:::domain/X"}]}).encode(),
+        "controlDomainInsights item 1: name 'D' repeats",
+    ),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("operation", "call", "payload", "path"), CALLS, ids=[c[0] for c in CALLS])
+@pytest.mark.parametrize(("operation", "call", "payload", "path"), CALLS, ids=[c[3] for c in CALLS])
 def test_a_bad_answer_is_a_malformed_response_naming_the_field_and_is_not_retried(
     simulator, operation, call, payload, path
 ):

@@ -24,7 +24,7 @@ import botocore.session
 import pytest
 import yaml
 from botocore.model import Shape
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -252,6 +252,8 @@ def test_any_answer_is_either_a_aws_error_or_values_the_model_allows(served, ope
     simulator, client = served
 
     @quick(60)
+    @example(body=b'{"controlDomainInsights": [null], "assessmentMetadata": [null]}')
+    @example(body=b'{"insights": {"lastUpdated": 1e400}, "assessment": {"metadata": null}}')
     @given(body=bodies(operation, good_answers(simulator)[operation]))
     def check(body: bytes) -> None:
         simulator.clear_faults()
@@ -346,7 +348,10 @@ def test_any_answers_give_an_exposition_that_parses_and_holds_only_allowed_value
     promtool = require_binary("promtool")
     good = good_answers(exporter.simulator)
 
+    domain = {"name": "D", "id": "UNCATEGORIZED", "controlsCountByNoncompliantEvidence": 1}
+
     @quick(5)
+    @example(answers={"ListControlDomainInsightsByAssessment": _encode({"controlDomainInsights": [domain, domain]})})
     @given(answers=st.fixed_dictionaries({op: bodies(op, good[op]) for op in INSIGHT_OPERATIONS}))
     def check(answers: dict[str, bytes]) -> None:
         exporter.simulator.clear_faults()
@@ -355,8 +360,12 @@ def test_any_answers_give_an_exposition_that_parses_and_holds_only_allowed_value
         _wait_for_a_full_cycle(exporter)
         status, text, _ = http_get(exporter.process.url + "/metrics")
         assert status == 200
+        seen = set()
         for family in text_string_to_metric_families(text.decode()):
             for metric in family.samples:
+                series = (metric.name, tuple(sorted(metric.labels.items())))
+                assert series not in seen, f"{series} twice"
+                seen.add(series)
                 if family.name in COUNT_FAMILIES:
                     assert metric.value == int(metric.value) and 0 <= metric.value <= INT_MAX, metric
                 if family.name in AWS_TIMESTAMP_FAMILIES:
