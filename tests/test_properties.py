@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -509,6 +510,8 @@ GOOD_CONFIG = f"targets:\n  - region: {REGION}\n    assessments: [{{id: {uuid(1)
 def _in_process() -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """Run cli.main in this process, restoring the signal handlers and logging it sets up."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    root = logging.getLogger()
+    log_handlers, log_level = list(root.handlers), root.level
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -516,6 +519,8 @@ def _in_process() -> Iterator[tuple[io.StringIO, io.StringIO]]:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        root.handlers[:] = log_handlers
+        root.setLevel(log_level)
 
 
 def _check_outcome(code: int, stdout: str, stderr: str, prefix: str) -> None:
