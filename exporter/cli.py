@@ -9,6 +9,7 @@ import ctypes.util
 import logging
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -299,6 +300,15 @@ def _demo() -> tuple[Config, SessionFactory]:
     return config, session
 
 
+# Control characters and line separators (what str.splitlines and terminals break lines at), escaped so that a
+# problem naming a key such as "\v" stays one line.
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(problem: str) -> str:
+    return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
+
+
 def _exit_at_once(*_: object) -> None:
     raise SystemExit(0)
 
@@ -320,13 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         web = webconfig.load(args.web_config_file) if args.web_config_file else None
     except webconfig.WebConfigError as error:
         for problem in error.problems:
-            print(f"auditmanager-exporter: web config {args.web_config_file}: {problem}", file=sys.stderr)
+            print(_one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
         return USAGE_ERROR
     try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"{config_path}: {problem}", file=sys.stderr)
+            print(_one_line(f"{config_path}: {problem}"), file=sys.stderr)
         return USAGE_ERROR
     if args.config_check:
         print("config OK")
