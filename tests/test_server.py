@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.collector import Exposition
-from exporter.server import App, ListenAddressError, MetricsServer, accepts_gzip, parse_listen_address
+from exporter.server import App, ListenAddressError, MetricsServer, accepts_gzip, bind, parse_listen_address
 from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
 from tests.conftest import http_get, parse_metrics, uuid
 
@@ -19,7 +19,9 @@ def serve() -> Iterator:
     servers: list[MetricsServer] = []
 
     def start(store: SnapshotStore, telemetry_path: str = "/metrics", reload=None) -> str:
-        server = MetricsServer(("127.0.0.1", 0), App(Exposition(store, ApiCounters()), store, telemetry_path, reload))
+        server = MetricsServer(
+            [bind("127.0.0.1:0")], App(Exposition(store, ApiCounters()), store, telemetry_path, reload)
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.port}"

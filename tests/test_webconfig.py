@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.collector import Exposition
-from exporter.server import App, MetricsServer
+from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
-from exporter.webconfig import WebConfigError, load
+from exporter.webconfig import WebConfigError, WebConfigSource, load
 from tests.conftest import insights, uuid
 
 PASSWORD = "correct horse battery staple"
@@ -135,10 +135,10 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         store = SnapshotStore(Snapshot(completed_cycles=1))
         reloads: list[bool] = []
         app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or True)
-        server = MetricsServer(("127.0.0.1", 0), app, load(path))
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        server = MetricsServer([bind("127.0.0.1:0")], app, WebConfigSource(path))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        scheme = "https" if server.web.tls else "http"
+        scheme = "https" if server.web.current().tls else "http"
         return Served(f"{scheme}://127.0.0.1:{server.port}", server.port, server, reloads)
 
     yield start
