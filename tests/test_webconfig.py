@@ -677,3 +677,81 @@ def test_rate_limit_answers_429_beyond_the_burst(serve):
 def test_empty_sections_are_plain_http_without_auth_as_in_the_toolkit(serve):
     served = serve({"tls_server_config": {}, "basic_auth_users": {}, "http_server_config": None})
     assert request(served, "GET", "/metrics")[0] == 200
+
+
+# ---- rotation: files re-read when they change, without a restart
+
+
+def served_subject(port: int) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return str(x509.load_der_x509_certificate(der).subject.rfc4514_string())
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+def test_a_renewed_certificate_written_over_the_files_is_served_without_a_restart(serve, pki, tmp_path):
+    cert, key = pki.issue("live", "server-1", directory=tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    assert served_subject(served.port) == "CN=server-1"
+    pki.issue("live", "server-2", directory=tmp_path)
+    wait_until(lambda: served_subject(served.port) == "CN=server-2", "the renewed certificate served")
+    assert served.server.web.successful
+
+
+def test_a_half_written_rotation_keeps_the_old_certificate_until_the_pair_matches(serve, pki, tmp_path):
+    cert, key = pki.issue("live", "server-1", directory=tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    new_cert, new_key = pki.issue("next", "server-2", directory=tmp_path)
+    cert.write_bytes(new_cert.read_bytes())  # the certificate first, its key not yet
+    # Files are looked at as connections come in.
+    wait_until(
+        lambda: served_subject(served.port) == "CN=server-1" and not served.server.web.successful,
+        "the mismatched pair refused and the old certificate served",
+    )
+    key.write_bytes(new_key.read_bytes())
+    wait_until(lambda: served_subject(served.port) == "CN=server-2", "the complete pair served")
+    assert served.server.web.successful
+
+
+def test_a_new_client_ca_is_used_for_new_connections(serve, pki, tmp_path):
+    ca = tmp_path / "clients-ca.crt"
+    ca.write_bytes(pki.rogue_cert.read_bytes())  # trusts nobody who matters yet
+    served = serve(tls_config(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(ca)))
+    context = client_context(pki, (pki.client_cert, pki.client_key))
+    assert not answers(served, context)
+    ca.write_bytes(pki.ca.read_bytes())
+    wait_until(lambda: answers(served, context), "the client admitted under the new CA")
+
+
+def test_users_changed_in_the_web_config_apply_without_a_restart(serve, password_hash, tmp_path):
+    served = serve({"basic_auth_users": {"alice": password_hash}})
+    assert request(served, "GET", "/metrics", {"Authorization": basic("bob", PASSWORD)})[0] == 401
+    (tmp_path / "web-0.yml").write_text(yaml.safe_dump({"basic_auth_users": {"bob": password_hash}}))
+    wait_until(
+        lambda: request(served, "GET", "/metrics", {"Authorization": basic("bob", PASSWORD)})[0] == 200,
+        "bob admitted",
+    )
+    assert request(served, "GET", "/metrics", {"Authorization": basic("alice", PASSWORD)})[0] == 401
+
+
+def test_a_broken_web_config_on_disk_keeps_the_old_one_serving(serve, password_hash, tmp_path):
+    served = serve({"basic_auth_users": {"alice": password_hash}})
+    (tmp_path / "web-0.yml").write_text("basic_auth_users: {alice: not-a-hash}\n")
+    wait_until(
+        lambda: (
+            request(served, "GET", "/metrics", {"Authorization": basic("alice", PASSWORD)})[0] == 200
+            and not served.server.web.successful
+        ),
+        "the broken web config refused and the old one serving",
+    )
+    assert not served.server.reload_web_config()
