@@ -10,8 +10,11 @@ import datetime as dt
 import http.client
 import ipaddress
 import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +33,7 @@ from exporter.collector import Exposition
 from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
-from tests.conftest import insights, uuid
+from tests.conftest import ROOT, ExporterProcess, insights, parse_metrics, sample, uuid
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
@@ -755,3 +758,82 @@ def test_a_broken_web_config_on_disk_keeps_the_old_one_serving(serve, password_h
         "the broken web config refused and the old one serving",
     )
     assert not served.server.reload_web_config()
+
+
+# ---- the real process: start-up errors, and SIGHUP and /-/reload re-reading the web config
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ({"cert_file": "", "key_file": "server.key"}, "tls_server_config.cert_file: must not be empty"),
+        ({"cert_file": "server.crt", "key_file": ""}, "tls_server_config.key_file: must not be empty"),
+    ],
+)
+def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, tls, problem):
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": tls}))
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(web)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"auditmanager-exporter: web config {web}: {problem}"]
+
+
+def web_reload_metric(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> float:
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    status, _, body = request(served, "GET", "/metrics", authorization, context)
+    assert status == 200
+    value = sample(parse_metrics(body.decode()), "auditmanager_exporter_web_config_last_reload_successful")
+    assert value is not None
+    return value
+
+
+@pytest.mark.parametrize("trigger", ["SIGHUP", "POST /-/reload"])
+def test_sighup_and_reload_re_read_the_web_config_and_a_broken_one_keeps_the_old(
+    simulator, run_exporter, pki, password_hash, tmp_path, trigger
+):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    web = tmp_path / "web.yml"
+    good = {**tls_config(pki), "basic_auth_users": {"alice": password_hash}}
+    web.write_text(yaml.safe_dump(good))
+    config = {
+        "poll_interval": "1h",
+        "targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}],
+    }
+    exporter = run_exporter(config, "--web.config.file", str(web), wait="none")
+    context, alice = client_context(pki), {"Authorization": basic("alice", PASSWORD)}
+    wait_until(lambda: _answers_quietly(exporter, context, alice), "the exporter serving TLS")
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+
+    def reload() -> None:
+        if trigger == "SIGHUP":
+            exporter.process.send_signal(signal.SIGHUP)
+        else:
+            request(served, "POST", "/-/reload", alice, context)
+
+    web.write_text(yaml.safe_dump({**good, "basic_auth_users": {"alice": "plaintext"}}))
+    reload()
+    wait_until(lambda: web_reload_metric(exporter, context, alice) == 0.0, "the broken web config refused")
+    assert "basic_auth_users.alice: not a bcrypt hash" in exporter.logs()
+    web.write_text(yaml.safe_dump({**good, "basic_auth_users": {"bob": password_hash}}))
+    reload()
+    bob = {"Authorization": basic("bob", PASSWORD)}
+    wait_until(lambda: _answers_quietly(exporter, context, bob), "the new users in force")
+    assert web_reload_metric(exporter, context, bob) == 1.0
+    assert request(served, "GET", "/metrics", alice, context)[0] == 401
+    # New connections also notice changed files; the explicit reloads are logged as such.
+    assert exporter.logs().count('reason="reload requested"') >= 2, exporter.logs()
+
+
+def _answers_quietly(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> bool:
+    assert exporter.process.poll() is None, exporter.logs()
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    try:
+        return request(served, "GET", "/healthz", authorization, context)[0] == 200
+    except OSError:
+        return False
