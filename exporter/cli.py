@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
-        default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE"),
+        default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE") or None,
         help="exporter-toolkit web config (TLS, basic auth) for every endpoint "
         "(default: $AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE)",
     )
