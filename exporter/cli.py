@@ -354,7 +354,8 @@ def _listen(args: argparse.Namespace) -> list[socket.socket]:
         except OSError as error:
             for sock in sockets:
                 sock.close()
-            raise ListenAddressError(f"cannot listen on {address}: {error.strerror or error}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ListenAddressError(f"cannot listen on {address}: {reason}") from None
     return sockets
 
 

@@ -316,10 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         if config_ok and web_ok:
             self._send(HTTPStatus.OK, b"config reloaded\n")
         else:
-            failed = " and ".join(name for name, ok in (("config", config_ok), ("web config", web_ok)) if not ok)
-            self._send(
-                HTTPStatus.INTERNAL_SERVER_ERROR, f"{failed} reload failed; the previous one stays in use\n".encode()
-            )
+            failed = [name for name, ok in (("config", config_ok), ("web config", web_ok)) if not ok]
+            body = "".join(f"{name} reload failed; the previous {name} stays in use\n" for name in failed)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, body.encode())
 
     def _admitted(self) -> bool:
         web = self.request.web
