@@ -372,7 +372,11 @@ class _Tls:
         context.set_min_proto_version(self.versions["min_version"])
         context.set_max_proto_version(self.versions["max_version"])
         context.set_options(SSL.OP_NO_COMPRESSION | (SSL.OP_CIPHER_SERVER_PREFERENCE if self.prefer_server else 0))
-        context.set_cipher_list(self.cipher_list.encode())
+        cipher_list = self.cipher_list
+        if self.versions["min_version"] < SSL.TLS1_2_VERSION:
+            # OpenSSL's default security level refuses TLS 1.0 and 1.1 outright; Go serves them when asked to.
+            cipher_list += ":@SECLEVEL=0"
+        context.set_cipher_list(cipher_list.encode())
         # pyOpenSSL has no public call for a list of key-exchange groups; its own OpenSSL binding does.
         if self.curves and not _openssl.SSL_CTX_set1_curves_list(context._context, self.curves.encode()):
             problems.append(f"{where}.curve_preferences: not supported by this OpenSSL")

@@ -613,6 +613,20 @@ def test_the_default_versions_are_tls12_to_tls13(serve, pki):
     assert negotiated(served, tls12_client(pki))[0] == "TLSv1.2"
 
 
+def old_client(pki: Pki, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = client_context(pki)
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_min_version_tls10_admits_old_clients_which_the_default_refuses(serve, pki, version):
+    assert not answers(serve(tls_config(pki)), old_client(pki, version))
+    assert answers(serve(tls_config(pki, min_version="TLS10")), old_client(pki, version))
+
+
 def test_cipher_suites_by_go_names_limit_tls12_to_those(serve, pki):
     served = serve(tls_config(pki, cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]))
     assert negotiated(served, tls12_client(pki)) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")
