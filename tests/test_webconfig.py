@@ -851,3 +851,62 @@ def _answers_quietly(exporter: ExporterProcess, context: ssl.SSLContext, authori
         return request(served, "GET", "/healthz", authorization, context)[0] == 200
     except OSError:
         return False
+
+
+def started_over_tls(run_exporter, web: Path, context: ssl.SSLContext, headers: dict[str, str]) -> Served:
+    """The real process with `web`, once it answers /healthz to this client."""
+    exporter = run_exporter(None, "--demo", "--web.config.file", str(web), wait="none")
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    wait_until(lambda: _answers_quietly(exporter, context, headers), f"the exporter serving:\n{exporter.logs()}", 60)
+    return served
+
+
+@pytest.mark.parametrize("auth_type", [t for t in ACCEPTED if t != "RequireClientCert"])
+def test_the_process_admits_client_certificates_by_each_client_auth_type(run_exporter, pki, tmp_path, auth_type):
+    settings = {"client_auth_type": auth_type} | (
+        {} if auth_type == "NoClientCert" else {"client_ca_file": str(pki.ca)}
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump(tls_config(pki, **settings)))
+    served = started_over_tls(run_exporter, web, client_context(pki, (pki.client_cert, pki.client_key)), {})
+    for client in ("none", "from the CA", "from another CA"):
+        assert answers(served, client_context(pki, client_cert(pki, client))) is (client in ACCEPTED[auth_type]), client
+
+
+def test_the_process_serves_a_web_config_using_every_key(run_exporter, pki, tmp_path, password_hash):
+    headers = {
+        "Content-Security-Policy": "default-src 'none'",
+        "X-Frame-Options": "sameorigin",
+        "X-Content-Type-Options": "nosniff",
+        "X-XSS-Protection": "0",
+        "Strict-Transport-Security": "max-age=31536000",
+    }
+    every_key = {
+        "tls_server_config": {
+            "cert_file": pki.server_cert.name,
+            "key_file": pki.server_key.name,
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": pki.ca.name,
+            "client_allowed_sans": ["prometheus.example"],
+            "cipher_suites": ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"],
+            "curve_preferences": ["X25519", "CurveP256"],
+            "min_version": "TLS12",
+            "max_version": "TLS12",
+            "prefer_server_cipher_suites": True,
+        },
+        "http_server_config": {"http2": True, "headers": headers},
+        "basic_auth_users": {"alice": password_hash},
+        "rate_limit": {"interval": "1ms", "burst": 1000},
+    }
+    # Relative names are relative to the web config's own directory.
+    web = pki.directory / f"every-key-{tmp_path.name}.yml"
+    web.write_text(yaml.safe_dump(every_key))
+    context, alice = client_context(pki, (pki.client_cert, pki.client_key)), {"Authorization": basic("alice", PASSWORD)}
+    served = started_over_tls(run_exporter, web, context, alice)
+    status, sent, body = request(served, "GET", "/metrics", alice, context)
+    assert status == 200 and b"auditmanager_exporter_web_config_last_reload_successful 1.0" in body
+    assert {name: sent.get(name) for name in headers} == headers
+    assert negotiated(served, context) == ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
+    assert request(served, "GET", "/metrics", {"Authorization": basic("alice", "wrong")}, context)[0] == 401
+    assert not answers(served, client_context(pki))
+    assert not answers(served, client_context(pki, (pki.rogue_cert, pki.rogue_key)))
