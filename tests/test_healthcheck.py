@@ -103,3 +103,26 @@ def test_healthcheck_over_plain_http_on_a_wildcard_address(run_exporter, simulat
     web = tmp_path / "empty.yml"
     web.write_text("")
     assert healthcheck(f":{port}", str(web), tmp_path).returncode == 0
+
+
+def test_healthcheck_reads_the_web_config_named_by_the_environment_as_the_docker_image_does(secured, tmp_path):
+    address, web, right = secured
+    env = aws_env(tmp_path) | {ENV + key: value for key, value in right.items()}
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--healthcheck", "--web.listen-address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env | {"AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE": web},
+    )
+    assert result.returncode == 0, result.stderr
+    without = subprocess.run(
+        [sys.executable, "-m", "exporter", "--healthcheck", "--web.listen-address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert without.returncode == 1
