@@ -216,7 +216,7 @@ def load(path: str | Path) -> WebConfig:
     headers = _headers(http.get("headers"), problems)
     auth = _basic_auth(raw.get("basic_auth_users"), problems)
     limiter = _rate_limit(_section(raw, "rate_limit", problems), problems)
-    context = tls.context(problems) if not problems and tls.enabled else None
+    context = _tls_context(tls, problems) if not problems and tls.enabled else None
     if problems:
         raise WebConfigError(problems)
     return WebConfig(
@@ -269,7 +269,7 @@ def _string_list(raw: dict[Any, Any], where: str, key: str, problems: list[str])
 
 
 class _Tls:
-    """The checked `tls_server_config`; `context()` reads its files and builds the OpenSSL context."""
+    """The checked `tls_server_config`; `_tls_context` reads its files and builds the OpenSSL context."""
 
     where = "tls_server_config"
 
@@ -294,7 +294,7 @@ class _Tls:
         self.paths: dict[str, Path] = {
             key: base / strings[key] for key in ("cert_file", "key_file", "client_ca_file") if key in strings
         }
-        self._inline = {key: strings[key] for key in ("cert", "key", "client_ca") if key in strings}
+        self.inline = {key: strings[key] for key in ("cert", "key", "client_ca") if key in strings}
         if self.enabled:
             for key in ("cert", "key"):
                 if raw.get(f"{key}_file") is None and key not in strings:
@@ -330,97 +330,100 @@ class _Tls:
         sans = _string_list(raw, where, "client_allowed_sans", problems)
         self.allowed_sans = frozenset(sans) if raw.get("client_allowed_sans") else None
 
-    def _pem(self, key: str, problems: list[str]) -> bytes | None:
-        path = self.paths.get(f"{key}_file")
-        if path is None:
-            return self._inline[key].encode() if key in self._inline else None
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            problems.append(f"{self.where}.{key}_file: cannot read {str(path)!r}: {exc.strerror}")
-            return None
 
-    def context(self, problems: list[str]) -> SSL.Context | None:
-        """Read the certificate, key and CA and build the context; None (with problems) if they cannot be used."""
-        where = self.where
-        before = len(problems)
-        cert_pem, key_pem = self._pem("cert", problems), self._pem("key", problems)
-        ca_pem = self._pem("client_ca", problems)
-        if len(problems) > before or cert_pem is None or key_pem is None:
-            return None
+def _read_pem(tls: _Tls, key: str, problems: list[str]) -> bytes | None:
+    path = tls.paths.get(f"{key}_file")
+    if path is None:
+        return tls.inline[key].encode() if key in tls.inline else None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{tls.where}.{key}_file: cannot read {str(path)!r}: {exc.strerror}")
+        return None
+
+
+def _tls_context(tls: _Tls, problems: list[str]) -> SSL.Context | None:
+    """Read the certificate, key and CA and build the context; None (with problems) if they cannot be used."""
+    where = tls.where
+    before = len(problems)
+    cert_pem, key_pem = _read_pem(tls, "cert", problems), _read_pem(tls, "key", problems)
+    ca_pem = _read_pem(tls, "client_ca", problems)
+    if len(problems) > before or cert_pem is None or key_pem is None:
+        return None
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        problems.append(f"{where}.cert_file: no PEM certificate in it")
+        return None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        problems.append(f"{where}.key_file: the key is encrypted; give an unencrypted key")
+        return None
+    except (ValueError, binascii.Error):
+        problems.append(f"{where}.key_file: no PEM private key in it")
+        return None
+    cas: list[x509.Certificate] = []
+    if ca_pem is not None:
         try:
-            chain = x509.load_pem_x509_certificates(cert_pem)
+            cas = x509.load_pem_x509_certificates(ca_pem)
         except ValueError:
-            problems.append(f"{where}.cert_file: no PEM certificate in it")
+            problems.append(f"{where}.client_ca_file: no PEM certificate in it")
             return None
-        try:
-            key = serialization.load_pem_private_key(key_pem, password=None)
-        except TypeError:
-            problems.append(f"{where}.key_file: the key is encrypted; give an unencrypted key")
-            return None
-        except (ValueError, binascii.Error):
-            problems.append(f"{where}.key_file: no PEM private key in it")
-            return None
-        cas: list[x509.Certificate] = []
-        if ca_pem is not None:
-            try:
-                cas = x509.load_pem_x509_certificates(ca_pem)
-            except ValueError:
-                problems.append(f"{where}.client_ca_file: no PEM certificate in it")
-                return None
-        context = SSL.Context(SSL.TLS_SERVER_METHOD)
-        context.set_min_proto_version(self.versions["min_version"])
-        context.set_max_proto_version(self.versions["max_version"])
-        context.set_options(SSL.OP_NO_COMPRESSION | (SSL.OP_CIPHER_SERVER_PREFERENCE if self.prefer_server else 0))
-        cipher_list = self.cipher_list
-        if self.versions["min_version"] < SSL.TLS1_2_VERSION:
-            # OpenSSL's default security level refuses TLS 1.0 and 1.1 outright; Go serves them when asked to.
-            cipher_list += ":@SECLEVEL=0"
-        context.set_cipher_list(cipher_list.encode())
-        # pyOpenSSL has no public call for a list of key-exchange groups; its own OpenSSL binding does.
-        if self.curves and not _openssl.SSL_CTX_set1_curves_list(context._context, self.curves.encode()):
-            problems.append(f"{where}.curve_preferences: not supported by this OpenSSL")
-            return None
-        try:
-            context.use_certificate(chain[0])
-            for extra in chain[1:]:
-                context.add_extra_chain_cert(extra)
-            context.use_privatekey(key)  # type: ignore[arg-type]
-            context.check_privatekey()
-        except (SSL.Error, TypeError, ValueError):
-            problems.append(f"{where}: cert_file and key_file do not belong together (or the key type is unusable)")
-            return None
-        for ca in cas:
-            context.get_cert_store().add_cert(crypto.X509.from_cryptography(ca))  # type: ignore[union-attr]
-            context.add_client_ca(ca)
-        if not cas and self.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
-            # Go verifies against the system's roots when no client CA is given.
-            context.set_default_verify_paths()
-        self._set_verify(context)
-        # Session resumption with client certificates needs a session id context.
-        context.set_session_id(_SESSION_ID)
-        return context
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(tls.versions["min_version"])
+    context.set_max_proto_version(tls.versions["max_version"])
+    context.set_options(SSL.OP_NO_COMPRESSION | (SSL.OP_CIPHER_SERVER_PREFERENCE if tls.prefer_server else 0))
+    cipher_list = tls.cipher_list
+    if tls.versions["min_version"] < SSL.TLS1_2_VERSION:
+        # OpenSSL's default security level refuses TLS 1.0 and 1.1 outright; Go serves them when asked to.
+        cipher_list += ":@SECLEVEL=0"
+    context.set_cipher_list(cipher_list.encode())
+    # pyOpenSSL has no public call for a list of key-exchange groups; its own OpenSSL binding does.
+    if tls.curves and not _openssl.SSL_CTX_set1_curves_list(context._context, tls.curves.encode()):
+        problems.append(f"{where}.curve_preferences: not supported by this OpenSSL")
+        return None
+    try:
+        context.use_certificate(chain[0])
+        for extra in chain[1:]:
+            context.add_extra_chain_cert(extra)
+        context.use_privatekey(key)  # type: ignore[arg-type]
+        context.check_privatekey()
+    except (SSL.Error, TypeError, ValueError):
+        problems.append(f"{where}: cert_file and key_file do not belong together (or the key type is unusable)")
+        return None
+    for ca in cas:
+        context.get_cert_store().add_cert(crypto.X509.from_cryptography(ca))  # type: ignore[union-attr]
+        context.add_client_ca(ca)
+    if not cas and tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
+        # Go verifies against the system's roots when no client CA is given.
+        context.set_default_verify_paths()
+    _set_verify(tls, context)
+    # Session resumption with client certificates needs a session id context.
+    context.set_session_id(_SESSION_ID)
+    return context
 
-    def _set_verify(self, context: SSL.Context) -> None:
-        auth_type = self.client_auth_type
-        if auth_type == "NoClientCert":
-            context.set_verify(SSL.VERIFY_NONE)
-            return
-        mode = SSL.VERIFY_PEER
-        if auth_type in ("RequireAnyClientCert", "RequireAndVerifyClientCert"):
-            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-        verifying = auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
-        allowed = self.allowed_sans
 
-        def verify(_connection: SSL.Connection, certificate: Any, _error: int, depth: int, ok: int) -> bool:
-            # Python's ssl module cannot do this part: accept a certificate that does not verify.
-            if verifying and not ok:
-                return False
-            if depth == 0 and allowed is not None:
-                return bool(_sans(certificate.to_cryptography()) & allowed)
-            return True
+def _set_verify(tls: _Tls, context: SSL.Context) -> None:
+    auth_type = tls.client_auth_type
+    if auth_type == "NoClientCert":
+        context.set_verify(SSL.VERIFY_NONE)
+        return
+    mode = SSL.VERIFY_PEER
+    if auth_type in ("RequireAnyClientCert", "RequireAndVerifyClientCert"):
+        mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    verifying = auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+    allowed = tls.allowed_sans
 
-        context.set_verify(mode, verify)
+    def verify(_connection: SSL.Connection, certificate: Any, _error: int, depth: int, ok: int) -> bool:
+        # Python's ssl module cannot do this part: accept a certificate that does not verify.
+        if verifying and not ok:
+            return False
+        if depth == 0 and allowed is not None:
+            return bool(_sans(certificate.to_cryptography()) & allowed)
+        return True
+
+    context.set_verify(mode, verify)
 
 
 def _sans(certificate: x509.Certificate) -> set[str]:
