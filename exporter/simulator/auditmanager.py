@@ -33,7 +33,7 @@ STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 _ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
 _CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 _ARN = re.compile(r"arn:.*:auditmanager:.*")
-_ASSESSMENT_ARN = re.compile(r"arn:aws:auditmanager:([a-z0-9-]+):(\d{12}):assessment/(.+)")
+_ASSESSMENT_ARN = re.compile(r"arn:[^:]*:auditmanager:[^:]*:[^:]*:assessment/(.+)")
 # TagMap's limits in botocore's model.
 _TAG_KEY = re.compile(r"(?!aws:)[a-zA-Z+-=._:/]{1,128}")
 _MAX_TAG_VALUE = 256
@@ -453,7 +453,7 @@ def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str
                 return "GetAssessment", assessment_id, None
             case ["tags", resource_arn]:
                 match = _ASSESSMENT_ARN.fullmatch(resource_arn)
-                return "ListTagsForResource", match.group(3) if match else None, resource_arn
+                return "ListTagsForResource", match.group(1) if match else None, resource_arn
     return UNKNOWN_OPERATION, None, None
 
 
