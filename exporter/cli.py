@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
-from exporter.collector import Exposition, ReloadCollector
 from exporter.config import Config, ConfigError, Target, load, parse
+from exporter.exposition import Exposition
 from exporter.poller import UNSHARDED, Poller, Shard
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = CollectorRegistry(auto_describe=False)
     for standard in (ProcessCollector, PlatformCollector, GCCollector):
         standard(registry=runtime)
-    exposition = Exposition(service.store, service.counters, extra=[ReloadCollector(service.reload_status), runtime])
+    exposition = Exposition(service.store, service.counters, service.reload_status, runtime=[runtime])
     app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
     try:
         server = MetricsServer(address, app, web)

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-
 from exporter import __version__
-from exporter.collector import Exposition
+from exporter.exposition import Body, Exposition
 from exporter.snapshot import SnapshotStore
 from exporter.webconfig import WebConfig
 
@@ -75,6 +73,37 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
+OPENMETRICS = "application/openmetrics-text"
+
+
+def accepts_openmetrics(accept: str) -> bool:
+    """Whether an Accept value prefers OpenMetrics 1.x to the text format, as Prometheus's default does.
+
+    OpenMetrics counts when listed without a version or with a 1.x one and a weight above 0, at least as high as
+    the best of `text/plain`, `text/*` and `*/*`; without an Accept header, the answer is the text format.
+    """
+    openmetrics = text = 0.0
+    for part in accept.split(","):
+        media_type, *params = (item.strip() for item in part.split(";"))
+        weight, version = 1.0, ""
+        for param in params:
+            name, _, value = param.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+            elif name == "version":
+                version = value
+        media_type = media_type.lower()
+        if media_type == OPENMETRICS and (not version or version.split(".")[0] == "1"):
+            openmetrics = max(openmetrics, weight)
+        elif media_type in ("text/plain", "text/*", "*/*"):
+            text = max(text, weight)
+    return openmetrics > 0 and openmetrics >= text
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     protocol_version = "HTTP/1.1"
@@ -92,15 +121,16 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path = self.path.split("?", 1)[0]
         if path == app.telemetry_path:
+            openmetrics = accepts_openmetrics(self.headers.get("Accept", ""))
             gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
             try:
-                body = app.exposition.render(gzipped=gzipped)
+                body = app.exposition.body(openmetrics=openmetrics, gzipped=gzipped)
             except Exception as error:
                 # A scraper should see a failed scrape, not a connection closed without an answer.
                 log.error("cannot render the metrics", extra={"error": f"{type(error).__name__}: {error}"})
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the metrics\n")
                 return
-            self._send(HTTPStatus.OK, body, CONTENT_TYPE_PLAIN_0_0_4, {"Content-Encoding": "gzip"} if gzipped else {})
+            self._send_metrics(body)
         elif path == "/healthz":
             self._send(HTTPStatus.OK, b"OK\n")
         elif path == "/readyz":
@@ -161,6 +191,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _send_metrics(self, body: Body) -> None:
+        """Write the prepared parts one after the other: never joined, so a scrape copies none of them."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", body.content_type)
+        self.send_header("Content-Length", str(body.length))
+        if body.gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Vary", "Accept, Accept-Encoding")
+        self.end_headers()
+        if self.command != "HEAD":
+            for part in body.parts:
+                self.wfile.write(part)
 
     do_HEAD = do_GET
 

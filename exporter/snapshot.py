@@ -139,14 +139,18 @@ class ApiCounters:
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str, str]] = Counter()
+        self.changes = 0
+        """How many counts so far: a reader that saw the same number saw the same counts."""
 
     def count_request(self, operation: str, region: str) -> None:
         with self._lock:
             self._requests[operation, region] += 1
+            self.changes += 1
 
     def count_error(self, operation: str, region: str, error_code: str) -> None:
         with self._lock:
             self._errors[operation, region, error_code] += 1
+            self.changes += 1
 
     def requests(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -163,8 +167,11 @@ class ReloadStatus:
     def __init__(self, now: float) -> None:
         self.successful = True
         self.last_success = now
+        self.changes = 0
+        """How many reloads were recorded: a reader that saw the same number saw the same status."""
 
     def record(self, successful: bool, now: float) -> None:
         self.successful = successful
         if successful:
             self.last_success = now
+        self.changes += 1

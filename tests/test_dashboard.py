@@ -26,7 +26,7 @@ REQUIRED_PANELS = {
     "Evidence by compliance": "by (compliance)",
     "Compliance ratio per assessment": "assessment:auditmanager_evidence_compliance:ratio",
     "Controls with noncompliant evidence / total controls": "auditmanager_assessment_controls",
-    "Insights age": "auditmanager_assessment_insights_age_seconds",
+    "Insights age": "time() - auditmanager_assessment_insights_last_updated_timestamp_seconds",
     "All assessments": "auditmanager_assessment_evidence",
     "Poll success": "auditmanager_assessment_poll_success",
     "API requests by operation": "auditmanager_api_requests_total",
