@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,66 +46,77 @@ def _labels(state: AssessmentState) -> list[str]:
     return [state.account_id, state.region, state.assessment_id, state.name]
 
 
+def _assessment_gauge(
+    snapshot: Snapshot, name: str, documentation: str, value: Callable[[AssessmentState], float | None]
+) -> GaugeMetricFamily:
+    """One sample per assessment whose `value` is not None."""
+    family = GaugeMetricFamily(name, documentation, labels=ASSESSMENT_LABELS)
+    for state in snapshot.assessments:
+        number = value(state)
+        if number is not None:
+            family.add_metric(_labels(state), number)
+    return family
+
+
 def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """Families that only change when a new snapshot is published."""
+    """Families that only change when a new snapshot is published.
+
+    Each family is built only when the previous one has been taken, so that a render that drops each family once
+    rendered holds the samples of one family at a time, not of all of them.
+    """
     evidence = GaugeMetricFamily(
         "auditmanager_assessment_evidence",
         f"Evidence of the assessment by compliance result. {_DAILY}",
         labels=[*ASSESSMENT_LABELS, "compliance"],
     )
-    controls = GaugeMetricFamily(
+    for state in snapshot.assessments:
+        if state.insights is not None:
+            _add_evidence(evidence, _labels(state), state.insights)
+    yield evidence
+    del evidence
+    yield _assessment_gauge(
+        snapshot,
         "auditmanager_assessment_controls",
         f"Controls in the assessment (totalAssessmentControlsCount). {_DAILY}",
-        labels=ASSESSMENT_LABELS,
+        lambda state: state.insights.total_controls if state.insights else None,
     )
-    noncompliant_controls = GaugeMetricFamily(
+    yield _assessment_gauge(
+        snapshot,
         "auditmanager_assessment_noncompliant_controls",
         f"Controls with noncompliant evidence (assessmentControlsCountByNoncompliantEvidence). {_DAILY}",
-        labels=ASSESSMENT_LABELS,
+        lambda state: state.insights.noncompliant_controls if state.insights else None,
     )
-    last_updated = GaugeMetricFamily(
+    yield _assessment_gauge(
+        snapshot,
         "auditmanager_assessment_insights_last_updated_timestamp_seconds",
         "When AWS last updated the assessment's insights (lastUpdated), as Unix time.",
-        labels=ASSESSMENT_LABELS,
+        lambda state: state.insights.last_updated if state.insights else None,
     )
-    poll_success = GaugeMetricFamily(
+    yield _assessment_gauge(
+        snapshot,
         "auditmanager_assessment_poll_success",
         "1 if the exporter's latest poll of the assessment succeeded, else 0.",
-        labels=ASSESSMENT_LABELS,
+        lambda state: 1.0 if state.poll_success else 0.0,
     )
-    last_success = GaugeMetricFamily(
+    yield _assessment_gauge(
+        snapshot,
         "auditmanager_assessment_last_poll_success_timestamp_seconds",
         "When the exporter last polled the assessment successfully, as Unix time.",
-        labels=ASSESSMENT_LABELS,
+        lambda state: state.last_success,
     )
-    for state in snapshot.assessments:
-        labels = _labels(state)
-        poll_success.add_metric(labels, 1.0 if state.poll_success else 0.0)
-        if state.last_success is not None:
-            last_success.add_metric(labels, state.last_success)
-        insights = state.insights
-        if insights is None:
-            continue
-        _add_evidence(evidence, labels, insights)
-        if insights.total_controls is not None:
-            controls.add_metric(labels, insights.total_controls)
-        if insights.noncompliant_controls is not None:
-            noncompliant_controls.add_metric(labels, insights.noncompliant_controls)
-        if insights.last_updated is not None:
-            last_updated.add_metric(labels, insights.last_updated)
     duration = GaugeMetricFamily(
         "auditmanager_poll_duration_seconds", "Wall time of the last poll cycle, by region.", labels=["region"]
     )
     for region, seconds in sorted(snapshot.poll_durations.items()):
         duration.add_metric([region], seconds)
+    yield duration
+    yield from _info_families(snapshot)
+    yield from _control_domain_families(snapshot)
+    yield from _account_families(snapshot)
     build_info = GaugeMetricFamily(
         "auditmanager_exporter_build_info", "The exporter's version; always 1.", labels=["version"]
     )
     build_info.add_metric([__version__], 1.0)
-    yield from (evidence, controls, noncompliant_controls, last_updated, poll_success, last_success, duration)
-    yield from _info_families(snapshot)
-    yield from _control_domain_families(snapshot)
-    yield from _account_families(snapshot)
     yield build_info
 
 
@@ -136,17 +147,21 @@ def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     for state in snapshot.assessments:
         for domain in state.control_domains:
-            labels = [*_labels(state), domain.name]
-            _add_evidence(evidence, labels, domain)
+            _add_evidence(evidence, [*_labels(state), domain.name], domain)
+    yield evidence
+    del evidence
+    for state in snapshot.assessments:
+        for domain in state.control_domains:
             if domain.noncompliant_controls is not None:
-                noncompliant_controls.add_metric(labels, domain.noncompliant_controls)
+                noncompliant_controls.add_metric([*_labels(state), domain.name], domain.noncompliant_controls)
+    yield noncompliant_controls
     dropped = CounterMetricFamily(
         "auditmanager_control_domain_series_dropped",
         "Control-domain series left out because max_control_domain_series was reached, added up over every poll "
         "cycle that left them out. Above 0: raise the limit or turn control_domains off for some targets.",
     )
     dropped.add_metric([], snapshot.control_domain_series_dropped)
-    yield from (evidence, noncompliant_controls, dropped)
+    yield dropped
 
 
 def _account_families(snapshot: Snapshot) -> Iterator[Metric]:

@@ -18,6 +18,7 @@ gzip members back to back, which every gzip reader (Go's included) decodes as on
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import threading
 import time
@@ -87,36 +88,41 @@ class Prepared:
 
 
 def prepare(families: Iterable[Metric]) -> Prepared:
-    """Render `families` once into both formats; each family's samples can be freed as soon as it is rendered."""
+    """Render `families` once into both formats.
+
+    Holds one family at a time (each is dropped once rendered), and appends the rendered bytes to runs whose buffer
+    becomes the part without a copy, so that the peak is about the body plus one family.
+    """
     text: list[bytes] = []
     openmetrics: list[bytes] = []
-    shared: list[bytes] = []
-    own_text: list[bytes] = []
-    own_openmetrics: list[bytes] = []
+    shared, own_text, own_openmetrics = io.BytesIO(), io.BytesIO(), io.BytesIO()
 
     def flush() -> None:
-        if shared:
-            run = b"".join(shared)
+        nonlocal shared, own_text, own_openmetrics
+        if shared.tell():
+            run = shared.getvalue()
             text.append(run)
             openmetrics.append(run)
-            shared.clear()
-        if own_text:
-            text.append(b"".join(own_text))
-            openmetrics.append(b"".join(own_openmetrics))
-            own_text.clear()
-            own_openmetrics.clear()
+            shared = io.BytesIO()
+        if own_text.tell():
+            text.append(own_text.getvalue())
+            openmetrics.append(own_openmetrics.getvalue())
+            own_text, own_openmetrics = io.BytesIO(), io.BytesIO()
 
     for family in families:
         plain, open_metrics = _render_text(family), _render_openmetrics(family)
+        # Let the family's samples go before the next family is built.
+        del family
         if plain == open_metrics:
-            if own_text:
+            if own_text.tell():
                 flush()
-            shared.append(plain)
+            shared.write(plain)
         else:
-            if shared:
+            if shared.tell():
                 flush()
-            own_text.append(plain)
-            own_openmetrics.append(open_metrics)
+            own_text.write(plain)
+            own_openmetrics.write(open_metrics)
+        del plain, open_metrics
     flush()
     compressed = {id(part): _gzip(part) for part in (*text, *openmetrics)}
     return Prepared(
@@ -144,7 +150,7 @@ class Body:
 class _Rendered:
     """The snapshot part of one snapshot, or why it could not be rendered."""
 
-    snapshot: Snapshot
+    snapshot: Snapshot | None
     prepared: Prepared | None
     error: Exception | None = None
 
@@ -159,8 +165,12 @@ class Exposition:
         reload_status: ReloadStatus | None = None,
         runtime: Iterable[Collector] = (),
         clock: Callable[[], float] = time.monotonic,
+        after_render: Callable[[], object] = lambda: None,
     ) -> None:
+        """`after_render` runs in the render thread after each render of published snapshots (to hand the memory
+        the render freed back to the OS, for example)."""
         self._store = store
+        self._after_render = after_render
         self._counters = counters
         self._reload_status = reload_status
         self._live_collectors = ((ReloadCollector(reload_status),) if reload_status else ()) + tuple(runtime)
@@ -207,6 +217,9 @@ class Exposition:
         """Render the latest published snapshot, and again while newer ones were published meanwhile."""
         while True:
             snapshot = self._store.get()
+            # Scrapes wait for this render from now on, so the previous snapshot's bytes can go before the new
+            # ones are built, instead of both being held at the peak.
+            self._rendered = _Rendered(None, None)
             try:
                 rendered = _Rendered(snapshot, prepare(snapshot_families(snapshot)))
             except Exception as error:
@@ -218,7 +231,8 @@ class Exposition:
                     self._rendering = False
                 self._rendered_changed.notify_all()
                 if not self._rendering:
-                    return
+                    break
+        self._after_render()
 
     def _live_part(self) -> Prepared:
         reloads = self._reload_status.changes if self._reload_status else 0

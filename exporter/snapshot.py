@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Insights:
     """One assessment's daily counts for the `last_updated` date. Any count may be None: AWS's are nullable."""
 
@@ -25,7 +25,7 @@ class Insights:
     last_updated: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ControlDomainInsights:
     """One control domain's daily counts within an assessment (ListControlDomainInsightsByAssessment)."""
 
@@ -44,7 +44,7 @@ class ControlDomainInsights:
         return sum(count is not None for count in (*counts, self.noncompliant_controls))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountInsights:
     """GetInsights's daily counts over the ACTIVE assessments of one account and region."""
 
@@ -61,7 +61,7 @@ AssessmentKey = tuple[str, str, str]
 """(account_id, region, assessment_id)"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 
@@ -79,7 +79,7 @@ class AssessmentState:
         return (self.account_id, self.region, self.assessment_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentDetails:
     """What GetAssessment says about an assessment beyond its insights, for `auditmanager_assessment_info`."""
 
@@ -87,7 +87,7 @@ class AssessmentDetails:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """The last good account-level insights of one account and region."""
 
@@ -96,7 +96,7 @@ class AccountState:
     insights: AccountInsights
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
