@@ -155,6 +155,18 @@ class _Rendered:
     error: Exception | None = None
 
 
+@dataclass(frozen=True)
+class _Live:
+    """The live part, and what it was rendered from: the counts of changes it saw, and when."""
+
+    changes: tuple[int, int]
+    rendered_at: float
+    prepared: Prepared
+
+    def fresh(self, changes: tuple[int, int], now: float) -> bool:
+        return self.changes == changes and now - self.rendered_at < LIVE_MAX_AGE
+
+
 class Exposition:
     """The /metrics bodies of the current snapshot: its part prepared at publish time, the live part kept fresh."""
 
@@ -180,7 +192,7 @@ class Exposition:
         snapshot = store.get()
         self._rendered = _Rendered(snapshot, prepare(snapshot_families(snapshot)))
         self._live_lock = threading.Lock()
-        self._live: tuple[tuple[int, int, float], Prepared] | None = None
+        self._live: _Live | None = None
         store.subscribe(self._published)
 
     def body(self, openmetrics: bool = False, gzipped: bool = False) -> Body:
@@ -235,18 +247,18 @@ class Exposition:
         self._after_render()
 
     def _live_part(self) -> Prepared:
-        reloads = self._reload_status.changes if self._reload_status else 0
-        key = (self._counters.changes, reloads)
-        live = self._live
+        """The live part, rendered again if the counters or the reload status changed, or if it is too old."""
+        changes = (self._counters.changes, self._reload_status.changes if self._reload_status else 0)
         now = self._clock()
-        if live is not None and live[0][:2] == key and now - live[0][2] < LIVE_MAX_AGE:
-            return live[1]
+        live = self._live
+        if live is not None and live.fresh(changes, now):
+            return live.prepared
         with self._live_lock:
             live = self._live
-            if live is None or live[0][:2] != key or now - live[0][2] >= LIVE_MAX_AGE:
+            if live is None or not live.fresh(changes, now):
                 families = [*live_families(self._counters)]
                 for collector in self._live_collectors:
                     families.extend(collector.collect())
-                live = ((*key, self._clock()), prepare(families))
+                live = _Live(changes, self._clock(), prepare(families))
                 self._live = live
-            return live[1]
+            return live.prepared
