@@ -17,7 +17,7 @@ from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers, shard_of
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, SnapshotStore
-from tests.conftest import insights, new_poller, uuid
+from tests.conftest import InFlight, insights, new_poller, uuid
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -181,29 +181,6 @@ def test_a_target_whose_account_is_unknown_is_published_by_shard_0_only_and_neve
         assert {s.assessment_id for s in polled if s.account_id} == {
             i for i in ids if shard_of(ACCOUNT, REGION, i, 2) == index
         }
-
-
-class InFlight:
-    """Requests in flight at once, counted at the client, overall and per region."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.now: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.total = self.peak_total = 0
-
-    def session(self, target: Any) -> boto3.Session:
-        made = plain_session(target)
-        made.events.register_last("before-send.auditmanager", lambda **_: self._change(target.region, 1))
-        made.events.register("response-received.auditmanager", lambda **_: self._change(target.region, -1))
-        return made
-
-    def _change(self, region: str, delta: int) -> None:
-        with self._lock:
-            self.now[region] = self.now.get(region, 0) + delta
-            self.total += delta
-            self.peak[region] = max(self.peak.get(region, 0), self.now[region])
-            self.peak_total = max(self.peak_total, self.total)
 
 
 def workers() -> set[threading.Thread]:
