@@ -7,6 +7,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 import boto3
@@ -247,3 +248,18 @@ def test_framework_look_ups_keep_to_their_slice_of_the_rate(simulator):
     # second leaves room for a loaded machine delaying one record).
     assert len(sent) == 3
     assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(sent)), sent
+
+
+def test_a_closed_pool_cancels_the_tasks_it_has_not_started_instead_of_leaving_them_waiting():
+    workers = Workers(2)
+    lane = workers.lane(1)
+    release = threading.Event()
+    running = lane.submit(release.wait)
+    waiting = lane.submit(lambda: "never")
+    workers.close()
+    release.set()
+    assert running.result(timeout=30) is True
+    with pytest.raises(CancelledError):
+        waiting.result(timeout=30)
+    with pytest.raises(CancelledError):
+        lane.submit(lambda: "after").result(timeout=30)
