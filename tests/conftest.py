@@ -249,7 +249,9 @@ class ExporterProcess:
             time.sleep(0.1)
         raise AssertionError(f"exporter not ready in time:\n{self.logs()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the process and wait for its exit code; the deadline is generous because a loaded machine may
+        take seconds to run an interpreter's shutdown (the test of the stop deadline itself passes its own)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
