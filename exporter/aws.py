@@ -277,14 +277,12 @@ class AuditManagerClient:
         """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
         self._client.close()
 
-    def close_idle_connections(self) -> bool:
-        """Close the pooled connections if no call is in progress, and say whether it did; the next call opens new
-        ones. Between poll cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+    def close_idle_connections(self) -> None:
+        """Close the pooled connections unless a call is in progress; the next call opens new ones. Between poll
+        cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
         with self._in_flight_lock:
-            if self._in_flight:
-                return False
-            self._client.close()
-            return True
+            if not self._in_flight:
+                self._client.close()
 
     def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
         """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
@@ -306,6 +304,9 @@ class AuditManagerClient:
                 self._in_flight -= 1
         try:
             return parse(answer)
+        except AwsError as error:
+            self._counters.count_error(operation, self.region, error.code)
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             self._counters.count_error(operation, self.region, MALFORMED)
             raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc

@@ -165,6 +165,7 @@ class Service:
         self._publisher = Publisher(PollState(), self.store)
         self._clients = Clients(lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory))
         self._retired: list[AuditManagerClient | Workers] = []
+        self._reload_poll_pending = False
         self._config = config
         self._workers = Workers(config.max_workers)
         clients, _ = self._clients.build(config)
@@ -254,12 +255,20 @@ class Service:
                 self._workers = Workers(config.max_workers)
             self._poller, self._config = self._new_poller(config, clients), config
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
-            self.scheduler.add_job(self._poll_after_reload, id="reload-poll", replace_existing=True)
+            if not self._reload_poll_pending:
+                # A job of its own each time, never one replaced by id: replacing a one-off job the scheduler is
+                # about to remove raises JobLookupError in the scheduler's thread, which then stops scheduling.
+                self._reload_poll_pending = True
+                self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return True
 
     def _poll_after_reload(self) -> None:
+        with self._reload_lock:
+            # Reloads from here on schedule a poll of their own; this one polls with the poller current once the
+            # cycle lock is free.
+            self._reload_poll_pending = False
         with self._cycle_lock:
             self.close_retired()
             self._cycle()
