@@ -8,6 +8,7 @@ whose `code` is the AWS error code or a transport class, never as a raw botocore
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections import deque
@@ -314,14 +315,12 @@ class AuditManagerClient:
         """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
         self._client.close()
 
-    def close_idle_connections(self) -> bool:
-        """Close the pooled connections if no call is in progress, and say whether it did; the next call opens new
-        ones. Between poll cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+    def close_idle_connections(self) -> None:
+        """Close the pooled connections unless a call is in progress; the next call opens new ones. Between poll
+        cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
         with self._in_flight_lock:
-            if self._in_flight:
-                return False
-            self._client.close()
-            return True
+            if not self._in_flight:
+                self._client.close()
 
     def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
         """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
@@ -343,6 +342,9 @@ class AuditManagerClient:
                 self._in_flight -= 1
         try:
             return parse(answer)
+        except AwsError as error:
+            self._counters.count_error(operation, self.region, error.code)
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             self._counters.count_error(operation, self.region, MALFORMED)
             raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
@@ -440,11 +442,11 @@ def _described(response: dict[str, Any]) -> DescribedAssessment:
     return DescribedAssessment(
         assessment_id=_text(metadata["id"]),
         name=_text(metadata["name"]),
-        status=_text(metadata["status"]),
-        account_id=account_id,
+        status=_shared(metadata["status"]),
+        account_id=_shared(account_id),
         arn=_text(assessment["arn"]),
-        framework_id=_text(framework["id"]),
-        framework_name=_text(framework["metadata"]["name"]),
+        framework_id=_shared(framework["id"]),
+        framework_name=_shared(framework["metadata"]["name"]),
         tags=_tags(assessment),
     )
 
@@ -454,12 +456,12 @@ def _tags(source: dict[str, Any]) -> Mapping[str, str]:
     tags = source.get("tags") or {}
     if not isinstance(tags, dict):
         raise ValueError("tags is not a mapping")
-    return MappingProxyType({_text(key): _text(value) for key, value in tags.items()})
+    return MappingProxyType({_shared(key): _shared(value) for key, value in tags.items()})
 
 
 def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:
     return [
-        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_text(item["status"]))
+        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_shared(item["status"]))
         for item in _items(pages, "assessmentMetadata")
     ]
 
@@ -476,3 +478,9 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a string")
     return value
+
+
+def _shared(value: object) -> str:
+    """A string that many assessments repeat (a status, a framework, an account), kept once however many answers
+    carried it, instead of once per answer for as long as the exporter keeps it."""
+    return sys.intern(_text(value))

@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, healthcheck, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
-from exporter.collector import Exposition, ReloadCollector
 from exporter.config import Config, ConfigError, Target, load, parse
+from exporter.exposition import Exposition
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
 from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
@@ -131,8 +131,9 @@ _MALLOC_TRIM = _malloc_trim()
 def release_freed_memory() -> None:
     """Hand the heap pages a poll's garbage freed back to the OS.
 
-    A poll allocates and frees a few megabytes of parsed responses across its worker threads; glibc keeps the freed
-    pages, so without this the resident memory of a steady exporter sits that much higher. A no-op off glibc.
+    A poll allocates and frees a few megabytes of parsed responses across its worker threads, and a render the samples
+    of each family; glibc keeps the freed pages, so without this the resident memory of a steady exporter sits that
+    much higher. A no-op off glibc.
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
@@ -164,6 +165,7 @@ class Service:
         self._publisher = Publisher(PollState(), self.store)
         self._clients = Clients(lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory))
         self._retired: list[AuditManagerClient | Workers] = []
+        self._reload_poll_pending = False
         self._config = config
         self._workers = Workers(config.max_workers)
         clients, _ = self._clients.build(config)
@@ -253,12 +255,20 @@ class Service:
                 self._workers = Workers(config.max_workers)
             self._poller, self._config = self._new_poller(config, clients), config
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
-            self.scheduler.add_job(self._poll_after_reload, id="reload-poll", replace_existing=True)
+            if not self._reload_poll_pending:
+                # A job of its own each time, never one replaced by id: replacing a one-off job the scheduler is
+                # about to remove raises JobLookupError in the scheduler's thread, which then stops scheduling.
+                self._reload_poll_pending = True
+                self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return True
 
     def _poll_after_reload(self) -> None:
+        with self._reload_lock:
+            # Reloads from here on schedule a poll of their own; this one polls with the poller current once the
+            # cycle lock is free.
+            self._reload_poll_pending = False
         with self._cycle_lock:
             self.close_retired()
             self._cycle()
@@ -379,7 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     exposition = Exposition(
         service.store,
         service.counters,
-        extra=[ReloadCollector(service.reload_status), webconfig.WebConfigCollector(web), runtime],
+        service.reload_status,
+        runtime=[webconfig.WebConfigCollector(web), runtime],
+        after_render=release_freed_memory,
     )
     app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
     try:

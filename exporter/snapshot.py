@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Insights:
     """One assessment's daily counts for the `last_updated` date. Any count may be None: AWS's are nullable."""
 
@@ -25,7 +25,7 @@ class Insights:
     last_updated: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ControlDomainInsights:
     """One control domain's daily counts within an assessment (ListControlDomainInsightsByAssessment)."""
 
@@ -44,7 +44,7 @@ class ControlDomainInsights:
         return sum(count is not None for count in (*counts, self.noncompliant_controls))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountInsights:
     """GetInsights's daily counts over the ACTIVE assessments of one account and region."""
 
@@ -61,7 +61,7 @@ AssessmentKey = tuple[str, str, str]
 """(account_id, region, assessment_id)"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 
@@ -83,7 +83,7 @@ class AssessmentState:
         return (self.account_id, self.region, self.assessment_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentDetails:
     """What AWS says about an assessment beyond its insights, for `auditmanager_assessment_info` and
     `auditmanager_assessment_tags`; `tags` holds only the allow-listed ones (config `tag_labels`)."""
@@ -93,7 +93,7 @@ class AssessmentDetails:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """The last good account-level insights of one account and region (None until a GetInsights succeeds), and
     how the latest GetInsights went."""
@@ -105,7 +105,7 @@ class AccountState:
     last_success: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
@@ -152,14 +152,18 @@ class ApiCounters:
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str, str]] = Counter()
+        self.changes = 0
+        """How many counts so far: a reader that saw the same number saw the same counts."""
 
     def count_request(self, operation: str, region: str) -> None:
         with self._lock:
             self._requests[operation, region] += 1
+            self.changes += 1
 
     def count_error(self, operation: str, region: str, error_code: str) -> None:
         with self._lock:
             self._errors[operation, region, error_code] += 1
+            self.changes += 1
 
     def requests(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -176,8 +180,11 @@ class ReloadStatus:
     def __init__(self, now: float) -> None:
         self.successful = True
         self.last_success = now
+        self.changes = 0
+        """How many reloads were recorded: a reader that saw the same number saw the same status."""
 
     def record(self, successful: bool, now: float) -> None:
         self.successful = successful
         if successful:
             self.last_success = now
+        self.changes += 1

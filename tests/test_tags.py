@@ -94,7 +94,7 @@ def test_the_exporter_refuses_a_colliding_allow_list_in_one_line_with_exit_code_
 
 def scrape(snapshot: Snapshot) -> str:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(SnapshotCollector(SnapshotStore(snapshot), ApiCounters(), clock=lambda: 1_700_000_600.0))
+    registry.register(SnapshotCollector(SnapshotStore(snapshot), ApiCounters()))
     return generate_latest(registry).decode()
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, as_completed, wait
+from concurrent.futures import CancelledError, Future, as_completed, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -100,10 +100,16 @@ class Cycle:
         lookups: dict[AssessmentKey, Lookup] = {}
         statuses: dict[AssessmentKey, str] = {}
         for done in as_completed(plans):
-            if done.cancelled() or done.exception() is not None:
+            i, run = plans[done], self._runs[plans[done]]
+            if done.cancelled():
                 continue
-            i, plan = plans[done], done.result()
-            run = self._runs[i]
+            error = done.exception()
+            if isinstance(error, Exception) and not isinstance(error, CancelledError):
+                # Preparing is guarded where it calls AWS; this is anything else it met (a closed pool cancels).
+                report_unexpected(self._settings.counters, "ListAssessments", error, region=run.target.region)
+            if error is not None:
+                continue
+            plan = done.result()
             decided += plan.decided
             accounts += plan.accounts
             if plan.account_id is None:
