@@ -1,5 +1,4 @@
-"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data;
-and what every service's client shares (`ServiceClient`).
+"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
 
 Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every failed call ends
 as an `AwsError` whose `code` is the AWS error code or a transport class, never as a raw botocore exception.
@@ -171,12 +170,9 @@ def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session
     return boto3.Session(botocore_session=core, region_name=target.region)
 
 
-class ServiceClient:
-    """One AWS service's client for one target (one account and region): every caller shares its rate limit and
-    concurrency limit, and its calls are counted. Each service has its own limits, as AWS throttles each service
-    on its own."""
-
-    SERVICE = ""
+class AuditManagerClient:
+    """Audit Manager calls for one target (one account and region), sharing one rate limit and one concurrency
+    limit between every caller (the poll cycle and the assessment details refresh)."""
 
     def __init__(
         self,
@@ -197,32 +193,13 @@ class ServiceClient:
             user_agent_extra=f"auditmanager-exporter/{__version__}",
         )
         self._client = session_factory(target).client(
-            self.SERVICE, region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
+            "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
         )
-        self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
+        self._client.meta.events.register("before-send.auditmanager", self._before_send)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
-
-    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
-        AwsError."""
-        try:
-            with self._slots:
-                return call()
-        except Exception as exc:
-            error = as_aws_error(exc)
-            if error is None:
-                raise
-            self._counters.count_error(operation, self.region, error.code)
-            raise error from exc
-
-
-class AuditManagerClient(ServiceClient):
-    """Audit Manager calls for one target, shared by the poll cycle and the assessment details refresh."""
-
-    SERVICE = "auditmanager"
 
     def assessment_insights(self, assessment_id: str) -> Insights:
         """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
@@ -238,14 +215,14 @@ class AuditManagerClient(ServiceClient):
     def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
         """ListControlDomainInsightsByAssessment, every page."""
 
-        answers = pages(
+        pages = _pages(
             lambda **paging: self._client.list_control_domain_insights_by_assessment(
                 assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
             )
         )
         return self._call(
             "ListControlDomainInsightsByAssessment",
-            lambda: tuple(_domain(item) for item in _items(answers, "controlDomainInsights")),
+            lambda: tuple(_domain(item) for item in _items(pages, "controlDomainInsights")),
         )
 
     def assessment(self, assessment_id: str) -> AssessmentMeta:
@@ -255,12 +232,24 @@ class AuditManagerClient(ServiceClient):
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
         """ListAssessments, every page."""
         filters = {"status": status} if status else {}
-        answers = pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging))
-        return self._call("ListAssessments", lambda: _assessment_list(answers))
+        pages = _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging))
+        return self._call("ListAssessments", lambda: _assessment_list(pages))
+
+    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+        """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
+        AwsError."""
+        try:
+            with self._slots:
+                return call()
+        except Exception as exc:
+            error = _as_aws_error(exc)
+            if error is None:
+                raise
+            self._counters.count_error(operation, self.region, error.code)
+            raise error from exc
 
 
-def as_aws_error(exc: BaseException) -> AwsError | None:
-    """The AwsError an exception raised by a call stands for; None for one that is not about the call's answer."""
+def _as_aws_error(exc: BaseException) -> AwsError | None:
     if isinstance(exc, AwsError):
         return exc
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -276,22 +265,21 @@ def as_aws_error(exc: BaseException) -> AwsError | None:
     return None
 
 
-def pages(request: Callable[..., dict[str, Any]], token_key: str = "nextToken") -> Iterator[dict[str, Any]]:
-    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token
-    (`token_key` names it), until a page comes without one. A token that repeats is a malformed answer, not a
-    reason to loop forever."""
+def _pages(request: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
+    until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
     paging: dict[str, str] = {}
     while True:
         page = request(**paging)
         yield page
-        token = page.get(token_key)
+        token = page.get("nextToken")
         if not token:
             return
         if not isinstance(token, str) or token in seen:
-            raise ValueError(f"{token_key} {token!r} repeats or is not a string")
+            raise ValueError(f"nextToken {token!r} repeats or is not a string")
         seen.add(token)
-        paging = {token_key: token}
+        paging = {"nextToken": token}
 
 
 def _count(value: object, key: str) -> int | None:
