@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from typing import Any, TypeVar
 
 import botocore.config
@@ -188,10 +187,7 @@ def _score(item: dict[str, Any]) -> PackScore:
         if not isinstance(raw, str) or not _SCORE.fullmatch(raw) or float(raw) > 100:
             raise ValueError(f"Score={raw!r} of {name}, not a percentage")
         score = float(raw)
-    updated = item.get("LastUpdatedTime")
-    if updated is not None and not isinstance(updated, datetime):
-        raise ValueError(f"LastUpdatedTime={updated!r} of {name}, not a timestamp")
-    return PackScore(name, score, None if updated is None else updated.timestamp())
+    return PackScore(name, score)
 
 
 def _rule(item: dict[str, Any]) -> RuleCompliance:

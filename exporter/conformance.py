@@ -20,7 +20,6 @@ class PackScore:
 
     name: str
     score: float | None
-    last_updated: float | None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.conformance import ConformancePackState
+
 
 @dataclass(frozen=True)
 class Insights:
@@ -101,7 +103,8 @@ class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
-    `control_domain_series_dropped` is cumulative over the exporter's life.
+    `control_domain_series_dropped` and `conformance_pack_rule_series_dropped` are cumulative over the exporter's
+    life.
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -110,6 +113,8 @@ class Snapshot:
     accounts: tuple[AccountState, ...] = ()
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
+    conformance_packs: tuple[ConformancePackState, ...] = ()
+    conformance_pack_rule_series_dropped: int = 0
 
 
 class SnapshotStore:
