@@ -27,8 +27,9 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
+from exporter.awsconfig import ConformancePackClient
 from exporter.collector import Exposition, ReloadCollector
-from exporter.config import Config, ConfigError, Target, load, parse
+from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, ConfigError, Target, load, parse
 from exporter.poller import UNSHARDED, Poller, Shard
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
@@ -72,7 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
     parser.add_argument(
-        "--demo", action="store_true", help="poll a built-in Audit Manager simulator; needs no AWS account"
+        "--demo",
+        action="store_true",
+        help="poll a built-in Audit Manager and AWS Config simulator; needs no AWS account",
     )
     parser.add_argument(
         "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
@@ -134,10 +137,13 @@ class Service:
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def _build_poller(self, config: Config) -> Poller:
-        clients = [
-            AuditManagerClient(t, config, self.counters, self._session_factory) for t in config.expanded_targets()
+        targets = config.expanded_targets()
+        clients = [AuditManagerClient(t, config, self.counters, self._session_factory) for t in targets]
+        packs = [
+            ConformancePackClient(t, config, self.counters, self._session_factory) if AWS_CONFIG in t.sources else None
+            for t in targets
         ]
-        return Poller(config, clients, self.store, shard=self._shard)
+        return Poller(config, clients, self.store, pack_clients=packs, shard=self._shard)
 
     def _schedule_details(self) -> None:
         # The framework of every assessment costs one GetAssessment each: fetched after a cycle, not within it,
@@ -238,8 +244,10 @@ def _demo() -> tuple[Config, SessionFactory]:
                 {
                     "regions": ["us-east-1", "eu-west-1"],
                     "endpoint_url": simulator.url,
+                    "sources": [AUDIT_MANAGER, AWS_CONFIG],
                     "discover": True,
                     "control_domains": True,
+                    "conformance_packs": {"discover": True},
                 }
             ],
         }
@@ -248,7 +256,9 @@ def _demo() -> tuple[Config, SessionFactory]:
     def session(target: Target) -> boto3.Session:
         return new_session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
 
-    log.info("demo mode: polling the built-in Audit Manager simulator", extra={"simulator": simulator.url})
+    log.info(
+        "demo mode: polling the built-in Audit Manager and AWS Config simulator", extra={"simulator": simulator.url}
+    )
     return config, session
 
 

@@ -1,5 +1,6 @@
-"""One poll cycle: every assessment of every target, configured or discovered, concurrently within each target's
-limits, into a new Snapshot; and, between cycles, the refresh of each assessment's framework and status.
+"""One poll cycle: every assessment and conformance pack of every target, configured or discovered, concurrently
+within each target's limits, into a new Snapshot; and, between cycles, the refresh of each assessment's framework and
+status.
 
 A failure never escapes: it becomes `poll_success=0` on the assessments it touched, their last good values stay,
 and the next cycle tries again. A deleted assessment (ResourceNotFoundException) leaves the snapshot, and so does
@@ -20,7 +21,10 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from exporter.aws import AssessmentMeta, AuditManagerClient, AwsError
-from exporter.config import Config, Target
+from exporter.awsconfig import ConformancePackClient
+from exporter.config import AUDIT_MANAGER, Config, Target
+from exporter.conformance import ConformancePackKey, ConformancePackState, limit_rule_series
+from exporter.packs import PackMemory, PackSettings, poll_pack, prepare_packs
 from exporter.snapshot import (
     AccountState,
     AssessmentDetails,
@@ -79,14 +83,17 @@ class _TargetResult:
     seconds: float
     states: list[AssessmentState]
     account: AccountState | None = None
+    packs: list[ConformancePackState] = dataclasses.field(default_factory=list)
 
 
 class _TargetState:
     """What the poller remembers about one target between cycles."""
 
-    def __init__(self, target: Target, client: AuditManagerClient) -> None:
+    def __init__(self, target: Target, client: AuditManagerClient, packs: ConformancePackClient | None) -> None:
         self.target = target
         self.client = client
+        self.packs = packs
+        self.pack_memory = PackMemory(target.role_account_id)
         self.account_id = target.role_account_id
         self.names: dict[str, str] = {}
         self.discovered: tuple[str, ...] = ()
@@ -106,12 +113,17 @@ class Poller:
         clients: Sequence[AuditManagerClient],
         store: SnapshotStore,
         *,
+        pack_clients: Sequence[ConformancePackClient | None] | None = None,
         shard: Shard = UNSHARDED,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._targets = [_TargetState(t, c) for t, c in zip(config.expanded_targets(), clients, strict=True)]
+        targets = config.expanded_targets()
+        packs = pack_clients if pack_clients is not None else [None] * len(targets)
+        self._targets = [_TargetState(t, c, p) for t, c, p in zip(targets, clients, packs, strict=True)]
         self._discovery_interval = config.discovery_interval
         self._max_domain_series = config.max_control_domain_series
+        self._max_rule_series = config.max_conformance_pack_rule_series
+        self._pack_settings = PackSettings(shard, config.discovery_interval, clock, time.monotonic)
         self._shard = shard
         self._store = store
         self._clock = clock
@@ -129,9 +141,10 @@ class Poller:
         previous = self._store.get()
         known = {s.key: s for s in previous.assessments}
         known_accounts = {(a.account_id, a.region): a for a in previous.accounts}
+        known_packs = {p.key: p for p in previous.conformance_packs}
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(self._targets), thread_name_prefix="poll-target") as pool:
-            results = list(pool.map(lambda t: self._poll_target(t, known, known_accounts), self._targets))
+            results = list(pool.map(lambda t: self._poll_target(t, known, known_accounts, known_packs), self._targets))
         durations: dict[str, float] = {}
         for result in results:
             durations[result.region] = max(durations.get(result.region, 0.0), result.seconds)
@@ -142,6 +155,8 @@ class Poller:
             _unique((r.account for r in results if r.account), lambda a: (a.account_id, a.region)),
             key=lambda a: (a.account_id, a.region),
         )
+        packs = sorted(_unique((p for r in results for p in r.packs), lambda p: p.key), key=lambda p: p.key)
+        packs, rules_dropped = limit_rule_series(packs, self._max_rule_series)
         with self._publish_lock:
             polled = {s.key for s in states}
             self._details = {key: value for key, value in self._details.items() if key in polled}
@@ -152,6 +167,8 @@ class Poller:
                 tuple(accounts),
                 MappingProxyType(dict(self._details)),
                 previous.control_domain_series_dropped + dropped,
+                tuple(packs),
+                previous.conformance_pack_rule_series_dropped + rules_dropped,
             )
             if self._stop.is_set():
                 return snapshot
@@ -161,17 +178,56 @@ class Poller:
                 "control-domain series over max_control_domain_series left out",
                 extra={"dropped": dropped, "limit": self._max_domain_series},
             )
+        if rules_dropped:
+            log.warning(
+                "conformance-pack rule series over max_conformance_pack_rule_series left out",
+                extra={"dropped": rules_dropped, "limit": self._max_rule_series},
+            )
         log.info(
             "poll cycle finished",
             extra={
                 "assessments": len(states),
                 "failed": sum(not s.poll_success for s in states),
+                "conformance_packs": len(packs),
+                "failed_conformance_packs": sum(not p.poll_success for p in packs),
                 "duration_seconds": round(time.monotonic() - started, 3),
             },
         )
         return snapshot
 
     def _poll_target(
+        self,
+        state: _TargetState,
+        known: dict[AssessmentKey, AssessmentState],
+        known_accounts: dict[tuple[str, str], AccountState],
+        known_packs: dict[ConformancePackKey, ConformancePackState],
+    ) -> _TargetResult:
+        started = time.monotonic()
+        result = _TargetResult(state.target.region, 0.0, [])
+        if AUDIT_MANAGER in state.target.sources:
+            result = self._poll_assessments(state, known, known_accounts)
+        packs = self._poll_packs(state, known_packs) if state.packs is not None else []
+        return dataclasses.replace(result, seconds=time.monotonic() - started, packs=packs)
+
+    def _poll_packs(
+        self, state: _TargetState, known: dict[ConformancePackKey, ConformancePackState]
+    ) -> list[ConformancePackState]:
+        """The target's conformance packs: scores in one call, then each pack's rules within the target's AWS Config
+        concurrency."""
+        target, client = state.target, state.packs
+        assert client is not None
+        if self._stop.is_set():
+            return []
+        plan = prepare_packs(target, client, state.pack_memory, self._pack_settings, known)
+
+        def poll(name: str) -> ConformancePackState | None:
+            # A stopped poller publishes nothing: what it has not started yet need not be asked for.
+            return None if self._stop.is_set() else poll_pack(target, client, plan, name, self._pack_settings, known)
+
+        with ThreadPoolExecutor(max_workers=target.max_concurrency, thread_name_prefix="poll-packs") as pool:
+            return [*plan.decided, *(p for p in pool.map(poll, plan.wanted) if p is not None)]
+
+    def _poll_assessments(
         self,
         state: _TargetState,
         known: dict[AssessmentKey, AssessmentState],
