@@ -14,7 +14,7 @@ import boto3
 from benchmarks.processes import SimulatorProcess
 from exporter.aws import AuditManagerClient
 from exporter.config import Target, parse
-from exporter.poller import Poller
+from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 INSIGHTS = "GetInsightsByAssessment"
@@ -60,12 +60,13 @@ def poll_cycles(
     )
     counters = ApiCounters()
     clients = [AuditManagerClient(target, config, counters, _session) for target in config.expanded_targets()]
-    poller = Poller(config, clients, SnapshotStore())
+    poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters)
     measured = []
     for _ in range(cycles):
         simulator.reset_stats()
         cpu, started = time.process_time(), time.perf_counter()
         snapshot = poller.poll()
+        assert snapshot is not None
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         measured.append(
             Cycle(

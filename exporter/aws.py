@@ -1,4 +1,5 @@
-"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
+"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data;
+and what it shares with the other services' clients (`ServiceClient`).
 
 Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every failed call ends
 as an `AwsError` whose `code` is the AWS error code or a transport class, never as a raw botocore exception.
@@ -27,7 +28,11 @@ from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsight
 
 MALFORMED = "MalformedResponse"
 PAGE_SIZE = 1000
+# The share of a target's request rate that the framework look-ups (GetAssessment between cycles) may use on top of
+# waiting for the target's own limiter: a cycle running alongside them loses at most this much of its budget.
+BACKGROUND_SHARE = 0.1
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 
 _TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
     (botocore.exceptions.ReadTimeoutError, "ReadTimeout"),
@@ -170,9 +175,12 @@ def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session
     return boto3.Session(botocore_session=core, region_name=target.region)
 
 
-class AuditManagerClient:
-    """Audit Manager calls for one target (one account and region), sharing one rate limit and one concurrency
-    limit between every caller (the poll cycle and the assessment details refresh)."""
+class ServiceClient:
+    """One AWS service's calls for one target (one account and region): every caller shares one rate limit and one
+    concurrency limit, and every attempt is counted. Each service gets limits of its own, as AWS throttles each
+    service on its own."""
+
+    SERVICE = ""
 
     def __init__(
         self,
@@ -185,6 +193,9 @@ class AuditManagerClient:
         self._counters = counters
         self._limiter = RateLimiter(target.max_requests_per_second)
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
+        # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         client_config = botocore.config.Config(
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
@@ -193,60 +204,123 @@ class AuditManagerClient:
             user_agent_extra=f"auditmanager-exporter/{__version__}",
         )
         self._client = session_factory(target).client(
-            "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
+            self.SERVICE, region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
         )
-        self._client.meta.events.register("before-send.auditmanager", self._before_send)
+        self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
 
-    def assessment_insights(self, assessment_id: str) -> Insights:
-        """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
-        return self._call(
-            "GetInsightsByAssessment",
-            lambda: _insights(self._client.get_insights_by_assessment(assessmentId=assessment_id)),
-        )
+    def close(self) -> None:
+        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
+        self._client.close()
 
-    def account_insights(self) -> AccountInsights:
-        """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
-        return self._call("GetInsights", lambda: _account_insights(self._client.get_insights()))
+    def close_idle_connections(self) -> bool:
+        """Close the pooled connections if no call is in progress, and say whether it did; the next call opens new
+        ones. Between poll cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+        with self._in_flight_lock:
+            if self._in_flight:
+                return False
+            self._client.close()
+            return True
 
-    def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
-        """ListControlDomainInsightsByAssessment, every page."""
-
-        pages = _pages(
-            lambda **paging: self._client.list_control_domain_insights_by_assessment(
-                assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
-            )
-        )
-        return self._call(
-            "ListControlDomainInsightsByAssessment",
-            lambda: tuple(_domain(item) for item in _items(pages, "controlDomainInsights")),
-        )
-
-    def assessment(self, assessment_id: str) -> AssessmentMeta:
-        """GetAssessment: the assessment's name, status, framework and the account that owns it."""
-        return self._call("GetAssessment", lambda: _assessment(self._client.get_assessment(assessmentId=assessment_id)))
-
-    def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
-        """ListAssessments, every page."""
-        filters = {"status": status} if status else {}
-        pages = _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging))
-        return self._call("ListAssessments", lambda: _assessment_list(pages))
-
-    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
-        AwsError."""
+    def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
+        """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
+        a failure of AWS (an error answer, a transport error, an answer that fails `parse`'s checks) as an
+        AwsError. Any other exception is the exporter's own and propagates as it is."""
+        with self._in_flight_lock:
+            self._in_flight += 1
         try:
             with self._slots:
-                return call()
+                answer = request()
         except Exception as exc:
             error = _as_aws_error(exc)
             if error is None:
                 raise
             self._counters.count_error(operation, self.region, error.code)
             raise error from exc
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+        try:
+            return parse(answer)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._counters.count_error(operation, self.region, MALFORMED)
+            raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
+
+
+class AuditManagerClient(ServiceClient):
+    """Audit Manager calls for one target, shared by the poll cycle and the assessment details refresh."""
+
+    SERVICE = "auditmanager"
+
+    def __init__(
+        self,
+        target: Target,
+        config: Config,
+        counters: ApiCounters,
+        session_factory: SessionFactory = default_session,
+    ) -> None:
+        super().__init__(target, config, counters, session_factory)
+        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
+        self._background = threading.local()
+
+    def _before_send(self, event_name: str, **kwargs: Any) -> None:
+        if getattr(self._background, "active", False):
+            self._background_limiter.acquire()
+        super()._before_send(event_name, **kwargs)
+
+    def assessment_insights(self, assessment_id: str) -> Insights:
+        """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
+        return self._call(
+            "GetInsightsByAssessment",
+            lambda: self._client.get_insights_by_assessment(assessmentId=assessment_id),
+            _insights,
+        )
+
+    def account_insights(self) -> AccountInsights:
+        """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
+        return self._call("GetInsights", self._client.get_insights, _account_insights)
+
+    def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
+        """ListControlDomainInsightsByAssessment, every page."""
+
+        def every_page() -> list[dict[str, Any]]:
+            return pages(
+                lambda **paging: self._client.list_control_domain_insights_by_assessment(
+                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
+                )
+            )
+
+        return self._call(
+            "ListControlDomainInsightsByAssessment",
+            every_page,
+            lambda answer: tuple(_domain(item) for item in _items(answer, "controlDomainInsights")),
+        )
+
+    def assessment(self, assessment_id: str, *, background: bool = False) -> AssessmentMeta:
+        """GetAssessment: the assessment's name, status, framework and the account that owns it.
+
+        `background` calls (the framework look-ups between cycles) also wait for their own small slice of the
+        target's rate (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
+        """
+        self._background.active = background
+        try:
+            return self._call(
+                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _assessment
+            )
+        finally:
+            self._background.active = False
+
+    def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
+        """ListAssessments, every page."""
+        filters = {"status": status} if status else {}
+        return self._call(
+            "ListAssessments",
+            lambda: pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
+            _assessment_list,
+        )
 
 
 def _as_aws_error(exc: BaseException) -> AwsError | None:
@@ -260,26 +334,26 @@ def _as_aws_error(exc: BaseException) -> AwsError | None:
             return AwsError(code, str(exc))
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return AwsError(type(exc).__name__, str(exc))
-    if isinstance(exc, (KeyError, TypeError, ValueError)):
-        return AwsError(MALFORMED, f"unexpected answer: {exc}")
     return None
 
 
-def _pages(request: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
-    until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
+def pages(request: Callable[..., dict[str, Any]], token_key: str = "nextToken") -> list[dict[str, Any]]:
+    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token
+    (`token_key` names it: AWS Config's is NextToken), until a page comes without one. A token that repeats is a
+    malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
     paging: dict[str, str] = {}
+    answers = []
     while True:
         page = request(**paging)
-        yield page
-        token = page.get("nextToken")
+        answers.append(page)
+        token = page.get(token_key)
         if not token:
-            return
+            return answers
         if not isinstance(token, str) or token in seen:
-            raise ValueError(f"nextToken {token!r} repeats or is not a string")
+            raise AwsError(MALFORMED, f"{token_key} {token!r} repeats or is not a string")
         seen.add(token)
-        paging = {"nextToken": token}
+        paging = {token_key: token}
 
 
 def _count(value: object, key: str) -> int | None:

@@ -1,7 +1,7 @@
 """The AWS Config client of one target: conformance-pack scores, rule compliance and packs as validated plain data.
 
-It is rate-limited, counted and maps errors as the Audit Manager client does, under limits of its own: AWS
-throttles AWS Config apart from Audit Manager. An answer that does not hold what botocore's model
+It shares `ServiceClient`'s rate limiting, counting and error mapping with the Audit Manager client, under limits
+of its own: AWS throttles AWS Config apart from Audit Manager. An answer that does not hold what botocore's model
 promises (a score that is not a percentage, an unknown compliance type, a missing list) raises
 `AwsError(MalformedResponse)`: it is never published as a number.
 """
@@ -9,17 +9,11 @@ promises (a score that is not a percentage, an unknown compliance type, a missin
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-import botocore.config
-
-from exporter import __version__
-from exporter.aws import MALFORMED, AwsError, RateLimiter, SessionFactory, _as_aws_error, default_session
-from exporter.config import Config, Target
+from exporter.aws import ServiceClient, pages
 from exporter.conformance import COMPLIANCE_TYPES, INSUFFICIENT_DATA, PackMeta, PackScore, RuleCompliance
-from exporter.snapshot import ApiCounters
 
 NOT_FOUND = "NoSuchConformancePackException"
 # The largest page each operation allows (botocore's model).
@@ -32,46 +26,20 @@ _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,255}")
 _SCORE = re.compile(r"\d{1,3}(\.\d+)?")
 _PACK_ARN = re.compile(r"arn:aws[-a-z]*:config:[a-z0-9-]+:(\d{12}):conformance-pack/.+")
 _T = TypeVar("_T")
-_A = TypeVar("_A")
 
 
-class ConformancePackClient:
-    """AWS Config's conformance-pack calls for one target (one account and region), sharing one rate limit and one
-    concurrency limit between its callers, apart from the target's Audit Manager limits."""
+class ConformancePackClient(ServiceClient):
+    """AWS Config's conformance-pack calls for one target."""
 
-    def __init__(
-        self,
-        target: Target,
-        config: Config,
-        counters: ApiCounters,
-        session_factory: SessionFactory = default_session,
-    ) -> None:
-        self.region = target.region
-        self._counters = counters
-        self._limiter = RateLimiter(target.max_requests_per_second)
-        self._slots = threading.BoundedSemaphore(target.max_concurrency)
-        client_config = botocore.config.Config(
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-            retries={"mode": "standard", "total_max_attempts": config.max_attempts},
-            max_pool_connections=target.max_concurrency,
-            user_agent_extra=f"auditmanager-exporter/{__version__}",
-        )
-        self._client = session_factory(target).client(
-            "config", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
-        )
-        self._client.meta.events.register("before-send.config", self._before_send)
-
-    def _before_send(self, event_name: str, **_: Any) -> None:
-        self._limiter.acquire()
-        self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
+    SERVICE = "config"
 
     def compliance_scores(self) -> tuple[PackScore, ...]:
         """ListConformancePackComplianceScores, every page: the score of every pack of the account and region."""
         return self._call(
             "ListConformancePackComplianceScores",
-            lambda: _pages(
-                lambda **paging: self._client.list_conformance_pack_compliance_scores(Limit=SCORES_PAGE_SIZE, **paging)
+            lambda: pages(
+                lambda **paging: self._client.list_conformance_pack_compliance_scores(Limit=SCORES_PAGE_SIZE, **paging),
+                "NextToken",
             ),
             lambda answers: _unique(
                 (_score(item) for item in _items(answers, "ConformancePackComplianceScores")), lambda s: s.name
@@ -91,10 +59,11 @@ class ConformancePackClient:
 
         return self._call(
             "DescribeConformancePackCompliance",
-            lambda: _pages(
+            lambda: pages(
                 lambda **paging: self._client.describe_conformance_pack_compliance(
                     ConformancePackName=pack, Limit=RULES_PAGE_SIZE, **paging
-                )
+                ),
+                "NextToken",
             ),
             parse,
         )
@@ -103,50 +72,13 @@ class ConformancePackClient:
         """DescribeConformancePacks, every page: the account and region's packs, with the account their ARN names."""
         return self._call(
             "DescribeConformancePacks",
-            lambda: _pages(lambda **paging: self._client.describe_conformance_packs(Limit=PACKS_PAGE_SIZE, **paging)),
+            lambda: pages(
+                lambda **paging: self._client.describe_conformance_packs(Limit=PACKS_PAGE_SIZE, **paging), "NextToken"
+            ),
             lambda answers: _unique(
                 (_pack(item) for item in _items(answers, "ConformancePackDetails")), lambda p: p.name
             ),
         )
-
-    def close(self) -> None:
-        """Close the client's pooled connections (a later call opens new ones)."""
-        self._client.close()
-
-    def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
-        """Run one logical call in one of the target's concurrency slots and check its answer with `parse`; count
-        and re-raise a failure of AWS (an error answer, a transport error, an answer `parse` rejects) as an
-        AwsError. Any other exception is the exporter's own and propagates as it is."""
-        try:
-            with self._slots:
-                answer = request()
-            return parse(answer)
-        except Exception as exc:
-            error = _as_aws_error(exc) or _malformed(exc)
-            if error is None:
-                raise
-            self._counters.count_error(operation, self.region, error.code)
-            raise error from exc
-
-
-def _malformed(exc: Exception) -> AwsError | None:
-    """An answer that failed its checks (or a page's) is malformed."""
-    if isinstance(exc, (KeyError, TypeError, ValueError)):
-        return AwsError(MALFORMED, f"unexpected answer: {exc}")
-    return None
-
-
-def _pages(request: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every page of a paged AWS Config operation, following NextToken until a page comes without one. A token
-    that repeats is a malformed answer, not a reason to loop forever."""
-    seen: set[str] = set()
-    answers = [request()]
-    while token := answers[-1].get("NextToken"):
-        if not isinstance(token, str) or token in seen:
-            raise ValueError(f"NextToken {token!r} repeats or is not a string")
-        seen.add(token)
-        answers.append(request(NextToken=token))
-    return answers
 
 
 def _items(answers: Iterable[dict[str, Any]], key: str) -> Iterator[dict[str, Any]]:

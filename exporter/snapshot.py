@@ -75,6 +75,10 @@ class AssessmentState:
     poll_success: bool
     last_success: float | None
     control_domains: tuple[ControlDomainInsights, ...] = ()
+    # None when the target does not poll control domains; else how the latest ListControlDomainInsightsByAssessment
+    # went (False also when it was not tried because the insights call failed), and when it last succeeded.
+    control_domains_success: bool | None = None
+    control_domains_last_success: float | None = None
 
     @property
     def key(self) -> AssessmentKey:
@@ -91,11 +95,14 @@ class AssessmentDetails:
 
 @dataclass(frozen=True)
 class AccountState:
-    """The last good account-level insights of one account and region."""
+    """The last good account-level insights of one account and region (None until a GetInsights succeeds), and
+    how the latest GetInsights went."""
 
     account_id: str
     region: str
-    insights: AccountInsights
+    insights: AccountInsights | None
+    poll_success: bool = True
+    last_success: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,8 @@ class Snapshot:
 
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
     `control_domain_series_dropped` and `conformance_pack_rule_series_dropped` are cumulative over the exporter's
-    life.
+    life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
+    generation is never published.
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -113,6 +121,7 @@ class Snapshot:
     accounts: tuple[AccountState, ...] = ()
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
+    generation: int = 0
     conformance_packs: tuple[ConformancePackState, ...] = ()
     conformance_pack_rule_series_dropped: int = 0
 
