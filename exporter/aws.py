@@ -281,7 +281,11 @@ class AuditManagerClient(ServiceClient):
 
     def account_insights(self) -> AccountInsights:
         """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
-        return self._call("GetInsights", self._client.get_insights, _account_insights)
+
+        def request() -> dict[str, Any]:
+            return self._client.get_insights()
+
+        return self._call("GetInsights", request, _account_insights)
 
     def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
         """ListControlDomainInsightsByAssessment, every page."""

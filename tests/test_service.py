@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
+from benchmarks.organisation import ASSESSMENTS_PER_TARGET, measure_organisation
+from benchmarks.processes import SimulatorProcess
 from exporter.cli import Service
 from exporter.config import Config, parse
 from exporter.simulator import Simulator
@@ -197,3 +199,14 @@ def test_the_reload_hooks_run_with_every_reload_and_one_that_fails_fails_the_rel
         service.stop()
         assert service.wait_idle(30)
         service.close()
+
+
+def test_at_100_targets_of_20_assessments_threads_and_open_files_stay_bounded():
+    simulator = SimulatorProcess({"us-east-1": 100 * ASSESSMENTS_PER_TARGET}, latency=0.0)
+    try:
+        figures = measure_organisation(simulator, 100, "us-east-1", 0, free_port(), cycles=1)
+    finally:
+        simulator.stop()
+    assert figures.cycles >= 1
+    assert figures.peak_threads <= 80, figures
+    assert figures.peak_open_files <= 300, figures

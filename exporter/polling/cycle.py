@@ -21,7 +21,7 @@ from exporter.config import Target
 from exporter.polling.errors import log_aws_failure, report_unexpected
 from exporter.polling.inventory import NOT_FOUND, Shard, Wanted, refresh_listing, resolve_account, wanted
 from exporter.polling.state import AccountKey, CycleResult, TargetMemory, failed
-from exporter.polling.workers import Workers
+from exporter.polling.workers import Lane, Workers
 from exporter.snapshot import (
     AccountState,
     ApiCounters,
@@ -89,21 +89,11 @@ class Cycle:
     def run(self) -> CycleResult:
         clock = self._settings.monotonic
         started = clock()
-        finished = [started] * len(self._runs)
-        lanes = [self._workers.lane(run.target.max_concurrency) for run in self._runs]
-
-        def timed(index: int, task: Callable[[], _T]) -> Callable[[], _T]:
-            def run() -> _T:
-                try:
-                    return task()
-                finally:
-                    finished[index] = max(finished[index], clock())
-
-            return run
-
-        plans: dict[Future[_Plan], int] = {
-            lanes[i].submit(timed(i, functools.partial(self._prepare, run))): i for i, run in enumerate(self._runs)
-        }
+        work = [_TargetTasks(self._workers.lane(run.target.max_concurrency), run.client, clock) for run in self._runs]
+        plans: dict[Future[_Plan], int] = {}
+        for i, run in enumerate(self._runs):
+            work[i].expect(1)
+            plans[work[i].submit(functools.partial(self._prepare, run))] = i
         polls: list[Future[AssessmentState | None]] = []
         account_polls: list[Future[AccountState | None]] = []
         decided: list[AssessmentState] = []
@@ -122,18 +112,17 @@ class Cycle:
             if plan.lookup is not None and plan.lookup.framework is not None:
                 key = (account_id, run.target.region, plan.lookup.assessment_id)
                 details[key] = AssessmentDetails(plan.lookup.framework, plan.lookup.status)
-            if self._settings.shard.polls_accounts:
-                account_polls.append(lanes[i].submit(timed(i, functools.partial(self._poll_account, run, account_id))))
-            polls += [
-                lanes[i].submit(timed(i, functools.partial(self._poll_assessment, run, account_id, w)))
-                for w in plan.wanted
-            ]
+            polls_account = self._settings.shard.polls_accounts
+            work[i].expect(len(plan.wanted) + polls_account)
+            if polls_account:
+                account_polls.append(work[i].submit(functools.partial(self._poll_account, run, account_id)))
+            polls += [work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted]
         wait(polls)
         wait(account_polls)
         durations: dict[str, float] = {}
-        for run, end in zip(self._runs, finished, strict=True):
+        for run, tasks in zip(self._runs, work, strict=True):
             region = run.target.region
-            durations[region] = max(durations.get(region, 0.0), end - started)
+            durations[region] = max(durations.get(region, 0.0), tasks.finished - started)
         # Two targets may reach the same assessment (one configured, one discovering): publish it once.
         states = sorted(
             _unique([*decided, *_results(polls)], lambda s: s.key),
@@ -277,6 +266,38 @@ class Cycle:
         return dataclasses.replace(
             state, control_domains=domains, control_domains_success=True, control_domains_last_success=now
         )
+
+
+class _TargetTasks:
+    """One target's tasks in a cycle: its lane, when its last task ended, and its idle connections closed as soon
+    as it has no task left (a cycle serves targets about one after the other, so few hold connections at once)."""
+
+    def __init__(self, lane: Lane, client: AuditManagerClient, clock: Callable[[], float]) -> None:
+        self._lane = lane
+        self._client = client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._left = 0
+        self.finished = clock()
+
+    def expect(self, count: int) -> None:
+        """Announce `count` tasks before submitting them, so that the target is not seen idle in between."""
+        with self._lock:
+            self._left += count
+
+    def submit(self, task: Callable[[], _T]) -> Future[_T]:
+        return self._lane.submit(functools.partial(self._run, task))
+
+    def _run(self, task: Callable[[], _T]) -> _T:
+        try:
+            return task()
+        finally:
+            with self._lock:
+                self._left -= 1
+                self.finished = max(self.finished, self._clock())
+                idle = self._left == 0
+            if idle:
+                self._client.close_idle_connections()
 
 
 def _results(futures: Iterable[Future[_T | None]]) -> list[_T]:
