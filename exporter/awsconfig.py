@@ -1,21 +1,26 @@
 """The AWS Config client of one target: conformance-pack scores, rule compliance and packs as validated plain data.
 
-It shares `ServiceClient`'s rate limiting, counting and error mapping with the Audit Manager client, under limits
-of its own: AWS throttles AWS Config apart from Audit Manager. An answer that does not hold what botocore's model
-promises (a score that is not a percentage, an unknown compliance type, a missing list) raises
-`AwsError(MalformedResponse)`: it is never published as a number.
+It shares `ServiceClient`'s rate limiting, counting, error mapping and model check (exporter.answers: types,
+required fields, lengths) with the Audit Manager client, under limits of its own: AWS throttles AWS Config apart from
+Audit Manager. On top of the model, a score must be a percentage, a compliance type one of the three, and no pack
+or rule may come twice; an answer that breaks any of it raises `AwsError(MalformedResponse)` and is never published
+as a number.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from exporter.answers import AnswerRules
 from exporter.aws import ServiceClient, pages
 from exporter.conformance import COMPLIANCE_TYPES, INSUFFICIENT_DATA, PackMeta, PackScore, RuleCompliance
 
 NOT_FOUND = "NoSuchConformancePackException"
+# AWS Config became generally available on 12 November 2014: no timestamp in its answers is older.
+CONFIG_ANSWERS = AnswerRules(launched=datetime(2014, 11, 12, tzinfo=UTC))
 # The largest page each operation allows (botocore's model).
 SCORES_PAGE_SIZE = 20
 RULES_PAGE_SIZE = 1000
@@ -32,6 +37,7 @@ class ConformancePackClient(ServiceClient):
     """AWS Config's conformance-pack calls for one target."""
 
     SERVICE = "config"
+    ANSWERS = CONFIG_ANSWERS
 
     def compliance_scores(self) -> tuple[PackScore, ...]:
         """ListConformancePackComplianceScores, every page: the score of every pack of the account and region."""

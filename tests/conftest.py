@@ -70,6 +70,7 @@ CONTRACT_METRICS = frozenset(
         "awsconfig_conformance_pack_poll_success",
         "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
         "awsconfig_conformance_pack_rule_series_dropped_total",
+        "auditmanager_exporter_web_config_last_reload_successful",
     }
 )
 

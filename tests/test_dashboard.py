@@ -42,11 +42,6 @@ REQUIRED_PANELS = {
     "Account poll success": "auditmanager_account_poll_success",
     "Control-domain poll success": "auditmanager_assessment_control_domains_poll_success",
 }
-# Metrics of issue 9 (poll-service) that the dashboard already shows; drop them from here once they are in
-# CONTRACT_METRICS.
-PENDING_METRICS = frozenset(
-    {"auditmanager_account_poll_success", "auditmanager_assessment_control_domains_poll_success"}
-)
 ACCOUNT_FILTERS = ('account_id=~"$account"', 'region=~"$region"')
 ASSESSMENT_FILTERS = (*ACCOUNT_FILTERS, 'assessment_name=~"$assessment"')
 SELECTOR = re.compile(r"\b((?:auditmanager_|assessment:|account:)[\w:]+)\s*(\{[^}]*\})?")
@@ -188,12 +183,7 @@ def test_every_per_assessment_selector_is_filtered_by_account_region_and_assessm
 
 
 def test_queries_use_only_published_metrics_and_recorded_series() -> None:
-    known = (
-        CONTRACT_METRICS
-        | PENDING_METRICS
-        | {"process_resident_memory_bytes", "process_cpu_seconds_total"}
-        | recorded_names()
-    )
+    known = CONTRACT_METRICS | {"process_resident_memory_bytes", "process_cpu_seconds_total"} | recorded_names()
     used = {
         name for expr in queries() for name in re.findall(r"\b(auditmanager_\w+|process_\w+|[a-z_]+:\w+:\w+)\b", expr)
     }

@@ -31,15 +31,9 @@ DEADLINE_SECONDS = 60.0
 # Every metric the exporter publishes from its first poll on; auditmanager_api_errors_total only appears after an
 # error, which the demo does not make.
 PUBLISHED_METRICS = CONTRACT_METRICS - {"auditmanager_api_errors_total"} | {"process_cpu_seconds_total", "python_info"}
-# Panel queries that cannot have data here, by design, each with the test that covers it instead:
-# - the 7-day baseline needs 8 days of history: tests/test_alertmanager.py backfills it and queries the panel;
-# - the account and control-domain poll-success metrics come with issue 9 (poll-service). Until then their panels
-#   must stay empty here; once the metrics land, this test fails: empty PENDING_METRICS (here and in
-#   tests/test_dashboard.py) so that their panels join the ones that must return data.
+# Panel queries that cannot have data here, by design: the 7-day baseline needs 8 days of history;
+# tests/test_alertmanager.py backfills it and queries the panel.
 NEEDS_HISTORY = frozenset({"assessment:auditmanager_noncompliant_evidence:baseline7d"})
-PENDING_METRICS = frozenset(
-    {"auditmanager_account_poll_success", "auditmanager_assessment_control_domains_poll_success"}
-)
 # What Grafana's built-in variables become in the test's queries.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
 
@@ -121,11 +115,7 @@ def reads(expr: str, names: frozenset[str]) -> bool:
 
 
 def panel_queries() -> list[tuple[str, str]]:
-    return [(title, expr) for title, expr in all_panel_queries() if not reads(expr, NEEDS_HISTORY | PENDING_METRICS)]
-
-
-def pending_panel_queries() -> list[tuple[str, str]]:
-    return [(title, expr) for title, expr in all_panel_queries() if reads(expr, PENDING_METRICS)]
+    return [(title, expr) for title, expr in all_panel_queries() if not reads(expr, NEEDS_HISTORY)]
 
 
 def variable_queries() -> list[tuple[str, str]]:
@@ -281,22 +271,8 @@ def test_dashboard_panel_query_returns_data(stack: Stack, panel: str, expr: str)
 
 
 def test_only_the_listed_panels_are_exempt_from_returning_data() -> None:
-    exempt = {title for title, expr in all_panel_queries() if reads(expr, NEEDS_HISTORY | PENDING_METRICS)}
-    assert exempt == {
-        "Noncompliant evidence against its 7-day baseline [B]",
-        "Account poll success [A]",
-        "Control-domain poll success [A]",
-    }
-
-
-@pytest.mark.parametrize(
-    ("panel", "expr"), pending_panel_queries(), ids=[title for title, _ in pending_panel_queries()]
-)
-def test_panel_of_a_pending_metric_is_a_valid_query_without_data_until_the_metric_lands(
-    stack: Stack, panel: str, expr: str
-) -> None:
-    wait_for("assessment series", non_empty(stack, "auditmanager_assessment_poll_success"))
-    assert stack.query(to_promql(expr)) == [], f"{panel} has data now: empty PENDING_METRICS"
+    exempt = {title for title, expr in all_panel_queries() if reads(expr, NEEDS_HISTORY)}
+    assert exempt == {"Noncompliant evidence against its 7-day baseline [B]"}
 
 
 @pytest.mark.parametrize(("name", "query"), variable_queries(), ids=[name for name, _ in variable_queries()])

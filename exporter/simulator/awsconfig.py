@@ -139,7 +139,7 @@ class AwsConfig:
     def add_fault(self, fault: Fault) -> None:
         """Inject a fault into the AWS Config requests it matches (its operation and `conformance_pack`, None
         meaning any), as `Simulator.add_fault` does for Audit Manager's, with AWS Config's error codes: errors
-        and throttling answer in AWS Config's JSON 1.1 form, "no_insights" answers `{}`."""
+        and throttling answer in AWS Config's JSON 1.1 form, "no_insights" answers `{}` and "body" its bytes."""
         if fault.assessment_id is not None:
             raise ValueError("AWS Config requests name no assessment")
         if fault.kind == "error" and fault.code not in CONFIG_ERROR_STATUS:
@@ -302,5 +302,7 @@ def _fault_answer(fault: Fault, window: deque[float], arrived: float) -> Answer 
     if fault.kind == "reset":
         scores = [{"ConformancePackName": f"Pack-{n}", "Score": "100.0"} for n in range(4)]
         return Answer(200, encode({"ConformancePackComplianceScores": scores}), reset=True, content_type=JSON_1_1)
+    if fault.kind == "body":
+        return Answer(200, fault.body, content_type=JSON_1_1)
     body = {"malformed_json": b'{"ConformancePackComplianceScores": [', "empty_body": b"", "no_insights": b"{}"}
     return Answer(200, body[fault.kind], content_type=JSON_1_1)
