@@ -161,3 +161,39 @@ def test_a_reload_keeps_the_pack_client_of_an_unchanged_target_and_replaces_the_
     assert built[1] is None
     assert rebuilt[0] is built[0]
     assert rebuilt[1] is not None and replaced == []
+
+
+def test_an_unexpected_exception_in_a_targets_scores_fails_its_packs_only_and_keeps_their_values(simulator, caplog):
+    # Two targets in the same account and region (say, two teams' configs), polling different packs.
+    simulator.awsconfig.add_conformance_pack(REGION, "Mine", RULES)
+    simulator.awsconfig.add_conformance_pack(REGION, "Other", RULES)
+    config = config_for(
+        simulator,
+        {"sources": ["config"], "conformance_packs": ["Mine"]},
+        {"sources": ["config"], "conformance_packs": ["Other"]},
+    )
+    publisher, counters = Publisher(PollState(), SnapshotStore()), ApiCounters()
+    poller_for(config, publisher).poll()
+
+    def session(target: Any) -> boto3.Session:
+        made = plain_session(target)
+        if target.conformance_packs.names == ("Mine",):
+            made.events.register(
+                "before-parameter-build.config.ListConformancePackComplianceScores", _raise(RuntimeError("a bug"))
+            )
+        return made
+
+    snapshot = poller_for(config, publisher, counters, session).poll()
+
+    states = {p.name: p for p in snapshot.conformance_packs}
+    assert (states["Mine"].poll_success, states["Mine"].score) == (False, 50.0)
+    assert states["Other"].poll_success
+    assert counters.errors() == {("ListConformancePackComplianceScores", REGION, "ExporterError"): 1}
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+def _raise(error: Exception) -> Any:
+    def hook(**_: Any) -> None:
+        raise error
+
+    return hook

@@ -100,7 +100,7 @@ class PackCycle:
             plan = prepare_packs(run.target, run.client, run.memory, self._settings, self._known)
         except Exception as error:
             report_unexpected(self._settings.counters, SCORES, error, region=run.target.region)
-            plan = PackPlan(decided=tuple(_failed(s, s.account_id, s.region, s.name) for s in self._of(run.target)))
+            plan = PackPlan(decided=tuple(_failed(s, s.account_id, s.region, s.name) for s in self._of(run)))
         polls = [lane.submit(functools.partial(self._poll, run, plan, name)) for name in plan.wanted]
         return plan, polls
 
@@ -114,8 +114,14 @@ class PackCycle:
             report_unexpected(self._settings.counters, RULES, error, region=run.target.region, conformance_pack=name)
             return _failed(self._known.get(key), plan.account_id, run.target.region, name)
 
-    def _of(self, target: Target) -> list[ConformancePackState]:
-        return [s for s in self._known.values() if s.region == target.region]
+    def _of(self, run: PackRun) -> list[ConformancePackState]:
+        """The packs the target published before (another target may poll other packs in the same region)."""
+        names, account_id = set(_names(run.target, run.memory)), run.memory.account_id
+        return [
+            s
+            for s in self._known.values()
+            if s.region == run.target.region and s.name in names and account_id in (None, s.account_id)
+        ]
 
 
 def prepare_packs(
