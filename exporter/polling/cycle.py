@@ -53,6 +53,7 @@ class CycleSettings:
     counters: ApiCounters
     wall_clock: Callable[[], float]
     monotonic: Callable[[], float]
+    max_rule_series: int = 10000
 
 
 @dataclass
