@@ -1,4 +1,5 @@
-"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
+"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data;
+and what it shares with the other services' clients (`ServiceClient`).
 
 Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every answer is checked
 against the service model before botocore parses it (exporter.answers); every failed call ends as an `AwsError`
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import boto3
 import botocore.config
@@ -199,9 +200,13 @@ def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session
     return boto3.Session(botocore_session=core, region_name=target.region)
 
 
-class AuditManagerClient:
-    """Audit Manager calls for one target (one account and region), sharing one rate limit and one concurrency
-    limit between every caller (the poll cycle and the assessment details refresh)."""
+class ServiceClient:
+    """One AWS service's calls for one target (one account and region): every caller shares one rate limit and one
+    concurrency limit, every attempt is counted, and every answer is checked against the service's model
+    (`ANSWERS`). Each service gets limits of its own, as AWS throttles each service on its own."""
+
+    SERVICE: ClassVar[str]
+    ANSWERS: ClassVar[AnswerRules]
 
     def __init__(
         self,
@@ -213,8 +218,6 @@ class AuditManagerClient:
         self.region = target.region
         self._counters = counters
         self._limiter = RateLimiter(target.max_requests_per_second)
-        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
-        self._background = threading.local()
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
         # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
         self._in_flight = 0
@@ -227,89 +230,14 @@ class AuditManagerClient:
             user_agent_extra=f"auditmanager-exporter/{__version__}",
         )
         self._client = session_factory(target).client(
-            "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
+            self.SERVICE, region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
         )
-        self._client.meta.events.register("before-send.auditmanager", self._before_send)
-        check_answers(self._client, AUDIT_MANAGER_ANSWERS)
+        self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
+        check_answers(self._client, self.ANSWERS)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
-        if getattr(self._background, "active", False):
-            self._background_limiter.acquire()
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
-
-    def assessment_insights(self, assessment_id: str) -> Insights:
-        """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
-        return self._call(
-            "GetInsightsByAssessment",
-            lambda: self._client.get_insights_by_assessment(assessmentId=assessment_id),
-            _insights,
-        )
-
-    def account_insights(self) -> AccountInsights:
-        """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
-
-        def request() -> dict[str, Any]:
-            return self._client.get_insights()
-
-        return self._call("GetInsights", request, _account_insights)
-
-    def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
-        """ListControlDomainInsightsByAssessment, every page."""
-
-        def pages() -> list[dict[str, Any]]:
-            return _pages(
-                lambda **paging: self._client.list_control_domain_insights_by_assessment(
-                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
-                )
-            )
-
-        return self._call(
-            "ListControlDomainInsightsByAssessment",
-            pages,
-            lambda answer: _domains(_items(answer, "controlDomainInsights")),
-        )
-
-    def describe_assessment(self, assessment_id: str, *, background: bool = False) -> DescribedAssessment:
-        """GetAssessment, keeping only the assessment's name, status, account, ARN, framework name and id, and tags.
-
-        The answer holds one of the process's ASSESSMENT_ANSWERS_AT_ONCE slots from the request until it is parsed.
-        `background` calls (the look-ups between cycles) also wait for their own small slice of the target's rate
-        (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
-        """
-        if background:
-            # Waited for before taking a slot, so that no slot is held through the slice's long waits; a retry then
-            # only waits for the target's own limit.
-            self._background_limiter.acquire()
-        with _ASSESSMENT_ANSWERS:
-            return self._call(
-                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _described
-            )
-
-    def list_tags(self, resource_arn: str, *, background: bool = False) -> Mapping[str, str]:
-        """ListTagsForResource: the resource's tags, key to value; `background` as for `describe_assessment`."""
-        with self._in_background(background):
-            return self._call(
-                "ListTagsForResource", lambda: self._client.list_tags_for_resource(resourceArn=resource_arn), _tags
-            )
-
-    def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
-        """ListAssessments, every page."""
-        filters = {"status": status} if status else {}
-        return self._call(
-            "ListAssessments",
-            lambda: _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
-            _assessment_list,
-        )
-
-    @contextlib.contextmanager
-    def _in_background(self, background: bool) -> Iterator[None]:
-        """Mark this thread's requests as background ones (or not) for `_before_send`, for the duration."""
-        self._background.active = background
-        try:
-            yield
-        finally:
-            self._background.active = False
 
     def close(self) -> None:
         """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
@@ -350,6 +278,102 @@ class AuditManagerClient:
             raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
 
 
+class AuditManagerClient(ServiceClient):
+    """Audit Manager calls for one target, shared by the poll cycle and the assessment details refresh."""
+
+    SERVICE = "auditmanager"
+    ANSWERS = AUDIT_MANAGER_ANSWERS
+
+    def __init__(
+        self,
+        target: Target,
+        config: Config,
+        counters: ApiCounters,
+        session_factory: SessionFactory = default_session,
+    ) -> None:
+        super().__init__(target, config, counters, session_factory)
+        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
+        self._background = threading.local()
+
+    def _before_send(self, event_name: str, **kwargs: Any) -> None:
+        if getattr(self._background, "active", False):
+            self._background_limiter.acquire()
+        super()._before_send(event_name, **kwargs)
+
+    def assessment_insights(self, assessment_id: str) -> Insights:
+        """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
+        return self._call(
+            "GetInsightsByAssessment",
+            lambda: self._client.get_insights_by_assessment(assessmentId=assessment_id),
+            _insights,
+        )
+
+    def account_insights(self) -> AccountInsights:
+        """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
+
+        def request() -> dict[str, Any]:
+            return self._client.get_insights()
+
+        return self._call("GetInsights", request, _account_insights)
+
+    def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
+        """ListControlDomainInsightsByAssessment, every page."""
+
+        def every_page() -> list[dict[str, Any]]:
+            return pages(
+                lambda **paging: self._client.list_control_domain_insights_by_assessment(
+                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
+                )
+            )
+
+        return self._call(
+            "ListControlDomainInsightsByAssessment",
+            every_page,
+            lambda answer: _domains(_items(answer, "controlDomainInsights")),
+        )
+
+    def describe_assessment(self, assessment_id: str, *, background: bool = False) -> DescribedAssessment:
+        """GetAssessment, keeping only the assessment's name, status, account, ARN, framework name and id, and tags.
+
+        The answer holds one of the process's ASSESSMENT_ANSWERS_AT_ONCE slots from the request until it is parsed.
+        `background` calls (the look-ups between cycles) also wait for their own small slice of the target's rate
+        (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
+        """
+        if background:
+            # Waited for before taking a slot, so that no slot is held through the slice's long waits; a retry then
+            # only waits for the target's own limit.
+            self._background_limiter.acquire()
+        with _ASSESSMENT_ANSWERS:
+            return self._call(
+                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _described
+            )
+
+    def list_tags(self, resource_arn: str, *, background: bool = False) -> Mapping[str, str]:
+        """ListTagsForResource: the resource's tags, key to value; `background` as for `describe_assessment`."""
+        with self._in_background(background):
+            return self._call(
+                "ListTagsForResource", lambda: self._client.list_tags_for_resource(resourceArn=resource_arn), _tags
+            )
+
+    def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
+        """ListAssessments, every page."""
+        filters = {"status": status} if status else {}
+        return self._call(
+            "ListAssessments",
+            lambda: pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
+            _assessment_list,
+        )
+
+    @contextlib.contextmanager
+    def _in_background(self, background: bool) -> Iterator[None]:
+        """Mark this thread's requests as background ones (or not) for `_before_send`, for the duration."""
+        self._background.active = background
+        try:
+            yield
+        finally:
+            self._background.active = False
+
+
 def _as_aws_error(exc: BaseException) -> AwsError | None:
     if isinstance(exc, AwsError):
         return exc
@@ -366,22 +390,23 @@ def _as_aws_error(exc: BaseException) -> AwsError | None:
     return None
 
 
-def _pages(request: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
-    until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
+def pages(request: Callable[..., dict[str, Any]], token_key: str = "nextToken") -> list[dict[str, Any]]:
+    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token
+    (`token_key` names it: AWS Config's is NextToken), until a page comes without one. A token that repeats is a
+    malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
     paging: dict[str, str] = {}
-    pages = []
+    answers = []
     while True:
         page = request(**paging)
-        pages.append(page)
-        token = page.get("nextToken")
+        answers.append(page)
+        token = page.get(token_key)
         if not token:
-            return pages
+            return answers
         if not isinstance(token, str) or token in seen:
-            raise AwsError(MALFORMED, f"nextToken {token!r} repeats or is not a string")
+            raise AwsError(MALFORMED, f"{token_key} {token!r} repeats or is not a string")
         seen.add(token)
-        paging = {"nextToken": token}
+        paging = {token_key: token}
 
 
 # The parsers below read answers that check_answers has already held to the model: counts are ints within

@@ -64,6 +64,12 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_exporter_build_info",
         "auditmanager_exporter_config_last_reload_successful",
         "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
+        "awsconfig_conformance_pack_compliance_score",
+        "awsconfig_conformance_pack_rules",
+        "awsconfig_conformance_pack_rule_compliant",
+        "awsconfig_conformance_pack_poll_success",
+        "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
+        "awsconfig_conformance_pack_rule_series_dropped_total",
         "auditmanager_exporter_web_config_last_reload_successful",
     }
 )

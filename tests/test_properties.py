@@ -240,15 +240,15 @@ COUNT_FIELDS = {
 
 
 def _assert_allowed(result: Any) -> None:
-    fields = {field.name for field in dataclasses.fields(result)}
-    for name in COUNT_FIELDS & fields:
+    present = {item.name for item in dataclasses.fields(result)}
+    for name in COUNT_FIELDS & present:
         count = getattr(result, name)
         assert count is None or (type(count) is int and 0 <= count <= INT_MAX), (name, count)
-    if "last_updated" in fields and result.last_updated is not None:
+    if "last_updated" in present and result.last_updated is not None:
         assert LAUNCH <= result.last_updated <= time.time() + 86_400, result.last_updated
     for name in ("name", "assessment_id", "status", "account_id", "arn", "framework_id", "framework_name"):
-        assert name not in fields or isinstance(getattr(result, name), str)
-    if "tags" in fields:
+        assert name not in present or isinstance(getattr(result, name), str)
+    if "tags" in present:
         assert all(isinstance(key, str) and isinstance(value, str) for key, value in result.tags.items())
 
 

@@ -52,6 +52,7 @@ class CycleSettings:
     counters: ApiCounters
     wall_clock: Callable[[], float]
     monotonic: Callable[[], float]
+    max_rule_series: int = 10000
     tag_labels: tuple[str, ...] = ()
 
 

@@ -1,6 +1,7 @@
 """What the poll service knows between cycles: per target (account id, names and statuses, listing, look-up and
-tags times on the monotonic clock) and overall (the last state of every assessment and account, what the look-ups
-learned). The snapshot is made from it; nothing reads a snapshot back."""
+tags times on the monotonic clock, discovered conformance packs) and overall (the last state of every assessment,
+account and conformance pack, what the look-ups learned). The snapshot is made from it; nothing reads a snapshot
+back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
+from exporter.conformance import ConformancePackKey, ConformancePackState
 from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot
 
 AccountKey = tuple[str, str]
@@ -30,6 +32,8 @@ class TargetMemory:
     # again in the next period.
     details_at: float | None = None
     details_tried: set[str] = field(default_factory=set)
+    packs_discovered: tuple[str, ...] = ()
+    packs_listed_at: float | None = None
     tags_at: float | None = None
 
 
@@ -55,6 +59,8 @@ class CycleResult:
     # The status the latest listing of each target gives every assessment it lists.
     statuses: Mapping[AssessmentKey, str]
     control_domain_series_dropped: int
+    conformance_packs: Sequence[ConformancePackState] = ()
+    conformance_pack_rule_series_dropped: int = 0
 
 
 class PollState:
@@ -71,6 +77,8 @@ class PollState:
         self._durations: Mapping[str, float] = MappingProxyType({})
         self._completed_cycles = 0
         self._dropped = 0
+        self._packs: dict[ConformancePackKey, ConformancePackState] = {}
+        self._rules_dropped = 0
 
     def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
         """The memory of each target: kept for a target the previous config had too (equal in every setting),
@@ -107,6 +115,9 @@ class PollState:
         """The ARN of every assessment whose GetAssessment has been read."""
         return {key: lookup.arn for key, lookup in self._lookups.items()}
 
+    def known_packs(self) -> dict[ConformancePackKey, ConformancePackState]:
+        return dict(self._packs)
+
     def record_cycle(self, result: CycleResult) -> None:
         """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
         its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
@@ -121,6 +132,8 @@ class PollState:
         self._durations = MappingProxyType(dict(result.durations))
         self._completed_cycles += 1
         self._dropped += result.control_domain_series_dropped
+        self._packs = {p.key: p for p in result.conformance_packs}
+        self._rules_dropped += result.conformance_pack_rule_series_dropped
 
     def record_lookups(
         self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
@@ -148,6 +161,8 @@ class PollState:
             ),
             self._dropped,
             generation,
+            tuple(sorted(self._packs.values(), key=lambda p: p.key)),
+            self._rules_dropped,
             self._tag_labels,
         )
 
