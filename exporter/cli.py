@@ -32,6 +32,7 @@ from exporter.config import Config, ConfigError, Target, load, parse
 from exporter.poller import UNSHARDED, Poller, Shard
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
+from exporter.status import StatusProvider, StatusReport, report_from_snapshot
 
 log = logging.getLogger("exporter")
 
@@ -83,7 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
     path = args.telemetry_path
-    if not path.startswith("/") or "?" in path or "#" in path or path in ("/", "/healthz", "/readyz", "/-/reload"):
+    if (
+        not path.startswith("/")
+        or "?" in path
+        or "#" in path
+        or path in ("/", "/healthz", "/readyz", "/status", "/-/reload")
+    ):
         parser.error(f"--web.telemetry-path {path!r} must be a path starting with /, without ? or #, and not taken")
     if args.shard_count < 1:
         parser.error(f"--shard.count {args.shard_count} must be at least 1")
@@ -132,6 +138,17 @@ class Service:
         self._config = config
         self._poller = self._build_poller(config)
         self.scheduler = BackgroundScheduler(timezone=UTC)
+
+    @property
+    def config(self) -> Config:
+        """The config in use: the latest that loaded."""
+        return self._config
+
+    def next_poll(self) -> float | None:
+        """When the next poll cycle is scheduled (Unix time), if one is."""
+        job = self.scheduler.get_job("poll")
+        run_time = job.next_run_time if job is not None else None
+        return run_time.timestamp() if run_time is not None else None
 
     def _build_poller(self, config: Config) -> Poller:
         clients = [
@@ -252,11 +269,29 @@ def _demo() -> tuple[Config, SessionFactory]:
     return config, session
 
 
+def status_provider(service: Service, config_file: str | None, started: float) -> StatusProvider:
+    """The /status page's data, from the service's latest snapshot and config."""
+
+    def report() -> StatusReport:
+        return report_from_snapshot(
+            service.store.get(),
+            service.config.expanded_targets(),
+            service.reload_status,
+            version=__version__,
+            started=started,
+            config_file=config_file,
+            next_poll=service.next_poll(),
+        )
+
+    return report
+
+
 def _exit_at_once(*_: object) -> None:
     raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.time()
     # Until the service runs there is nothing to wind down: a stop signal ends start-up at once, with exit 0.
     signal.signal(signal.SIGTERM, _exit_at_once)
     signal.signal(signal.SIGINT, _exit_at_once)
@@ -295,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for standard in (ProcessCollector, PlatformCollector, GCCollector):
         standard(registry=runtime)
     exposition = Exposition(service.store, service.counters, extra=[ReloadCollector(service.reload_status), runtime])
-    app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
+    status = status_provider(service, None if args.demo else str(config_path), started)
+    app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload, status)
     try:
         server = MetricsServer(address, app, web)
     except OSError as error:

@@ -29,6 +29,7 @@ from exporter.snapshot import (
     ControlDomainInsights,
     Snapshot,
     SnapshotStore,
+    TargetCycle,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,23 @@ class _TargetState:
         self.polled: tuple[str, ...] = ()
         self.details_at: float | None = None
         self.details_tried: set[str] = set()
+        # The latest target-wide failure of the running cycle, for /status.
+        self.error: AwsError | None = None
+
+    def cycle(self, started: float, result: _TargetResult, requests: int) -> TargetCycle:
+        """How this target's part of a cycle went, from its result and the requests it started meanwhile."""
+        return TargetCycle(
+            self.target,
+            self.account_id,
+            started,
+            result.seconds,
+            len(result.states),
+            sum(not s.poll_success for s in result.states),
+            requests,
+            self.client.take_peak_rate(),
+            self.error.code if self.error else None,
+            self.error.message if self.error else None,
+        )
 
 
 class Poller:
@@ -131,7 +149,8 @@ class Poller:
         known_accounts = {(a.account_id, a.region): a for a in previous.accounts}
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(self._targets), thread_name_prefix="poll-target") as pool:
-            results = list(pool.map(lambda t: self._poll_target(t, known, known_accounts), self._targets))
+            cycles = list(pool.map(lambda t: self._timed_poll_target(t, known, known_accounts), self._targets))
+        results = [result for result, _ in cycles]
         durations: dict[str, float] = {}
         for result in results:
             durations[result.region] = max(durations.get(result.region, 0.0), result.seconds)
@@ -152,6 +171,7 @@ class Poller:
                 tuple(accounts),
                 MappingProxyType(dict(self._details)),
                 previous.control_domain_series_dropped + dropped,
+                targets=tuple(cycle for _, cycle in cycles),
             )
             if self._stop.is_set():
                 return snapshot
@@ -171,6 +191,18 @@ class Poller:
         )
         return snapshot
 
+    def _timed_poll_target(
+        self,
+        state: _TargetState,
+        known: dict[AssessmentKey, AssessmentState],
+        known_accounts: dict[tuple[str, str], AccountState],
+    ) -> tuple[_TargetResult, TargetCycle]:
+        started, requests = self._clock(), state.client.requests_started
+        state.client.take_peak_rate()
+        state.error = None
+        result = self._poll_target(state, known, known_accounts)
+        return result, state.cycle(started, result, state.client.requests_started - requests)
+
     def _poll_target(
         self,
         state: _TargetState,
@@ -189,8 +221,9 @@ class Poller:
             account_id = self._account_id(state, wanted, gone)
         except AwsError as error:
             _log_failure("cannot resolve target", error, region=target.region)
+            state.error = error
             return _TargetResult(
-                target.region, time.monotonic() - started, self._unresolved(state, wanted, gone, known)
+                target.region, time.monotonic() - started, self._unresolved(state, wanted, gone, known, error)
             )
         wanted = [
             w
@@ -227,6 +260,7 @@ class Poller:
                 listed = [*active, *state.client.list_assessments()]
         except AwsError as error:
             _log_failure("cannot list assessments", error, region=target.region)
+            state.error = error
             return
         state.listed_at = now
         state.names.update((m.assessment_id, m.name) for m in listed)
@@ -260,7 +294,12 @@ class Poller:
         raise failure
 
     def _unresolved(
-        self, state: _TargetState, wanted: list[_Wanted], gone: set[str], known: dict[AssessmentKey, AssessmentState]
+        self,
+        state: _TargetState,
+        wanted: list[_Wanted],
+        gone: set[str],
+        known: dict[AssessmentKey, AssessmentState],
+        error: AwsError,
     ) -> list[AssessmentState]:
         """A target whose account is unknown cannot be polled: its assessments are failed polls. Those polled
         before keep their last values; the others get `poll_success` 0 with an empty `account_id`, so that the
@@ -273,10 +312,10 @@ class Poller:
             if w.assessment_id in gone:
                 continue
             if w.assessment_id in previous:
-                states.append(_failed(previous[w.assessment_id]))
+                states.append(_failed(previous[w.assessment_id], error))
             elif self._shard.owns("", region, w.assessment_id):
                 name = w.name or state.names.get(w.assessment_id) or w.assessment_id
-                states.append(AssessmentState("", region, w.assessment_id, name, None, False, None))
+                states.append(_failed(AssessmentState("", region, w.assessment_id, name, None, False, None), error))
         return states
 
     def _poll_account(
@@ -289,6 +328,7 @@ class Poller:
             insights = state.client.account_insights()
         except AwsError as error:
             _log_failure("account insights poll failed", error, region=state.target.region, account_id=account_id)
+            state.error = error
             return previous
         return AccountState(account_id, state.target.region, insights)
 
@@ -311,9 +351,8 @@ class Poller:
             _log_failure("poll failed", error, region=target.region, assessment_id=wanted.assessment_id)
             if error.code == NOT_FOUND:
                 return None
-            if previous is not None:
-                return _failed(previous)
-            return AssessmentState(account_id, target.region, wanted.assessment_id, name, None, False, None)
+            fresh = AssessmentState(account_id, target.region, wanted.assessment_id, name, None, False, None)
+            return _failed(previous or fresh, error)
         domains: tuple[ControlDomainInsights, ...] = ()
         if target.control_domains:
             try:
@@ -432,8 +471,8 @@ def _limit_control_domains(states: list[AssessmentState], limit: int) -> tuple[l
     return limited, dropped
 
 
-def _failed(state: AssessmentState) -> AssessmentState:
-    return dataclasses.replace(state, poll_success=False)
+def _failed(state: AssessmentState, error: AwsError) -> AssessmentState:
+    return dataclasses.replace(state, poll_success=False, error_code=error.code, error_message=error.message)
 
 
 def _log_failure(message: str, error: AwsError, **fields: str) -> None:

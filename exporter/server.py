@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from exporter import __version__
 from exporter.collector import Exposition
 from exporter.snapshot import SnapshotStore
+from exporter.status import Query, StatusProvider, render_html, render_json
 from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,12 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # POST bodies are never used; up to this much is read and dropped to keep the connection usable.
 MAX_DISCARDED_BODY = 65536
+# /status has no scripts and loads nothing: the browser is told to allow neither, only its inline style and form.
+STATUS_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class App:
     store: SnapshotStore
     telemetry_path: str = "/metrics"
     reload: Callable[[], bool] | None = None
+    status: StatusProvider | None = None
 
 
 class ListenAddressError(ValueError):
@@ -90,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         app = self.server.app
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == app.telemetry_path:
             gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
             try:
@@ -110,8 +119,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"waiting for the first poll cycle\n")
         elif path == "/":
             self._send(HTTPStatus.OK, _landing_page(app.telemetry_path), "text/html; charset=utf-8")
+        elif path == "/status" and app.status is not None:
+            # Browsers percent-encode the query; a raw UTF-8 one arrives here decoded as Latin-1.
+            self._status(app.status, parse_qs(query.encode("latin-1", "replace").decode("utf-8", "replace")))
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _status(self, provider: StatusProvider, params: dict[str, list[str]]) -> None:
+        output = (params.get("format") or ["html"])[0]
+        if output not in ("html", "json"):
+            self._send(HTTPStatus.BAD_REQUEST, b"format must be html or json\n")
+            return
+        try:
+            report, query = provider(), Query.parse(params)
+            if output == "json":
+                body, content_type = render_json(report, query), "application/json"
+            else:
+                body, content_type = render_html(report, query), "text/html; charset=utf-8"
+        except Exception as error:
+            log.error("cannot render the status page", extra={"error": f"{type(error).__name__}: {error}"})
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the status page\n")
+            return
+        self._send(HTTPStatus.OK, body, content_type, STATUS_HEADERS)
 
     def do_POST(self) -> None:
         self._discard_body()
@@ -174,7 +203,7 @@ def _landing_page(telemetry_path: str) -> bytes:
         "<!doctype html><html><head><title>AWS Audit Manager exporter</title></head><body>"
         f"<h1>AWS Audit Manager exporter</h1><p>Version {__version__}</p>"
         f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>'
-        '<li><a href="/readyz">Readiness</a></li></ul></body></html>\n'
+        '<li><a href="/readyz">Readiness</a></li><li><a href="/status">Status</a></li></ul></body></html>\n'
     ).encode()
 
 

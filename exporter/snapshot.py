@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.config import Target
+
 
 @dataclass(frozen=True)
 class Insights:
@@ -73,6 +75,9 @@ class AssessmentState:
     poll_success: bool
     last_success: float | None
     control_domains: tuple[ControlDomainInsights, ...] = ()
+    # The AWS error of the latest failed poll; None once a poll succeeds.
+    error_code: str | None = None
+    error_message: str | None = None
 
     @property
     def key(self) -> AssessmentKey:
@@ -97,6 +102,24 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class TargetCycle:
+    """How one target's part of the latest poll cycle went: when it started (Unix time), how long it took, how
+    many of its assessments it polled and how many failed, how many HTTP requests it started and the highest
+    request rate it reached, and its last target-wide AWS error (listing, account lookup or account insights)."""
+
+    target: Target
+    account_id: str | None
+    started: float
+    seconds: float
+    assessments: int
+    failures: int
+    requests: int
+    peak_rate: float
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
@@ -110,6 +133,7 @@ class Snapshot:
     accounts: tuple[AccountState, ...] = ()
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
+    targets: tuple[TargetCycle, ...] = ()
 
 
 class SnapshotStore:
@@ -158,13 +182,16 @@ class ApiCounters:
 
 
 class ReloadStatus:
-    """Whether the latest config reload worked, and when one last did (start-up counts as one)."""
+    """Whether the latest config reload worked, when one was last tried and when one last worked (start-up counts
+    as one)."""
 
     def __init__(self, now: float) -> None:
         self.successful = True
         self.last_success = now
+        self.last_attempt = now
 
     def record(self, successful: bool, now: float) -> None:
         self.successful = successful
+        self.last_attempt = now
         if successful:
             self.last_success = now

@@ -22,6 +22,7 @@ class Fault:
     operation: str | None = None
     rate: float = 0.0
     seconds: float = 0.0
+    message: str = "injected fault"
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -47,8 +48,8 @@ def fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_
         return error_answer("ThrottlingException", "Rate exceeded")
     if fault.kind == "error":
         if fault.code == "ResourceNotFoundException":
-            return error_answer(fault.code, "injected fault", resourceId=assessment_id or "", resourceType="ASSESSMENT")
-        return error_answer(fault.code, "injected fault")
+            return error_answer(fault.code, fault.message, resourceId=assessment_id or "", resourceType="ASSESSMENT")
+        return error_answer(fault.code, fault.message)
     if fault.kind == "reset":
         return Answer(
             200, encode({"insights": {"noncompliantEvidenceCount": 0, "compliantEvidenceCount": 0}}), reset=True
