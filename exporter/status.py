@@ -321,7 +321,8 @@ tr.failing td{background:#fff1f0}tr.failing td:first-child{border-left:4px solid
 .badge{font-weight:600;font-size:.85em;padding:.05em .45em;border-radius:.3em;white-space:nowrap}
 .failing .badge{background:#c9190b;color:#fff}.ok .badge{background:#dff0d8;color:#1e4f18}
 .waiting .badge{background:#eee;color:#555}
-.id{font-family:ui-monospace,monospace;font-size:.85em}.muted{color:#666}.summary{font-size:1.05em}
+.id{font-family:ui-monospace,monospace;font-size:.85em}.id,.nowrap,time{white-space:nowrap}
+.muted{color:#666}.summary{font-size:1.05em}
 .err{color:#8a1005}.err code{font-weight:600}
 """
 
@@ -365,8 +366,9 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         seconds = "—" if t.last_cycle_seconds is None else f"{t.last_cycle_seconds:.2f} s"
         peak = "—" if t.peak_rate is None else f"{t.peak_rate:g}"
         parts.append(
-            f"<tr class={t.state}><td><span class=badge>{t.state.upper()}</span></td><td>{e(t.region)}</td>"
-            f"<td>{e(t.account_id or 'unknown')}</td><td class=id>{e(t.role_arn or 'default credentials')}</td>"
+            f"<tr class={t.state}><td><span class=badge>{t.state.upper()}</span></td>"
+            f"<td class=nowrap>{e(t.region)}</td><td>{e(t.account_id or 'unknown')}</td>"
+            f"<td class=id>{e(t.role_arn or 'default credentials')}</td>"
             f"<td>{'on' if t.discover else 'off'}</td><td>{_when(t.last_cycle_start, now)}</td><td>{seconds}</td>"
             f"<td>{polled}</td><td>{_when(t.next_poll, now, '—')}</td><td>{peak} / {t.rate_limit:g} req/s</td>"
             f"<td>{_error(t.error_code, t.error_message)}</td></tr>"
@@ -381,7 +383,8 @@ def render_html(report: StatusReport, query: Query) -> bytes:
     for a in shown.assessments:
         parts.append(
             f"<tr class={a.state}><td><span class=badge>{a.state.upper()}</span></td><td>{e(a.name)}</td>"
-            f"<td class=id>{e(a.assessment_id)}</td><td>{e(a.account_id or 'unknown')}</td><td>{e(a.region)}</td>"
+            f"<td class=id>{e(a.assessment_id)}</td><td>{e(a.account_id or 'unknown')}</td>"
+            f"<td class=nowrap>{e(a.region)}</td>"
             f"<td>{e(a.framework or '—')}</td><td>{e(a.status or '—')}</td><td>{_when(a.last_success, now)}</td>"
             f"<td>{_error(a.error_code, a.error_message)}</td><td>{_when(a.insights_last_updated, now)}</td></tr>"
         )
