@@ -32,7 +32,7 @@ from exporter.config import Config, ConfigError, Target, load, parse
 from exporter.poller import UNSHARDED, Poller, Shard
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
-from exporter.status import StatusProvider, StatusReport, report_from_snapshot
+from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
 log = logging.getLogger("exporter")
 
@@ -271,6 +271,7 @@ def _demo() -> tuple[Config, SessionFactory]:
 
 def status_provider(service: Service, config_file: str | None, started: float) -> StatusProvider:
     """The /status page's data, from the service's latest snapshot and config."""
+    rows = CachedAssessmentRows()
 
     def report() -> StatusReport:
         return report_from_snapshot(
@@ -281,6 +282,7 @@ def status_provider(service: Service, config_file: str | None, started: float) -
             started=started,
             config_file=config_file,
             next_poll=service.next_poll(),
+            rows=rows,
         )
 
     return report

@@ -80,7 +80,8 @@ class AssessmentStatus:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Everything /status shows, as of `generated` (Unix time)."""
+    """Everything /status shows, as of `generated` (Unix time). Rows are in display order: failing rows first,
+    then by region, account and name (see `ordered_targets` and `ordered_assessments`)."""
 
     version: str
     started: float
@@ -96,6 +97,54 @@ class StatusReport:
 StatusProvider = Callable[[], StatusReport]
 
 
+def ordered_targets(rows: Iterable[TargetStatus]) -> tuple[TargetStatus, ...]:
+    return tuple(sorted(rows, key=lambda t: (not t.failing, t.region, t.account_id or "", t.role_arn or "")))
+
+
+def ordered_assessments(rows: Iterable[AssessmentStatus]) -> tuple[AssessmentStatus, ...]:
+    return tuple(
+        sorted(rows, key=lambda a: (a.poll_success, a.region, a.account_id, a.name.casefold(), a.assessment_id))
+    )
+
+
+def assessment_rows(snapshot: Snapshot) -> tuple[AssessmentStatus, ...]:
+    """The snapshot's assessments with their details, in display order."""
+    rows = []
+    for state in snapshot.assessments:
+        details = snapshot.details.get(state.key)
+        rows.append(
+            AssessmentStatus(
+                state.name,
+                state.assessment_id,
+                state.account_id,
+                state.region,
+                details.framework if details else None,
+                details.status if details else None,
+                state.poll_success,
+                state.last_success,
+                state.error_code,
+                _clean(state.error_message),
+                state.insights.last_updated if state.insights else None,
+            )
+        )
+    return ordered_assessments(rows)
+
+
+class CachedAssessmentRows:
+    """`assessment_rows` built once per snapshot: a snapshot never changes, and /status may be asked for often."""
+
+    def __init__(self) -> None:
+        self._latest: tuple[Snapshot, tuple[AssessmentStatus, ...]] | None = None
+
+    def __call__(self, snapshot: Snapshot) -> tuple[AssessmentStatus, ...]:
+        latest = self._latest
+        if latest is not None and latest[0] is snapshot:
+            return latest[1]
+        rows = assessment_rows(snapshot)
+        self._latest = (snapshot, rows)
+        return rows
+
+
 def report_from_snapshot(
     snapshot: Snapshot,
     targets: Sequence[Target],
@@ -106,8 +155,10 @@ def report_from_snapshot(
     config_file: str | None,
     next_poll: float | None,
     now: float | None = None,
+    rows: Callable[[Snapshot], tuple[AssessmentStatus, ...]] = assessment_rows,
 ) -> StatusReport:
-    """A StatusReport of the configured `targets`, joined with what the latest cycle in `snapshot` says of each."""
+    """A StatusReport of the configured `targets`, joined with what the latest cycle in `snapshot` says of each,
+    and of the snapshot's assessments (`rows` may be a CachedAssessmentRows)."""
     cycles = {cycle.target: cycle for cycle in snapshot.targets}
     target_rows = []
     for target in targets:
@@ -134,24 +185,6 @@ def report_from_snapshot(
                 error_message=_clean(cycle.error_message),
             )
         target_rows.append(row)
-    assessments = []
-    for state in snapshot.assessments:
-        details = snapshot.details.get(state.key)
-        assessments.append(
-            AssessmentStatus(
-                state.name,
-                state.assessment_id,
-                state.account_id,
-                state.region,
-                details.framework if details else None,
-                details.status if details else None,
-                state.poll_success,
-                state.last_success,
-                state.error_code,
-                _clean(state.error_message),
-                state.insights.last_updated if state.insights else None,
-            )
-        )
     return StatusReport(
         version,
         started,
@@ -160,8 +193,8 @@ def report_from_snapshot(
         reload.successful,
         snapshot.completed_cycles,
         time.time() if now is None else now,
-        tuple(target_rows),
-        tuple(assessments),
+        ordered_targets(target_rows),
+        rows(snapshot),
     )
 
 
@@ -192,7 +225,7 @@ class Query:
 
 
 def select(report: StatusReport, query: Query) -> StatusReport:
-    """The report with only the rows `query` keeps, failing rows first, then by region, account and name."""
+    """The report with only the rows `query` keeps, in the report's order."""
     needle = query.text.casefold()
 
     def keep(row: TargetStatus | AssessmentStatus, fields: Iterable[object]) -> bool:
@@ -200,36 +233,23 @@ def select(report: StatusReport, query: Query) -> StatusReport:
             return False
         return not needle or any(needle in str(field).casefold() for field in fields if field is not None)
 
-    targets = sorted(
-        (
-            t
-            for t in report.targets
-            if keep(t, (t.region, t.account_id, t.role_arn, t.state, t.error_code, t.error_message))
-        ),
-        key=lambda t: (not t.failing, t.region, t.account_id or "", t.role_arn or ""),
+    if not needle and not query.failing:
+        return report
+    targets = tuple(
+        t
+        for t in report.targets
+        if keep(t, (t.region, t.account_id, t.role_arn, t.state, t.error_code, t.error_message))
     )
-    assessments = sorted(
-        (
-            a
-            for a in report.assessments
-            if keep(
-                a,
-                (
-                    a.name,
-                    a.assessment_id,
-                    a.account_id,
-                    a.region,
-                    a.framework,
-                    a.status,
-                    a.state,
-                    a.error_code,
-                    a.error_message,
-                ),
-            )
-        ),
-        key=lambda a: (a.poll_success, a.region, a.account_id, a.name.casefold(), a.assessment_id),
-    )
-    return replace(report, targets=tuple(targets), assessments=tuple(assessments))
+    assessments = tuple(
+        a
+        for a in report.assessments
+        if keep(
+            a,
+            (a.name, a.assessment_id, a.account_id, a.region, a.framework, a.status, a.state, a.error_code,
+             a.error_message),
+        )
+    )  # fmt: skip
+    return replace(report, targets=targets, assessments=assessments)
 
 
 # ---- JSON -------------------------------------------------------------------------------------------------------
@@ -286,7 +306,8 @@ def render_json(report: StatusReport, query: Query) -> bytes:
             for a in shown.assessments
         ],
     }
-    return json.dumps(document, ensure_ascii=False, indent=1).encode() + b"\n"
+    # Without indent, the json module's C encoder does the work: several times faster at 5000 assessments.
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def _totals(report: StatusReport) -> dict[str, int]:
@@ -381,8 +402,9 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         "</tr></thead><tbody>",
     ]
     for a in shown.assessments:
+        state = a.state
         parts.append(
-            f"<tr class={a.state}><td><span class=badge>{a.state.upper()}</span></td><td>{e(a.name)}</td>"
+            f"<tr class={state}><td><span class=badge>{state.upper()}</span></td><td>{e(a.name)}</td>"
             f"<td class=id>{e(a.assessment_id)}</td><td>{e(a.account_id or 'unknown')}</td>"
             f"<td class=nowrap>{e(a.region)}</td>"
             f"<td>{e(a.framework or '—')}</td><td>{e(a.status or '—')}</td><td>{_when(a.last_success, now)}</td>"
@@ -404,16 +426,24 @@ def _when(timestamp: float | None, now: float, missing: str = "never") -> str:
     """A time as people read it ('3 min ago', 'in 40 s'), with the exact UTC time in its title."""
     if timestamp is None:
         return f"<span class=muted>{missing}</span>"
-    exact = _iso(int(timestamp))
+    return _time_element(int(timestamp), int(now))
+
+
+# Thousands of rows share a handful of times (one cycle's successes, one day's insights): each is formatted once.
+@lru_cache(maxsize=8192)
+def _time_element(timestamp: int, now: int) -> str:
+    exact = _iso(timestamp)
     return f'<time datetime="{exact}" title="{exact}">{_relative(timestamp - now)}</time>'
 
 
-def _relative(delta: float) -> str:
+def _relative(delta: int) -> str:
     seconds = abs(delta)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            amount = f"{int(seconds // size)} {unit}"
-            break
+    if seconds >= 86400:
+        amount = f"{seconds // 86400} d"
+    elif seconds >= 3600:
+        amount = f"{seconds // 3600} h"
+    elif seconds >= 60:
+        amount = f"{seconds // 60} min"
     else:
-        amount = f"{int(seconds)} s"
-    return f"in {amount}" if delta > 0.5 else f"{amount} ago"
+        amount = f"{seconds} s"
+    return f"in {amount}" if delta > 0 else f"{amount} ago"

@@ -22,6 +22,7 @@ import boto3
 import pytest
 import yaml
 
+from benchmarks import status as status_benchmark
 from exporter.config import parse
 from exporter.simulator import Fault, Simulator, demo_simulator
 from exporter.snapshot import AssessmentDetails, AssessmentState, Insights, ReloadStatus, Snapshot, TargetCycle
@@ -160,6 +161,12 @@ def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
         json.loads(document)["assessments"][0]["error_message"]
         == "The security token of [access key id] is invalid <b>"
     )
+
+
+def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
+    assert status_benchmark.main(["--smoke"]) == 0
+    output = capsys.readouterr().out
+    assert "first /status of a snapshot" in output and "/status over HTTP, p50" in output
 
 
 # ---- a real exporter against the demo simulator, with faults ---------------------------------------------------
