@@ -333,7 +333,7 @@ def _rfc3339(timestamp: float | None) -> str | None:
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#fff}
 h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.5em 0 .4em}
-dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:0}dt{color:#555}dd{margin:0}
+dl{display:flex;flex-wrap:wrap;gap:.3em 2em;margin:0}dl div{display:flex;gap:.5em}dt{color:#555}dd{margin:0}
 form{margin:1em 0;display:flex;gap:.6em;align-items:center;flex-wrap:wrap}
 input[type=search]{width:24em;padding:.3em}button{padding:.3em .9em}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid #ddd;
@@ -343,7 +343,7 @@ tr.failing td{background:#fff1f0}tr.failing td:first-child{border-left:4px solid
 .failing .badge{background:#c9190b;color:#fff}.ok .badge{background:#dff0d8;color:#1e4f18}
 .waiting .badge{background:#eee;color:#555}
 .id{font-family:ui-monospace,monospace;font-size:.85em}.id,.nowrap,time{white-space:nowrap}
-.muted{color:#666}.summary{font-size:1.05em}
+.name{min-width:12em}.muted{color:#666}.summary{font-size:1.05em}
 .err{color:#8a1005}.err code{font-weight:600}
 """
 
@@ -363,12 +363,12 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         '<h1>AWS Audit Manager exporter: status</h1><p><a href="/">Home</a> · '
         f'<a href="{e(json_link)}">This page as JSON</a></p>',
         "<dl>",
-        f"<dt>Version</dt><dd>{e(report.version)}</dd>",
-        f"<dt>Started</dt><dd>{_when(report.started, now)}</dd>",
-        f"<dt>Config file</dt><dd>{e(report.config_file or 'none (demo)')}</dd>",
-        f"<dt>Last reload</dt><dd>{_when(report.last_reload, now)} ({reload})</dd>",
-        f"<dt>Poll cycles</dt><dd>{report.completed_cycles} completed</dd>",
-        f"<dt>Page time</dt><dd>{e(_iso(int(now)))}</dd>",
+        f"<div><dt>Version</dt><dd>{e(report.version)}</dd></div>",
+        f"<div><dt>Started</dt><dd>{_when(report.started, now)}</dd></div>",
+        f"<div><dt>Config file</dt><dd>{e(report.config_file or 'none (demo)')}</dd></div>",
+        f"<div><dt>Last reload</dt><dd>{_when(report.last_reload, now)} ({reload})</dd></div>",
+        f"<div><dt>Poll cycles</dt><dd>{report.completed_cycles} completed</dd></div>",
+        f"<div><dt>Page time</dt><dd>{e(_iso(int(now)))}</dd></div>",
         "</dl>",
         f"<p class=summary><b>{totals['targets_failing']}</b> of {totals['targets']} targets failing · "
         f"<b>{totals['assessments_failing']}</b> of {totals['assessments']} assessments failing</p>",
@@ -380,7 +380,7 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         f"<h2>Targets ({len(shown.targets)} shown)</h2>",
         "<table id=targets><thead><tr><th>State</th><th>Region</th><th>Account</th><th>Role ARN</th>"
         "<th>Discovery</th><th>Last cycle</th><th>Duration</th><th>Failed</th><th>Next poll</th>"
-        "<th>Request rate (peak / limit)</th><th>Last error</th></tr></thead><tbody>",
+        "<th>Peak rate / limit</th><th>Last error</th></tr></thead><tbody>",
     ]
     for t in shown.targets:
         polled = "—" if t.failures is None else f"{t.failures} of {t.assessments}"
@@ -391,7 +391,8 @@ def render_html(report: StatusReport, query: Query) -> bytes:
             f"<td class=nowrap>{e(t.region)}</td><td>{e(t.account_id or 'unknown')}</td>"
             f"<td class=id>{e(t.role_arn or 'default credentials')}</td>"
             f"<td>{'on' if t.discover else 'off'}</td><td>{_when(t.last_cycle_start, now)}</td><td>{seconds}</td>"
-            f"<td>{polled}</td><td>{_when(t.next_poll, now, '—')}</td><td>{peak} / {t.rate_limit:g} req/s</td>"
+            f"<td>{polled}</td><td>{_when(t.next_poll, now, '—')}</td>"
+            f"<td class=nowrap>{peak} / {t.rate_limit:g} req/s</td>"
             f"<td>{_error(t.error_code, t.error_message)}</td></tr>"
         )
     parts += [
@@ -404,7 +405,7 @@ def render_html(report: StatusReport, query: Query) -> bytes:
     for a in shown.assessments:
         state = a.state
         parts.append(
-            f"<tr class={state}><td><span class=badge>{state.upper()}</span></td><td>{e(a.name)}</td>"
+            f"<tr class={state}><td><span class=badge>{state.upper()}</span></td><td class=name>{e(a.name)}</td>"
             f"<td class=id>{e(a.assessment_id)}</td><td>{e(a.account_id or 'unknown')}</td>"
             f"<td class=nowrap>{e(a.region)}</td>"
             f"<td>{e(a.framework or '—')}</td><td>{e(a.status or '—')}</td><td>{_when(a.last_success, now)}</td>"
