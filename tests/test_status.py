@@ -8,6 +8,8 @@ import contextlib
 import json
 import ssl
 import subprocess
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -23,14 +25,28 @@ import pytest
 import yaml
 
 from benchmarks import status as status_benchmark
+from exporter import __version__
+from exporter.collector import Exposition
 from exporter.config import parse
+from exporter.server import App, MetricsServer
 from exporter.simulator import Fault, Simulator, demo_simulator
-from exporter.snapshot import AssessmentDetails, AssessmentState, Insights, ReloadStatus, Snapshot, TargetCycle
+from exporter.snapshot import (
+    ApiCounters,
+    AssessmentDetails,
+    AssessmentState,
+    Insights,
+    ReloadStatus,
+    Snapshot,
+    SnapshotStore,
+    TargetCycle,
+)
 from exporter.status import Query, StatusReport, render_html, render_json, report_from_snapshot, select
-from tests.conftest import ExporterProcess, free_port, http_get, require_binary, uuid
+from tests.conftest import ExporterProcess, free_port, http_get, insights, require_binary, uuid
+from tests.test_poller import make_poller
 from tests.test_webconfig import _make_pki
 
 NOW = 1_790_000_000.0
+ACCOUNT = "123456789012"
 ROLE_ARN = "arn:aws:iam::210987654321:role/AuditManagerExporter"
 # Secrets planted in the config, the environment and the web config; none may reach any page.
 EXTERNAL_ID = "ext-id-SECRET-4242"
@@ -163,10 +179,91 @@ def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
     )
 
 
+def test_a_cycle_records_each_target_and_each_failed_assessment_error_until_a_poll_succeeds(simulator):
+    for n in (1, 2, 3):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", insights=insights())
+    simulator.add_fault(
+        Fault("error", "ThrottlingException", uuid(2), "GetInsightsByAssessment", message="Rate exceeded")
+    )
+    poller, _ = make_poller(simulator, [{"id": uuid(n)} for n in (1, 2, 3)])
+
+    failed = poller.poll()
+
+    (cycle,) = failed.targets
+    assert (cycle.target.region, cycle.account_id, cycle.assessments, cycle.failures) == ("us-east-1", ACCOUNT, 3, 1)
+    # GetAssessment for the account, ListAssessments for the names, GetInsights, three GetInsightsByAssessment.
+    assert cycle.requests == simulator.count() == 6
+    assert 0 < cycle.peak_rate <= 5.0 and cycle.seconds > 0 and cycle.error_code is None
+    states = {s.assessment_id: s for s in failed.assessments}
+    assert (states[uuid(2)].error_code, states[uuid(2)].error_message) == ("ThrottlingException", "Rate exceeded")
+    assert states[uuid(1)].error_code is None
+
+    simulator.clear_faults()
+    recovered = poller.poll()
+
+    assert [(s.poll_success, s.error_code, s.error_message) for s in recovered.assessments] == [(True, None, None)] * 3
+    assert recovered.targets[0].failures == 0
+
+
+def test_a_target_wide_failure_is_the_target_error(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("error", "AccessDeniedException", operation="GetInsights", message="not registered"))
+    poller, _ = make_poller(simulator, [{"id": uuid(1)}])
+
+    (cycle,) = poller.poll().targets
+
+    assert (cycle.failures, cycle.error_code, cycle.error_message) == (0, "AccessDeniedException", "not registered")
+
+
 def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
     assert status_benchmark.main(["--smoke"]) == 0
     output = capsys.readouterr().out
     assert "first /status of a snapshot" in output and "/status over HTTP, p50" in output
+
+
+@pytest.fixture
+def status_server() -> Iterator[str]:
+    """A real MetricsServer whose status provider returns a fixed report; its base URL."""
+    states = (_state(1, "fine"), _state(2, "broken", ok=False))
+    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    store = SnapshotStore(Snapshot(states))
+    server = MetricsServer(("127.0.0.1", 0), App(Exposition(store, ApiCounters()), store, status=lambda: report))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_status_is_html_without_scripts_or_external_assets_and_json_on_request(status_server):
+    status, body, headers = http_get(status_server + "/status")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    page = body.decode()
+    assert "<script" not in page and "src=" not in page and "<link" not in page
+    assert page.index("broken") < page.index("fine")
+
+    status, body, headers = http_get(status_server + "/status?format=json&q=fine")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert [a["name"] for a in json.loads(body)["assessments"]] == ["fine"]
+
+    assert http_get(status_server + "/status?format=xml")[0] == 400
+
+
+def test_the_landing_page_links_every_endpoint_and_shows_the_version(status_server):
+    status, body, _ = http_get(status_server + "/")
+    page = body.decode()
+    assert status == 200
+    for path in ("/metrics", "/status", "/healthz", "/readyz"):
+        assert f'href="{path}"' in page
+    assert __version__ in page
+
+
+def test_the_telemetry_path_cannot_take_status():
+    completed = subprocess.run(
+        [sys.executable, "-m", "exporter", "--web.telemetry-path", "/status"], capture_output=True, text=True
+    )
+    assert completed.returncode == 2
+    assert "--web.telemetry-path '/status'" in completed.stderr
 
 
 # ---- a real exporter against the demo simulator, with faults ---------------------------------------------------
