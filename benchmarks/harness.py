@@ -19,12 +19,22 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.polling import INSIGHTS, Cycle, calls_by_operation, describe_calls, naive_loop, poll_cycles
+from benchmarks.organisation import ASSESSMENTS_PER_TARGET, CONCURRENCY, measure_organisation
+from benchmarks.polling import (
+    INSIGHTS,
+    Cycle,
+    calls_by_operation,
+    cycle_beside_details,
+    describe_calls,
+    naive_loop,
+    poll_cycles,
+)
 from benchmarks.processes import ExporterProcess, SimulatorProcess, StaticServerProcess, assessment_id
 from benchmarks.scraping import percentile, scrape_latencies
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
+ORGANISATION_REGION = "eu-central-1"
 AGE_FAMILY = "auditmanager_assessment_insights_age_seconds"
 MB = 1024 * 1024
 # Calls a target may make in a cycle besides one GetInsightsByAssessment per assessment: the account id, the
@@ -39,6 +49,10 @@ ORDER = (
     "API calls per cycle",
     "max requests in any 1 s window",
     "rate-limited cycle wall time",
+    "cycle beside the framework look-ups",
+    "organisation: peak threads",
+    "organisation: peak open files",
+    "organisation: CPU per assessment per cycle",
     "/metrics latency p50",
     "/metrics latency p99",
     "/metrics body size",
@@ -64,6 +78,10 @@ class Settings:
     scrape_seconds: float
     idle_seconds: float
     targets: bool
+    # Targets of 20 assessments each, small then large, for the organisation-scale rows.
+    organisations: tuple[int, int] = (10, 100)
+    # Assessments of the one target whose cycle runs beside the framework look-ups, at limited_rate.
+    overlap_size: int = 200
 
     @classmethod
     def full(cls) -> Settings:
@@ -71,7 +89,7 @@ class Settings:
 
     @classmethod
     def smoke(cls) -> Settings:
-        return cls((5, 20), (1, 4), 0.01, 1000.0, 12, 5.0, (1, 4), 0.5, 2.0, False)
+        return cls((5, 20), (1, 4), 0.01, 1000.0, 12, 5.0, (1, 4), 0.5, 2.0, False, (2, 5), 20)
 
 
 @dataclass
@@ -133,12 +151,19 @@ def run(settings: Settings, progress: Callable[[str], None]) -> Report:
     """Measure everything, in the order of the table."""
     report = Report(settings)
     largest = max(settings.sizes)
-    regions = {REGION: largest, OTHER_REGION: settings.limited_size}
+    regions = {
+        REGION: max(largest, settings.overlap_size),
+        OTHER_REGION: settings.limited_size,
+        ORGANISATION_REGION: settings.organisations[1] * ASSESSMENTS_PER_TARGET,
+    }
     progress(f"starting the simulator ({largest} assessments, {settings.latency * 1000:g} ms latency)")
     simulator = SimulatorProcess(regions, settings.latency)
     try:
         _poll_cycles(report, simulator)
         _rate_limit(report, simulator)
+        progress("a cycle beside the framework look-ups")
+        _details_overlap(report, simulator)
+        _organisations(report, simulator, progress)
         _exporter(report, simulator, progress)
         _long_sequential(report, simulator, progress)
     finally:
@@ -244,6 +269,57 @@ def _rate_limit(report: Report, simulator: SimulatorProcess) -> None:
         f"{cycle.wall_seconds:.2f} s",
         f"ideal (⌈{per_target} calls/rate⌉ - 1) s + latency = {ideal:.2f} s",
         f"{cycle.wall_seconds / ideal:.2f}x",
+    )
+
+
+def _details_overlap(report: Report, simulator: SimulatorProcess) -> None:
+    settings = report.settings
+    size, rate, concurrency = settings.overlap_size, settings.limited_rate, max(settings.concurrencies)
+    overlap = cycle_beside_details(simulator, REGION, _ids(0, size), concurrency, rate)
+    ratio = overlap.beside_details_seconds / overlap.steady_seconds
+    report.row(
+        "cycle beside the framework look-ups",
+        f"N={size}, {rate:g}/s, C={concurrency}; {overlap.details_during_cycle} GetAssessment during the cycle",
+        f"{overlap.beside_details_seconds:.2f} s",
+        f"steady cycle {overlap.steady_seconds:.2f} s",
+        f"{ratio:.2f}x",
+        report.target(ratio <= 1.15, "≤ 1.15x steady"),
+    )
+
+
+def _organisations(report: Report, simulator: SimulatorProcess, progress: Callable[[str], None]) -> None:
+    small, large = report.settings.organisations
+    figures = []
+    for targets in (small, large):
+        progress(f"the exporter process over {targets} targets x {ASSESSMENTS_PER_TARGET} assessments")
+        figures.append(measure_organisation(simulator, targets, ORGANISATION_REGION, 2, _free_port()))
+    few, many = figures
+    setting = f"{large} targets x {ASSESSMENTS_PER_TARGET}, C={CONCURRENCY}, max_workers 32"
+    reference = f"{small} targets: "
+    report.row(
+        "organisation: peak threads",
+        setting,
+        str(many.peak_threads),
+        reference + str(few.peak_threads),
+        f"{many.peak_threads / few.peak_threads:.2f}x",
+        report.target(many.peak_threads <= 80, "≤ 80"),
+    )
+    report.row(
+        "organisation: peak open files",
+        setting,
+        str(many.peak_open_files),
+        reference + str(few.peak_open_files),
+        f"{many.peak_open_files / few.peak_open_files:.2f}x",
+        report.target(many.peak_open_files <= 300, "≤ 300"),
+    )
+    ratio = many.cpu_per_assessment_cycle / few.cpu_per_assessment_cycle
+    report.row(
+        "organisation: CPU per assessment per cycle",
+        f"{setting}, {many.cycles:g} steady cycles",
+        f"{many.cpu_per_assessment_cycle * 1000:.2f} ms",
+        reference + f"{few.cpu_per_assessment_cycle * 1000:.2f} ms ({few.cycles:g} cycles)",
+        f"{ratio:.2f}x",
+        report.target(ratio <= 1.3, f"≤ 1.3x {small} targets"),
     )
 
 

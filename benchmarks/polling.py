@@ -5,6 +5,7 @@ The simulator runs in another process (see `processes.SimulatorProcess`), which 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import boto3
 from benchmarks.processes import SimulatorProcess
 from exporter.aws import AuditManagerClient
 from exporter.config import Target, parse
-from exporter.poller import Poller
+from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 INSIGHTS = "GetInsightsByAssessment"
@@ -60,12 +61,13 @@ def poll_cycles(
     )
     counters = ApiCounters()
     clients = [AuditManagerClient(target, config, counters, _session) for target in config.expanded_targets()]
-    poller = Poller(config, clients, SnapshotStore())
+    poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters)
     measured = []
     for _ in range(cycles):
         simulator.reset_stats()
         cpu, started = time.process_time(), time.perf_counter()
         snapshot = poller.poll()
+        assert snapshot is not None
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         measured.append(
             Cycle(
@@ -107,3 +109,48 @@ def naive_loop(url: str, region: str, ids: Sequence[str]) -> float:
     for assessment_id in ids:
         client.get_insights_by_assessment(assessmentId=assessment_id)
     return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A steady cycle, and the next one run while the framework look-ups of every assessment are going on."""
+
+    steady_seconds: float
+    beside_details_seconds: float
+    details_during_cycle: int
+
+
+def cycle_beside_details(
+    simulator: SimulatorProcess, region: str, ids: Sequence[str], concurrency: int, requests_per_second: float
+) -> Overlap:
+    """One target of `ids` at `requests_per_second`: a first cycle, a steady one (measured), then one measured while
+    the framework refresh of every assessment runs beside it on its slice of the budget."""
+    config = parse(
+        {
+            "max_concurrency": concurrency,
+            "max_requests_per_second": requests_per_second,
+            "targets": [{"region": region, "endpoint_url": simulator.url, "assessments": [{"id": i} for i in ids]}],
+        }
+    )
+    counters = ApiCounters()
+    clients = [AuditManagerClient(target, config, counters, _session) for target in config.expanded_targets()]
+    workers = Workers(config.max_workers)
+    poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), workers, counters)
+    try:
+        poller.poll()
+        started = time.perf_counter()
+        poller.poll()
+        steady = time.perf_counter() - started
+        details = threading.Thread(target=poller.refresh_details)
+        details.start()
+        before = simulator.count("GetAssessment")
+        started = time.perf_counter()
+        poller.poll()
+        beside = time.perf_counter() - started
+        during = simulator.count("GetAssessment") - before
+        # The refresh takes ten times a cycle's budget; it is not what is measured.
+        poller.stop()
+        details.join()
+    finally:
+        workers.close()
+    return Overlap(steady, beside, during)

@@ -134,9 +134,18 @@ class StaticServerProcess:
 class ExporterProcess:
     """The real exporter (`python -m exporter --config.file ...`) in a process of its own, against the simulator."""
 
-    def __init__(self, config: dict[str, Any], port: int) -> None:
+    def __init__(self, config: dict[str, Any], port: int, profiles: int = 0, log_level: str = "warn") -> None:
+        """`profiles` named profiles `p0`, `p1`, … go in the shared credentials file, for targets that differ only
+        by their profile (one account and region polled with many credentials stands in for many accounts)."""
         self._dir = tempfile.TemporaryDirectory(prefix="benchmarks-")
         directory = Path(self._dir.name)
+        (directory / "aws-credentials").write_text(
+            "".join(
+                f"[p{n}]\naws_access_key_id = benchmark{n}\naws_secret_access_key = benchmark\n"
+                for n in range(profiles)
+            ),
+            encoding="utf-8",
+        )
         config_path = directory / "config.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self._log_path = directory / "exporter.log"
@@ -148,7 +157,7 @@ class ExporterProcess:
             AWS_CONFIG_FILE=str(directory / "aws-config"),
             AWS_SHARED_CREDENTIALS_FILE=str(directory / "aws-credentials"),
         )
-        args = [sys.executable, "-m", "exporter", "--config.file", str(config_path), "--log.level", "warn"]
+        args = [sys.executable, "-m", "exporter", "--config.file", str(config_path), "--log.level", log_level]
         args += ["--web.listen-address", f"127.0.0.1:{port}"]
         with self._log_path.open("wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -182,6 +191,14 @@ class ExporterProcess:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError(f"no {field} in /proc/{self.process.pid}/status")
+
+    def threads(self) -> int:
+        """Threads of the process now, from /proc/<pid>/task."""
+        return len(os.listdir(f"/proc/{self.process.pid}/task"))
+
+    def open_files(self) -> int:
+        """Open file descriptors of the process now (sockets included), from /proc/<pid>/fd."""
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
     def logs(self) -> str:
         return self._log_path.read_text(encoding="utf-8", errors="replace")

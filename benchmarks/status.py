@@ -57,9 +57,16 @@ def snapshot_of(count: int, now: float) -> tuple[Snapshot, list[dict[str, object
         insights = Insights(n % 97, 1000 + n, n % 13, n % 7, 60, now - 3600 * (n % 48))
         if n % 50 == 7:
             state = AssessmentState(
-                ACCOUNT, region, assessment_id, f"Assessment {n}", insights, False, now - 7200, (),
-                "ThrottlingException", "Rate exceeded",
-            )  # fmt: skip
+                ACCOUNT,
+                region,
+                assessment_id,
+                f"Assessment {n}",
+                insights,
+                False,
+                now - 7200,
+                error_code="ThrottlingException",
+                error_message="Rate exceeded",
+            )
         else:
             # Successes spread over a 15-minute cycle, as a real one's are.
             succeeded = now - 60 - (n * 0.37) % 900

@@ -27,7 +27,11 @@ from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsight
 
 MALFORMED = "MalformedResponse"
 PAGE_SIZE = 1000
+# The share of a target's request rate that the framework look-ups (GetAssessment between cycles) may use on top of
+# waiting for the target's own limiter: a cycle running alongside them loses at most this much of its budget.
+BACKGROUND_SHARE = 0.1
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 
 _TRANSPORT_CODES: tuple[tuple[type[Exception], str], ...] = (
     (botocore.exceptions.ReadTimeoutError, "ReadTimeout"),
@@ -195,7 +199,12 @@ class AuditManagerClient:
         self.region = target.region
         self._counters = counters
         self._limiter = RateLimiter(target.max_requests_per_second)
+        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
+        self._background = threading.local()
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
+        # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         client_config = botocore.config.Config(
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
@@ -209,6 +218,8 @@ class AuditManagerClient:
         self._client.meta.events.register("before-send.auditmanager", self._before_send)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
+        if getattr(self._background, "active", False):
+            self._background_limiter.acquire()
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
 
@@ -225,48 +236,93 @@ class AuditManagerClient:
         """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
         return self._call(
             "GetInsightsByAssessment",
-            lambda: _insights(self._client.get_insights_by_assessment(assessmentId=assessment_id)),
+            lambda: self._client.get_insights_by_assessment(assessmentId=assessment_id),
+            _insights,
         )
 
     def account_insights(self) -> AccountInsights:
         """GetInsights: the counts over every ACTIVE assessment of the account in this region."""
-        return self._call("GetInsights", lambda: _account_insights(self._client.get_insights()))
+
+        def request() -> dict[str, Any]:
+            return self._client.get_insights()
+
+        return self._call("GetInsights", request, _account_insights)
 
     def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
         """ListControlDomainInsightsByAssessment, every page."""
 
-        pages = _pages(
-            lambda **paging: self._client.list_control_domain_insights_by_assessment(
-                assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
+        def pages() -> list[dict[str, Any]]:
+            return _pages(
+                lambda **paging: self._client.list_control_domain_insights_by_assessment(
+                    assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
+                )
             )
-        )
+
         return self._call(
             "ListControlDomainInsightsByAssessment",
-            lambda: tuple(_domain(item) for item in _items(pages, "controlDomainInsights")),
+            pages,
+            lambda answer: tuple(_domain(item) for item in _items(answer, "controlDomainInsights")),
         )
 
-    def assessment(self, assessment_id: str) -> AssessmentMeta:
-        """GetAssessment: the assessment's name, status, framework and the account that owns it."""
-        return self._call("GetAssessment", lambda: _assessment(self._client.get_assessment(assessmentId=assessment_id)))
+    def assessment(self, assessment_id: str, *, background: bool = False) -> AssessmentMeta:
+        """GetAssessment: the assessment's name, status, framework and the account that owns it.
+
+        `background` calls (the framework look-ups between cycles) also wait for their own small slice of the
+        target's rate (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
+        """
+        self._background.active = background
+        try:
+            return self._call(
+                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _assessment
+            )
+        finally:
+            self._background.active = False
 
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
         """ListAssessments, every page."""
         filters = {"status": status} if status else {}
-        pages = _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging))
-        return self._call("ListAssessments", lambda: _assessment_list(pages))
+        return self._call(
+            "ListAssessments",
+            lambda: _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
+            _assessment_list,
+        )
 
-    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Run one logical call in one of the target's concurrency slots; count and re-raise any failure as an
-        AwsError."""
+    def close(self) -> None:
+        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
+        self._client.close()
+
+    def close_idle_connections(self) -> bool:
+        """Close the pooled connections if no call is in progress, and say whether it did; the next call opens new
+        ones. Between poll cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+        with self._in_flight_lock:
+            if self._in_flight:
+                return False
+            self._client.close()
+            return True
+
+    def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
+        """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
+        a failure of AWS (an error answer, a transport error, an answer that fails `parse`'s checks) as an
+        AwsError. Any other exception is the exporter's own and propagates as it is."""
+        with self._in_flight_lock:
+            self._in_flight += 1
         try:
             with self._slots:
-                return call()
+                answer = request()
         except Exception as exc:
             error = _as_aws_error(exc)
             if error is None:
                 raise
             self._counters.count_error(operation, self.region, error.code)
             raise error from exc
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+        try:
+            return parse(answer)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._counters.count_error(operation, self.region, MALFORMED)
+            raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
 
 
 def _as_aws_error(exc: BaseException) -> AwsError | None:
@@ -280,24 +336,23 @@ def _as_aws_error(exc: BaseException) -> AwsError | None:
             return AwsError(code, str(exc))
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return AwsError(type(exc).__name__, str(exc))
-    if isinstance(exc, (KeyError, TypeError, ValueError)):
-        return AwsError(MALFORMED, f"unexpected answer: {exc}")
     return None
 
 
-def _pages(request: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _pages(request: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
     """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
     until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
     paging: dict[str, str] = {}
+    pages = []
     while True:
         page = request(**paging)
-        yield page
+        pages.append(page)
         token = page.get("nextToken")
         if not token:
-            return
+            return pages
         if not isinstance(token, str) or token in seen:
-            raise ValueError(f"nextToken {token!r} repeats or is not a string")
+            raise AwsError(MALFORMED, f"nextToken {token!r} repeats or is not a string")
         seen.add(token)
         paging = {"nextToken": token}
 

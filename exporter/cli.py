@@ -29,7 +29,8 @@ from exporter import __version__, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
 from exporter.collector import Exposition, ReloadCollector
 from exporter.config import Config, ConfigError, Target, load, parse
-from exporter.poller import UNSHARDED, Poller, Shard
+from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
+from exporter.polling.clients import Clients
 from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
 from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
@@ -117,7 +118,12 @@ def release_freed_memory() -> None:
 
 
 class Service:
-    """The running exporter: one poller on a schedule, swapped whole by `reload`."""
+    """The running exporter: one poller on a schedule, replaced by `reload`.
+
+    The service owns what outlives a poller: the poll state and its publisher, the clients (kept for targets a
+    reload does not change) and the shared workers. A reload closes the clients and workers it replaces once the
+    old poller's work has ended.
+    """
 
     def __init__(
         self,
@@ -129,14 +135,21 @@ class Service:
         self.store = SnapshotStore()
         self.counters = ApiCounters()
         self.reload_status = ReloadStatus(time.time())
+        # Run by every reload after the config file was read and before anything changes; one that raises fails
+        # the reload (for example re-reading the web config).
+        self.reload_hooks: list[Callable[[], None]] = []
         self._load_config = load_config
-        self._session_factory = session_factory
         self._shard = shard
         self._cycle_lock = threading.Lock()
         self._details_lock = threading.Lock()
         self._reload_lock = threading.Lock()
+        self._publisher = Publisher(PollState(), self.store)
+        self._clients = Clients(lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory))
+        self._retired: list[AuditManagerClient | Workers] = []
         self._config = config
-        self._poller = self._build_poller(config)
+        self._workers = Workers(config.max_workers)
+        clients, _ = self._clients.build(config)
+        self._poller = self._new_poller(config, clients)
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     @property
@@ -150,11 +163,8 @@ class Service:
         run_time = job.next_run_time if job is not None else None
         return run_time.timestamp() if run_time is not None else None
 
-    def _build_poller(self, config: Config) -> Poller:
-        clients = [
-            AuditManagerClient(t, config, self.counters, self._session_factory) for t in config.expanded_targets()
-        ]
-        return Poller(config, clients, self.store, shard=self._shard)
+    def _new_poller(self, config: Config, clients: Sequence[AuditManagerClient]) -> Poller:
+        return Poller(config, clients, self._publisher, self._workers, self.counters, shard=self._shard)
 
     def _schedule_details(self) -> None:
         # The framework of every assessment costs one GetAssessment each: fetched after a cycle, not within it,
@@ -167,7 +177,9 @@ class Service:
         if not self._details_lock.acquire(blocking=False):
             return
         try:
-            self._poller.refresh_details()
+            poller = self._poller
+            poller.refresh_details()
+            poller.close_idle_connections()
         finally:
             self._details_lock.release()
         release_freed_memory()
@@ -194,16 +206,22 @@ class Service:
             log.warning("previous poll cycle still running; skipping this one")
             return
         try:
-            self._poller.poll()
+            self._cycle()
         finally:
             self._cycle_lock.release()
         release_freed_memory()
         self._schedule_details()
 
+    def _cycle(self) -> None:
+        poller = self._poller
+        poller.poll()
+        # With minutes between cycles, a kept-alive connection gains nothing and holds a file descriptor.
+        poller.close_idle_connections()
+
     def run_cycle(self) -> None:
         """Run one poll cycle now, after the running one (if any) has ended."""
         with self._cycle_lock:
-            self._poller.poll()
+            self._cycle()
         release_freed_memory()
         self._schedule_details()
 
@@ -212,7 +230,9 @@ class Service:
         with self._reload_lock:
             try:
                 config = self._load_config()
-                poller = self._build_poller(config)
+                for hook in self.reload_hooks:
+                    hook()
+                clients, replaced = self._clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 self.reload_status.record(False, time.time())
@@ -221,18 +241,45 @@ class Service:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
                 self.reload_status.record(False, time.time())
                 return False
-            old, self._poller, self._config = self._poller, poller, config
-            old.stop()
+            self._poller.stop()
+            self._retired += replaced
+            if config.max_workers != self._workers.max_workers:
+                self._retired.append(self._workers)
+                self._workers = Workers(config.max_workers)
+            self._poller, self._config = self._new_poller(config, clients), config
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
-            self.scheduler.add_job(self.run_cycle, id="reload-poll", replace_existing=True)
+            self.scheduler.add_job(self._poll_after_reload, id="reload-poll", replace_existing=True)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return True
 
+    def _poll_after_reload(self) -> None:
+        with self._cycle_lock:
+            self.close_retired()
+            self._cycle()
+        release_freed_memory()
+        self._schedule_details()
+
+    def close_retired(self) -> None:
+        """Close the clients and workers reloads replaced, once the old pollers' cycles and look-ups have ended
+        (the caller holds the cycle lock; this waits for the details lock)."""
+        with self._details_lock, self._reload_lock:
+            retired, self._retired = self._retired, []
+        for item in retired:
+            item.close()
+
     def stop(self) -> None:
-        """Stop scheduling and let the running cycle skip what it has not started."""
+        """Stop scheduling and let the running cycle skip what it has not started; publish nothing more."""
         self._poller.stop()
+        self._publisher.end()
         self.scheduler.shutdown(wait=False)
+
+    def close(self) -> None:
+        """Close every client and worker (after `stop`, once `wait_idle` says the work has ended)."""
+        self._clients.close()
+        self._workers.close()
+        for item in self._retired:
+            item.close()
 
     def wait_idle(self, seconds: float) -> bool:
         """Wait up to `seconds` for a running cycle and details refresh to end; True if none is running."""
@@ -375,6 +422,8 @@ def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> 
     server.shutdown()
     server.server_close()
     finished = service.wait_idle(STOP_GRACE_SECONDS)
+    if finished:
+        service.close()
     logging.shutdown()
     if not finished:
         # Worker threads of an abandoned poll would hold the interpreter open until their AWS calls time out.

@@ -116,6 +116,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _info_families(snapshot)
     yield from _control_domain_families(snapshot)
     yield from _account_families(snapshot)
+    yield from _poll_status_families(snapshot)
     yield build_info
 
 
@@ -185,6 +186,8 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
     for account in snapshot.accounts:
         labels = [account.account_id, account.region]
         insights = account.insights
+        if insights is None:
+            continue
         for family, value in (
             (active, insights.active_assessments),
             (controls, insights.total_controls),
@@ -195,6 +198,44 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
                 family.add_metric(labels, value)
         _add_evidence(evidence, labels, insights)
     yield from (active, evidence, controls, noncompliant_controls, last_updated)
+
+
+def _poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Whether the latest account-level and control-domain polls succeeded, and when they last did: a failed poll
+    keeps the last good values published, and these say how old they are."""
+    account_success = GaugeMetricFamily(
+        "auditmanager_account_poll_success",
+        "1 if the exporter's latest GetInsights for the account and region succeeded, else 0.",
+        labels=ACCOUNT_LABELS,
+    )
+    account_last_success = GaugeMetricFamily(
+        "auditmanager_account_last_poll_success_timestamp_seconds",
+        "When the exporter last polled the account's insights in the region successfully, as Unix time.",
+        labels=ACCOUNT_LABELS,
+    )
+    for account in snapshot.accounts:
+        labels = [account.account_id, account.region]
+        account_success.add_metric(labels, 1.0 if account.poll_success else 0.0)
+        if account.last_success is not None:
+            account_last_success.add_metric(labels, account.last_success)
+    domains_success = GaugeMetricFamily(
+        "auditmanager_assessment_control_domains_poll_success",
+        "1 if the exporter's latest poll of the assessment's control domains succeeded, else 0 (also when it was "
+        "not tried because the assessment's poll failed). Only for targets with control_domains.",
+        labels=ASSESSMENT_LABELS,
+    )
+    domains_last_success = GaugeMetricFamily(
+        "auditmanager_assessment_control_domains_last_poll_success_timestamp_seconds",
+        "When the exporter last polled the assessment's control domains successfully, as Unix time.",
+        labels=ASSESSMENT_LABELS,
+    )
+    for state in snapshot.assessments:
+        if state.control_domains_success is None:
+            continue
+        domains_success.add_metric(_labels(state), 1.0 if state.control_domains_success else 0.0)
+        if state.control_domains_last_success is not None:
+            domains_last_success.add_metric(_labels(state), state.control_domains_last_success)
+    yield from (account_success, account_last_success, domains_success, domains_last_success)
 
 
 def live_families(snapshot: Snapshot, counters: ApiCounters, now: float) -> Iterator[Metric]:

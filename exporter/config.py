@@ -175,6 +175,7 @@ class Config:
     read_timeout: float = 30.0
     max_attempts: int = 3
     max_control_domain_series: int = 10000
+    max_workers: int = 32
 
     def expanded_targets(self) -> tuple[Target, ...]:
         """Every configured target once per region, in config order."""
@@ -448,5 +449,6 @@ _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "read_timeout": (_duration(_positive_duration), 30.0),
     "max_attempts": (_number(int, maximum=10), 3),
     "max_control_domain_series": (_number(int, inclusive=True), 10000),
+    "max_workers": (_number(int, minimum=2, inclusive=True, maximum=MAX_CONCURRENCY), 32),
     "targets": (lambda reader, value, path: value, _REQUIRED),
 }

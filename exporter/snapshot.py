@@ -75,6 +75,10 @@ class AssessmentState:
     poll_success: bool
     last_success: float | None
     control_domains: tuple[ControlDomainInsights, ...] = ()
+    # None when the target does not poll control domains; else how the latest ListControlDomainInsightsByAssessment
+    # went (False also when it was not tried because the insights call failed), and when it last succeeded.
+    control_domains_success: bool | None = None
+    control_domains_last_success: float | None = None
     # The AWS error of the latest failed poll; None once a poll succeeds.
     error_code: str | None = None
     error_message: str | None = None
@@ -94,11 +98,14 @@ class AssessmentDetails:
 
 @dataclass(frozen=True)
 class AccountState:
-    """The last good account-level insights of one account and region."""
+    """The last good account-level insights of one account and region (None until a GetInsights succeeds), and
+    how the latest GetInsights went."""
 
     account_id: str
     region: str
-    insights: AccountInsights
+    insights: AccountInsights | None
+    poll_success: bool = True
+    last_success: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,8 @@ class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
-    `control_domain_series_dropped` is cumulative over the exporter's life.
+    `control_domain_series_dropped` is cumulative over the exporter's life. `generation` is the poller that
+    published it: a reload starts a new one, and a snapshot of an older generation is never published.
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -133,6 +141,7 @@ class Snapshot:
     accounts: tuple[AccountState, ...] = ()
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
+    generation: int = 0
     targets: tuple[TargetCycle, ...] = ()
 
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,12 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.aws import AuditManagerClient
+from exporter.config import Config
+from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import Insights, Simulator
+from exporter.snapshot import ApiCounters, SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +54,10 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_account_controls",
         "auditmanager_account_noncompliant_controls",
         "auditmanager_account_insights_last_updated_timestamp_seconds",
+        "auditmanager_account_poll_success",
+        "auditmanager_account_last_poll_success_timestamp_seconds",
+        "auditmanager_assessment_control_domains_poll_success",
+        "auditmanager_assessment_control_domains_last_poll_success_timestamp_seconds",
         "auditmanager_api_requests_total",
         "auditmanager_api_errors_total",
         "auditmanager_poll_duration_seconds",
@@ -55,6 +66,47 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
     }
 )
+
+
+def new_poller(
+    config: Config,
+    clients: list[AuditManagerClient],
+    store: SnapshotStore | None = None,
+    counters: ApiCounters | None = None,
+    **options: Any,
+) -> Poller:
+    """A Poller publishing to `store` (a new one if None) with a state and workers of its own."""
+    publisher = Publisher(PollState(), store if store is not None else SnapshotStore())
+    return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
+
+
+class SendTimes:
+    """When the exporter's boto3 clients sent each request, measured at the client after its rate limiter (the
+    server's arrival times would add the machine's scheduling delays to the rate)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+
+    def session(self, target: Any) -> boto3.Session:
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+        # Registered last, so it runs after the client's own before-send handler, the rate limiter.
+        session.events.register_last("before-send.auditmanager", self._record)
+        return session
+
+    def _record(self, **_: Any) -> None:
+        with self._lock:
+            self.times.append(time.monotonic())
+
+    def max_in_window(self, window: float) -> int:
+        """The most requests sent in any half-open interval [t, t + window)."""
+        times = sorted(self.times)
+        best = first = 0
+        for last, sent in enumerate(times):
+            while times[first] + window <= sent:
+                first += 1
+            best = max(best, last - first + 1)
+        return best
 
 
 def require_binary(name: str) -> str:

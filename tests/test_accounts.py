@@ -18,10 +18,10 @@ from moto.sts.models import sts_backends
 
 from exporter.aws import AuditManagerClient, SessionFactory, default_session
 from exporter.config import parse
-from exporter.poller import Poller
+from exporter.polling import Poller
 from exporter.simulator import AccountInsights, Fault, Simulator
 from exporter.snapshot import ApiCounters, SnapshotStore
-from tests.conftest import free_port, insights, sample, uuid
+from tests.conftest import free_port, insights, new_poller, sample, uuid
 
 ROLE_ACCOUNT = "210987654321"
 ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"
@@ -36,7 +36,7 @@ def make_poller(raw: dict[str, Any], session_factory: SessionFactory = session) 
     counters = ApiCounters()
     clients = [AuditManagerClient(t, config, counters, session_factory) for t in config.expanded_targets()]
     store = SnapshotStore()
-    return Poller(config, clients, store), store
+    return new_poller(config, clients, store, counters), store
 
 
 def test_regions_expand_into_one_target_per_region_with_the_targets_own_limits():
@@ -103,7 +103,7 @@ def test_two_accounts_are_told_apart_by_their_account_id():
     ]
 
 
-def test_account_insights_are_polled_once_per_target_and_keep_their_last_values_on_failure(simulator):
+def test_account_insights_are_polled_once_per_target_and_a_failure_keeps_values_but_says_so(simulator):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
     simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights(1, 10, 0, 1, 20))
     poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
@@ -113,8 +113,13 @@ def test_account_insights_are_polled_once_per_target_and_keep_their_last_values_
     assert (values.active_assessments, values.noncompliant_evidence, values.compliant_evidence) == (2, 8, 80)
     assert (values.inconclusive_evidence, values.noncompliant_controls, values.total_controls) == (3, 3, 60)
     assert values.last_updated == insights().last_updated.timestamp()
+    assert (account.poll_success, account.last_success is not None) == (True, True)
     simulator.add_fault(Fault("error", code="InternalServerException", operation="GetInsights"))
-    assert poller.poll().accounts == (account,)
+    (failed,) = poller.poll().accounts
+    assert (failed.insights, failed.poll_success, failed.last_success) == (values, False, account.last_success)
+    simulator.clear_faults()
+    (recovered,) = poller.poll().accounts
+    assert recovered.poll_success and recovered.last_success > account.last_success
 
 
 def test_a_malformed_account_insights_answer_is_never_published(simulator):
@@ -122,7 +127,7 @@ def test_a_malformed_account_insights_answer_is_never_published(simulator):
     simulator.add_fault(Fault("no_insights", operation="GetInsights"))
     poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
     snapshot = poller.poll()
-    assert snapshot.accounts == ()
+    assert [(a.insights, a.poll_success, a.last_success) for a in snapshot.accounts] == [(None, False, None)]
     assert [s.poll_success for s in snapshot.assessments] == [True]
 
 

@@ -1,6 +1,6 @@
-"""grafana/: the dashboard is importable, filtered by its variables everywhere, has every panel the issue asks
-for, lays them out without overlap, and the provisioning files point at it and at Prometheus.
-(tests/test_prometheus_e2e.py runs every query against a real Prometheus.)"""
+"""grafana/: the committed dashboard is what grafana/build.py generates; it is importable, filtered by its variables
+everywhere, has every panel the issue asks for, lays them out without overlap, and the provisioning files point at
+it and at Prometheus. (tests/test_prometheus_e2e.py runs every query against a real Prometheus.)"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from grafana import build
 from tests.conftest import CONTRACT_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,8 @@ REQUIRED_PANELS = {
     "Evidence by compliance": "by (compliance)",
     "Compliance ratio per assessment": "assessment:auditmanager_evidence_compliance:ratio",
     "Controls with noncompliant evidence / total controls": "auditmanager_assessment_controls",
-    "Insights age": "auditmanager_assessment_insights_age_seconds",
+    "Noncompliant evidence against its 7-day baseline": "assessment:auditmanager_noncompliant_evidence:baseline7d",
+    "Insights age": "auditmanager_assessment_insights_last_updated_timestamp_seconds",
     "All assessments": "auditmanager_assessment_evidence",
     "Poll success": "auditmanager_assessment_poll_success",
     "API requests by operation": "auditmanager_api_requests_total",
@@ -37,6 +39,8 @@ REQUIRED_PANELS = {
     "Account compliance ratio": "account:auditmanager_evidence_compliance:ratio",
     "Accounts": "auditmanager_account_controls",
     "Assessment frameworks and status": "auditmanager_assessment_info",
+    "Account poll success": "auditmanager_account_poll_success",
+    "Control-domain poll success": "auditmanager_assessment_control_domains_poll_success",
 }
 ACCOUNT_FILTERS = ('account_id=~"$account"', 'region=~"$region"')
 ASSESSMENT_FILTERS = (*ACCOUNT_FILTERS, 'assessment_name=~"$assessment"')
@@ -72,6 +76,28 @@ def recorded_names() -> set[str]:
     return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
 
 
+def test_committed_dashboard_is_what_the_generator_produces() -> None:
+    assert DASHBOARD.read_text(encoding="utf-8") == build.render(), "regenerate it: python -m grafana.build"
+
+
+def test_generator_writes_the_committed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build.OUTPUT == DASHBOARD
+    monkeypatch.setattr(build, "OUTPUT", tmp_path / "dashboard.json")
+    build.main()
+    assert (tmp_path / "dashboard.json").read_text(encoding="utf-8") == build.render()
+
+
+def test_a_new_row_extends_the_dashboard_below_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    def extra() -> build.Row:
+        return "Extra", [build.graph("Extra panel", "", build.query("up"))]
+
+    monkeypatch.setattr(build, "ROWS", [*build.ROWS, extra])
+    generated = json.loads(build.render())["panels"]
+    assert [panel["title"] for panel in generated[-2:]] == ["Extra", "Extra panel"]
+    assert generated[-1]["gridPos"]["y"] > max(panel["gridPos"]["y"] for panel in generated[:-2])
+    assert len({panel["id"] for panel in generated}) == len(generated)
+
+
 def test_dashboard_is_importable_json_with_a_fixed_uid_and_no_instance_id() -> None:
     board = dashboard()
     assert board["uid"] == "auditmanager-exporter"
@@ -86,6 +112,7 @@ def test_datasource_variable_selects_a_prometheus_datasource() -> None:
     variable = variables()["datasource"]
     assert variable["type"] == "datasource"
     assert variable["query"] == "prometheus"
+    assert variables().keys() >= {"datasource", "account", "region", "assessment"}
 
 
 @pytest.mark.parametrize(
@@ -166,6 +193,12 @@ def test_queries_use_only_published_metrics_and_recorded_series() -> None:
 def test_daily_counts_are_not_rated() -> None:
     for expr in queries():
         assert not re.search(r"\b(rate|irate|increase|delta)\s*\(\s*auditmanager_assessment_", expr), expr
+
+
+def test_no_query_reads_the_removed_insights_age_gauge() -> None:
+    # Replaced by the timestamp (or the recording rule assessment:auditmanager_insights_age:seconds).
+    for expr in queries():
+        assert "auditmanager_assessment_insights_age_seconds" not in expr, expr
 
 
 def test_panel_ids_are_unique() -> None:

@@ -11,10 +11,10 @@ import boto3
 
 from exporter.aws import AuditManagerClient
 from exporter.config import parse
-from exporter.poller import Poller
+from exporter.polling import Poller
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
-from tests.conftest import insights, sample, series, uuid, write_config
+from tests.conftest import insights, new_poller, sample, series, uuid, write_config
 
 ACCOUNT = "123456789012"
 
@@ -45,7 +45,7 @@ def make_poller(
     counters = ApiCounters()
     clients = [AuditManagerClient(t, config, counters, session) for t in config.expanded_targets()]
     store = SnapshotStore()
-    return Poller(config, clients, store, clock=clock or Clock()), store
+    return new_poller(config, clients, store, counters, monotonic=clock or Clock()), store
 
 
 def names(snapshot: Snapshot) -> list[str]:

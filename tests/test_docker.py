@@ -1,6 +1,6 @@
-"""Dockerfile, .dockerignore and docker-compose.yml: hadolint finds nothing, the image is a two-stage build
-of the wheel into a pinned slim Python, runs as a fixed non-root uid with a working health check, and the
-compose stack wires the exporter, Prometheus and Grafana to files that exist. No Docker engine is needed."""
+"""Dockerfile and .dockerignore: hadolint finds nothing, the image is a two-stage build of the wheel into a pinned
+slim Python, runs as a fixed non-root uid with a working health check. No Docker engine is needed.
+(tests/test_compose.py checks docker-compose.yml.)"""
 
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-import yaml
 
 from exporter.cli import DEFAULT_PORT
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
-COMPOSE = ROOT / "docker-compose.yml"
 CONFIG_FILE = "/etc/auditmanager-exporter/config.yml"
 
 
@@ -299,73 +297,3 @@ def test_build_stage_sources_build_a_wheel_with_the_entrypoint_script(tmp_path: 
         "exporter/__main__.py",
     } <= set(names)
     assert not [name for name in names if name.startswith("tests/")]
-
-
-# ---- docker-compose.yml
-
-
-def compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
-
-
-def service(name: str) -> dict:
-    return compose()["services"][name]
-
-
-def test_compose_builds_the_exporter_from_this_dockerfile_and_runs_the_demo() -> None:
-    exporter = service("exporter")
-    assert (ROOT / exporter["build"]["context"] / exporter["build"]["dockerfile"]).resolve() == DOCKERFILE
-    assert "--demo" in exporter["command"]
-
-
-@pytest.mark.parametrize(("name", "port"), [("exporter", DEFAULT_PORT), ("prometheus", 9090), ("grafana", 3000)])
-def test_compose_publishes_each_service_on_its_usual_port(name: str, port: int) -> None:
-    assert f"{port}:{port}" in service(name)["ports"]
-
-
-def test_compose_bind_mounts_only_files_that_exist() -> None:
-    mounts = [volume for svc in compose()["services"].values() for volume in svc.get("volumes", [])]
-    binds = [volume.split(":")[0] for volume in mounts if volume.startswith("./")]
-    assert len(binds) >= 5
-    for source in binds:
-        assert (ROOT / source).exists(), source
-
-
-def test_compose_images_are_pinned_to_a_version() -> None:
-    for name in ("prometheus", "grafana"):
-        image = service(name)["image"]
-        repository, _, tag = image.rpartition(":")
-        assert repository and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), image
-
-
-def test_compose_prometheus_scrapes_the_exporter_service_and_loads_the_alert_rules() -> None:
-    mounts = dict(volume.split(":")[:2] for volume in service("prometheus")["volumes"] if volume.startswith("./"))
-    config_mount = next(target for target in mounts.values() if target.endswith("/prometheus.yml"))
-    assert f"--config.file={config_mount}" in service("prometheus")["command"]
-    local_config = next(source for source, target in mounts.items() if target == config_mount)
-    config = yaml.safe_load((ROOT / local_config).read_text(encoding="utf-8"))
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    targets = [target for group in jobs["auditmanager-exporter"]["static_configs"] for target in group["targets"]]
-    assert targets == [f"exporter:{DEFAULT_PORT}"]
-    rule_targets = {str(Path(config_mount).parent / rule) for rule in config["rule_files"]}
-    assert rule_targets == {mounts["./prometheus/alerts.yml"]}
-
-
-def test_compose_prometheus_config_passes_promtool_check_config() -> None:
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "config", str(ROOT / "prometheus" / "prometheus.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_compose_grafana_gets_the_datasource_and_dashboard_provisioning() -> None:
-    mounts = dict(volume.split(":")[:2] for volume in service("grafana")["volumes"] if volume.startswith("./"))
-    assert mounts["./grafana/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
-    assert mounts["./grafana/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
-    home = service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert mounts["./grafana/auditmanager-exporter.json"] == home

@@ -124,24 +124,40 @@ def test_every_config_key_in_the_code_is_in_the_configuration_reference():
     assert [key for key in keys if key not in text] == []
 
 
+# Helpers that log their first argument as the message, and a `message` keyword's default where they have one.
+_LOGGING_HELPERS = {"log_aws_failure": 0, "report_unexpected": None}
+
+
 def log_messages() -> list[str]:
-    """The message of every log call in the exporter's code (the first string argument of log.debug/info/warning/
-    error/exception, of log.log after the level, and of the poller's _log_failure)."""
+    """The message of every log call in the exporter's code: the first string argument of log.debug/info/warning/
+    error/exception (of log.log after the level), the message of the logging helpers, and the default of any
+    `message` parameter."""
     messages = []
     for source in sorted((ROOT / "exporter").rglob("*.py")):
         if "simulator" in source.parts:
             continue
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                arguments = node.args.args[len(node.args.args) - len(node.args.defaults) :]
+                messages += [
+                    default.value
+                    for argument, default in zip(arguments, node.args.defaults, strict=True)
+                    if argument.arg == "message" and isinstance(default, ast.Constant)
+                ]
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             receiver = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
             position = {"debug": 0, "info": 0, "warning": 0, "error": 0, "exception": 0, "log": 1}.get(name)
+            keyword = next((k.value for k in node.keywords if k.arg == "message"), None)
             if receiver == "log" and position is not None:
                 argument = node.args[position] if len(node.args) > position else None
-            elif name == "_log_failure":
-                argument = node.args[0] if node.args else None
+            elif name in _LOGGING_HELPERS:
+                index = _LOGGING_HELPERS[name]
+                argument = keyword or (node.args[index] if index is not None and len(node.args) > index else None)
+                if argument is None:
+                    continue  # the helper's default message, collected from its definition
             else:
                 continue
             if isinstance(argument, ast.Name):

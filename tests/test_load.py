@@ -87,13 +87,15 @@ def test_sixteen_concurrent_scrapers_always_get_200_and_one_poll_per_scrape(simu
     for assessment_id in (ERRORING, SLOW, MALFORMED):
         simulator.add_assessment(REGION, assessment_id, assessment_id, insights=insights())
     simulator.add_fault(Fault("error", "InternalServerException", ERRORING))
-    simulator.add_fault(Fault("latency", assessment_id=SLOW, seconds=1.0))
+    simulator.add_fault(Fault("latency", assessment_id=SLOW, seconds=6.0))
     simulator.add_fault(Fault("malformed_json", assessment_id=MALFORMED))
     ids = [*(uuid(n) for n in HEALTHY), ERRORING, SLOW, MALFORMED]
     exporter = run_exporter(
         {
             "poll_interval": "1s",
-            "read_timeout": "300ms",
+            # Generous, so that on a loaded machine only SLOW times out (a healthy call timing out would leave its
+            # assessment a cycle behind the others from then on).
+            "read_timeout": "2s",
             "max_attempts": 1,
             "max_requests_per_second": 50,
             "targets": [{"region": REGION, "endpoint_url": simulator.url, "assessments": [{"id": i} for i in ids]}],
@@ -115,7 +117,7 @@ def test_sixteen_concurrent_scrapers_always_get_200_and_one_poll_per_scrape(simu
     assert [p for log in logs for p in log.problems] == []
     seen = {g for log in logs for g in log.generations}
     # Polls kept running under load: many cycles went by, and the scrapers saw them.
-    assert max(seen) - min(seen) >= 10
+    assert max(seen) - min(seen) >= 5
     assert sum(statuses.values()) >= 100
     assert exporter.process.poll() is None
 

@@ -31,6 +31,9 @@ DEADLINE_SECONDS = 60.0
 # Every metric the exporter publishes from its first poll on; auditmanager_api_errors_total only appears after an
 # error, which the demo does not make.
 PUBLISHED_METRICS = CONTRACT_METRICS - {"auditmanager_api_errors_total"} | {"process_cpu_seconds_total", "python_info"}
+# Panel queries that cannot have data here, by design: the 7-day baseline needs 8 days of history;
+# tests/test_alertmanager.py backfills it and queries the panel.
+NEEDS_HISTORY = frozenset({"assessment:auditmanager_noncompliant_evidence:baseline7d"})
 # What Grafana's built-in variables become in the test's queries.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
 
@@ -98,13 +101,21 @@ def to_promql(expr: str) -> str:
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", substitute, expr)
 
 
-def panel_queries() -> list[tuple[str, str]]:
+def all_panel_queries() -> list[tuple[str, str]]:
     return [
         (f"{panel['title']} [{target['refId']}]", target["expr"])
         for panel in all_panels(dashboard()["panels"])
         for target in panel.get("targets", [])
         if target.get("expr")
     ]
+
+
+def reads(expr: str, names: frozenset[str]) -> bool:
+    return any(re.search(rf"\b{re.escape(name)}\b", expr) for name in names)
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    return [(title, expr) for title, expr in all_panel_queries() if not reads(expr, NEEDS_HISTORY)]
 
 
 def variable_queries() -> list[tuple[str, str]]:
@@ -257,6 +268,11 @@ def test_dashboard_panel_query_returns_data(stack: Stack, panel: str, expr: str)
     promql = to_promql(expr)
     result = wait_for(f"data for panel {panel}: {promql}", non_empty(stack, promql), logs=stack.prometheus_log)
     assert result
+
+
+def test_only_the_listed_panels_are_exempt_from_returning_data() -> None:
+    exempt = {title for title, expr in all_panel_queries() if reads(expr, NEEDS_HISTORY)}
+    assert exempt == {"Noncompliant evidence against its 7-day baseline [B]"}
 
 
 @pytest.mark.parametrize(("name", "query"), variable_queries(), ids=[name for name, _ in variable_queries()])

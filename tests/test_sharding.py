@@ -17,10 +17,10 @@ import yaml
 
 from exporter.aws import AuditManagerClient
 from exporter.config import parse
-from exporter.poller import Poller, Shard, shard_of
+from exporter.polling import Poller, Shard, shard_of
 from exporter.simulator import Simulator
-from exporter.snapshot import ApiCounters, SnapshotStore
-from tests.conftest import ROOT, insights, series, uuid
+from exporter.snapshot import ApiCounters
+from tests.conftest import ROOT, insights, new_poller, series, uuid
 
 STATEFULSET = ROOT / "deploy" / "kubernetes" / "sharded" / "statefulset.yaml"
 DEPLOYMENT = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
@@ -39,7 +39,7 @@ def shard_poller(sim: Simulator, shard: Shard) -> Poller:
         }
     )
     clients = [AuditManagerClient(t, config, ApiCounters(), session) for t in config.expanded_targets()]
-    return Poller(config, clients, SnapshotStore(), shard=shard)
+    return new_poller(config, clients, shard=shard)
 
 
 def test_the_shard_is_a_sha256_of_account_region_and_assessment():

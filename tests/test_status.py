@@ -80,7 +80,9 @@ def _state(n: int, name: str, region: str = "us-east-1", ok: bool = True) -> Ass
     counts = Insights(1, 2, 3, 4, 5, NOW - 86400)
     if ok:
         return AssessmentState("123456789012", region, uuid(n), name, counts, True, NOW - 30)
-    return AssessmentState("123456789012", region, uuid(n), name, counts, False, NOW - 3600, (), "Throttling", "slow")
+    return AssessmentState(
+        "123456789012", region, uuid(n), name, counts, False, NOW - 3600, error_code="Throttling", error_message="slow"
+    )
 
 
 def test_the_report_joins_each_configured_target_with_its_latest_cycle():
@@ -159,9 +161,8 @@ def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
         None,
         False,
         None,
-        (),
-        "InvalidClientTokenId",
-        f"The security token of {ACCESS_KEY_ID} is invalid <b>",
+        error_code="InvalidClientTokenId",
+        error_message=f"The security token of {ACCESS_KEY_ID} is invalid <b>",
     )
     report = _report(Snapshot((hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
 

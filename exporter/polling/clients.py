@@ -1,0 +1,60 @@
+"""The Audit Manager clients of the configured targets, kept across reloads for targets whose connection did not
+change (with their rate-limiter budgets), and closed when a reload replaces them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from exporter.aws import AuditManagerClient
+from exporter.config import Config, Target
+
+ClientFactory = Callable[[Target, Config], AuditManagerClient]
+_ClientKey = tuple[object, ...]
+
+
+def client_key(target: Target, config: Config) -> _ClientKey:
+    """Everything a client is built from: equal keys make interchangeable clients."""
+    return (
+        target.region,
+        target.endpoint_url,
+        target.profile,
+        target.role_arn,
+        target.external_id,
+        target.session_name,
+        target.max_concurrency,
+        target.max_requests_per_second,
+        config.connect_timeout,
+        config.read_timeout,
+        config.max_attempts,
+    )
+
+
+class Clients:
+    """One client per expanded target of the current config."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._clients: list[tuple[_ClientKey, AuditManagerClient]] = []
+
+    def build(self, config: Config) -> tuple[list[AuditManagerClient], list[AuditManagerClient]]:
+        """The clients for `config`, reusing the current ones where the key matches (the n-th target of a key gets
+        the n-th client of it), and the former clients left over, for the caller to close once it switched. If
+        building a client fails, the ones built so far are closed and nothing changes."""
+        spare = list(self._clients)
+        built: list[tuple[_ClientKey, AuditManagerClient]] = []
+        try:
+            for target in config.expanded_targets():
+                key = client_key(target, config)
+                match = next((i for i, (known, _) in enumerate(spare) if known == key), None)
+                built.append(spare.pop(match) if match is not None else (key, self._factory(target, config)))
+        except BaseException:
+            for key, client in built:
+                if (key, client) not in self._clients:
+                    client.close()
+            raise
+        self._clients = built
+        return [client for _, client in built], [client for _, client in spare]
+
+    def close(self) -> None:
+        for _, client in self._clients:
+            client.close()

@@ -1,0 +1,117 @@
+"""Which assessments a target polls: its configured ones and the ACTIVE ones discovery lists, the account that
+owns them, and the shard each belongs to."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from exporter.aws import AssessmentMeta, AuditManagerClient, AwsError
+from exporter.config import Target
+from exporter.polling.errors import log_aws_failure
+from exporter.polling.state import TargetMemory
+
+log = logging.getLogger("exporter.polling")
+
+NOT_FOUND = "ResourceNotFoundException"
+ACCOUNT_LOOKUP_FAILURES = 3
+ACTIVE = "ACTIVE"
+
+
+def shard_of(account_id: str, region: str, assessment_id: str, count: int) -> int:
+    """The shard that polls an assessment: a SHA-256 of "account/region/assessment", the same in every process
+    (unlike `hash()`, which Python salts per process)."""
+    digest = hashlib.sha256(f"{account_id}/{region}/{assessment_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This replica's share of the assessments (`--shard.index` of `--shard.count`)."""
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, account_id: str, region: str, assessment_id: str) -> bool:
+        """Whether this shard polls the assessment; only asked once the account is known, so an assessment never
+        moves to another shard when its account resolves."""
+        return shard_of(account_id, region, assessment_id, self.count) == self.index
+
+    @property
+    def polls_accounts(self) -> bool:
+        """Only shard 0 polls the account-level insights, so replicas do not publish them twice. It also
+        publishes the failed polls of a target whose account cannot be resolved, which no shard can own yet."""
+        return self.index == 0
+
+
+UNSHARDED = Shard()
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """An assessment a cycle polls, and the name the config gives it, if any."""
+
+    assessment_id: str
+    name: str | None
+
+
+def refresh_listing(
+    target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float
+) -> AwsError | None:
+    """ListAssessments at most once every `every` seconds of the monotonic clock (`now`): the ACTIVE assessments
+    for `discover`, and the names of configured assessments the config does not name. On failure the previous
+    listing stays, and the failure is returned."""
+    unnamed = {a.id for a in target.assessments if not a.name}
+    if not (target.discover or unnamed) or (memory.listed_at is not None and now - memory.listed_at < every):
+        return None
+    try:
+        active = client.list_assessments(ACTIVE) if target.discover else []
+        listed = active
+        if unnamed - {m.assessment_id for m in active}:
+            listed = [*active, *client.list_assessments()]
+    except AwsError as error:
+        log_aws_failure("cannot list assessments", error, region=target.region)
+        return error
+    memory.listed_at = now
+    memory.names.update((m.assessment_id, m.name) for m in listed)
+    if target.discover:
+        memory.discovered = tuple(m.assessment_id for m in active if m.status == ACTIVE and target.wants(m.name))
+        log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
+    return None
+
+
+def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:
+    """The configured assessments, with their configured names, then the discovered ones not configured."""
+    configured = {a.id: a.name for a in target.assessments}
+    discovered = [i for i in memory.discovered if i not in configured]
+    return [Wanted(i, configured.get(i)) for i in [*configured, *discovered]]
+
+
+def resolve_account(
+    client: AuditManagerClient, memory: TargetMemory, assessments: list[Wanted], gone: set[str]
+) -> AssessmentMeta | None:
+    """Learn the target's account, if not known (from role_arn), by GetAssessment on its first assessment that
+    answers, once per target; return that answer (it holds a framework). Assessments that do not exist are added
+    to `gone`. One assessment's failure moves on to the next, up to ACCOUNT_LOOKUP_FAILURES failures a cycle (a
+    target-wide failure, such as AccessDenied, would otherwise cost a call per assessment); then the last failure
+    is raised."""
+    if memory.account_id is not None:
+        return None
+    failure = AwsError(NOT_FOUND, "none of the target's assessments exists")
+    failures = 0
+    for assessment in assessments:
+        if failures == ACCOUNT_LOOKUP_FAILURES:
+            break
+        try:
+            meta = client.assessment(assessment.assessment_id)
+        except AwsError as error:
+            if error.code == NOT_FOUND:
+                gone.add(assessment.assessment_id)
+            else:
+                failure, failures = error, failures + 1
+            continue
+        memory.names[meta.assessment_id] = meta.name
+        memory.account_id = meta.account_id or ""
+        return meta
+    raise failure

@@ -1,0 +1,110 @@
+"""What the poll service knows between cycles: per target (account id, names, listing and details times on the
+monotonic clock) and overall (the last state of every assessment and account, the frameworks). The snapshot is
+made from it; nothing reads a snapshot back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.config import Target
+from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
+
+AccountKey = tuple[str, str]
+"""(account_id, region)"""
+
+
+@dataclass
+class TargetMemory:
+    """What is known about one target. Times are on the monotonic clock; a reload that keeps the target keeps it."""
+
+    account_id: str | None
+    names: dict[str, str] = field(default_factory=dict)
+    discovered: tuple[str, ...] = ()
+    listed_at: float | None = None
+    polled: tuple[str, ...] = ()
+    details_at: float | None = None
+    details_tried: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one poll cycle learned, to be recorded in the PollState."""
+
+    assessments: Sequence[AssessmentState]
+    accounts: Sequence[AccountState]
+    durations: Mapping[str, float]
+    details: Mapping[AssessmentKey, AssessmentDetails]
+    control_domain_series_dropped: int
+    targets: Sequence[TargetCycle] = ()
+
+
+class PollState:
+    """The one owner of what the service knows. Its writer is the `Publisher`, which changes it under its lock;
+    pollers read copies of it (`known_assessments`, `known_accounts`) at the start of their work."""
+
+    def __init__(self) -> None:
+        self._memories: list[tuple[Target, TargetMemory]] = []
+        self._assessments: dict[AssessmentKey, AssessmentState] = {}
+        self._accounts: dict[AccountKey, AccountState] = {}
+        self._details: dict[AssessmentKey, AssessmentDetails] = {}
+        self._durations: Mapping[str, float] = MappingProxyType({})
+        self._completed_cycles = 0
+        self._dropped = 0
+        self._targets: tuple[TargetCycle, ...] = ()
+
+    def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
+        """The memory of each target: kept for a target the previous config had too (equal in every setting),
+        new for the others; the memories of targets no longer configured are forgotten."""
+        previous = list(self._memories)
+        memories = []
+        for target in targets:
+            match = next((i for i, (known, _) in enumerate(previous) if known == target), None)
+            memory = previous.pop(match)[1] if match is not None else TargetMemory(target.role_account_id)
+            memories.append((target, memory))
+        self._memories = memories
+        return [memory for _, memory in memories]
+
+    def known_assessments(self) -> dict[AssessmentKey, AssessmentState]:
+        return dict(self._assessments)
+
+    def known_accounts(self) -> dict[AccountKey, AccountState]:
+        return dict(self._accounts)
+
+    def record_cycle(self, result: CycleResult) -> None:
+        """Keep what a cycle polled and forget every assessment, account and framework it did not."""
+        self._assessments = {s.key: s for s in result.assessments}
+        self._accounts = {(a.account_id, a.region): a for a in result.accounts}
+        self._details = {k: v for k, v in {**self._details, **result.details}.items() if k in self._assessments}
+        self._durations = MappingProxyType(dict(result.durations))
+        self._completed_cycles += 1
+        self._dropped += result.control_domain_series_dropped
+        self._targets = tuple(result.targets)
+
+    def record_details(self, details: Mapping[AssessmentKey, AssessmentDetails]) -> None:
+        self._details.update(details)
+
+    def snapshot(self, generation: int) -> Snapshot:
+        assessments = tuple(sorted(self._assessments.values(), key=lambda s: s.key))
+        return Snapshot(
+            assessments,
+            self._durations,
+            self._completed_cycles,
+            tuple(sorted(self._accounts.values(), key=lambda a: (a.account_id, a.region))),
+            MappingProxyType({k: v for k, v in self._details.items() if k in self._assessments}),
+            self._dropped,
+            generation,
+            self._targets,
+        )
+
+
+def failed(state: AssessmentState, error: tuple[str, str]) -> AssessmentState:
+    """The assessment after a failed poll with `error` (code, message): its last values stay, its success
+    timestamps do not move."""
+    domains = None if state.control_domains_success is None else False
+    code, message = error
+    return dataclasses.replace(
+        state, poll_success=False, control_domains_success=domains, error_code=code, error_message=message
+    )
