@@ -3,6 +3,8 @@
 #   docker build -t auditmanager-exporter .
 #   docker run --rm -p 10118:10118 auditmanager-exporter --demo
 #   docker run --rm -p 10118:10118 -v "$PWD/config.yml:/etc/auditmanager-exporter/config.yml:ro" auditmanager-exporter
+# With TLS or basic auth, give the web config by AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE (not the flag) so that the
+# HEALTHCHECK reads it too; see docs/security.md for its credentials.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
@@ -29,5 +31,5 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 USER 10118:10118
 EXPOSE 10118
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10118/healthz', timeout=4)"]
+    CMD ["auditmanager-exporter", "--healthcheck"]
 ENTRYPOINT ["auditmanager-exporter", "--config.file=/etc/auditmanager-exporter/config.yml"]

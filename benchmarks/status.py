@@ -20,7 +20,7 @@ from benchmarks.scraping import percentile, scrape_latencies
 from exporter import __version__
 from exporter.collector import Exposition
 from exporter.config import parse
-from exporter.server import App, MetricsServer
+from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import (
     ApiCounters,
     AssessmentDetails,
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "later /status, filtered": best_of(repeats, lambda: render_html(cached_report(), filtered)),
         "/metrics render (same snapshot)": best_of(repeats, exposition.render),
     }
-    server = MetricsServer(("127.0.0.1", 0), App(exposition, store, status=cached_report))
+    server = MetricsServer([bind("127.0.0.1:0")], App(exposition, store, status=cached_report))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         status_http = scrape_latencies(server.port, 1, seconds, gzipped=False, path="/status")

@@ -1,7 +1,8 @@
 """The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
 
-Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every failed call ends
-as an `AwsError` whose `code` is the AWS error code or a transport class, never as a raw botocore exception.
+Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every answer is checked
+against the service model before botocore parses it (exporter.answers); every failed call ends as an `AwsError`
+whose `code` is the AWS error code or a transport class, never as a raw botocore exception.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import boto3
@@ -22,10 +23,13 @@ import botocore.parsers
 import botocore.session
 
 from exporter import __version__
+from exporter.answers import AnswerRules, MalformedAnswer, check_answers
 from exporter.config import Config, Target
 from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsights, Insights
 
 MALFORMED = "MalformedResponse"
+# Audit Manager became generally available on 8 December 2020: no timestamp in its answers is older.
+AUDIT_MANAGER_ANSWERS = AnswerRules(launched=datetime(2020, 12, 8, tzinfo=UTC))
 PAGE_SIZE = 1000
 # The share of a target's request rate that the framework look-ups (GetAssessment between cycles) may use on top of
 # waiting for the target's own limiter: a cycle running alongside them loses at most this much of its budget.
@@ -216,6 +220,7 @@ class AuditManagerClient:
             "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
         )
         self._client.meta.events.register("before-send.auditmanager", self._before_send)
+        check_answers(self._client, AUDIT_MANAGER_ANSWERS)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
         if getattr(self._background, "active", False):
@@ -261,7 +266,7 @@ class AuditManagerClient:
         return self._call(
             "ListControlDomainInsightsByAssessment",
             pages,
-            lambda answer: tuple(_domain(item) for item in _items(answer, "controlDomainInsights")),
+            lambda answer: _domains(_items(answer, "controlDomainInsights")),
         )
 
     def assessment(self, assessment_id: str, *, background: bool = False) -> AssessmentMeta:
@@ -328,6 +333,8 @@ class AuditManagerClient:
 def _as_aws_error(exc: BaseException) -> AwsError | None:
     if isinstance(exc, AwsError):
         return exc
+    if isinstance(exc, MalformedAnswer):
+        return AwsError(MALFORMED, str(exc))
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         return AwsError(error.get("Code") or "Unknown", error.get("Message") or str(exc))
@@ -357,53 +364,51 @@ def _pages(request: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
         paging = {"nextToken": token}
 
 
-def _count(value: object, key: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{key}={value!r}, not a count")
-    return value
+# The parsers below read answers that check_answers has already held to the model: counts are ints within
+# range or None, timestamps datetimes within range or None. They check only what the model leaves optional but the
+# exporter needs.
 
 
-def _timestamp(value: object, key: str) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise ValueError(f"{key}={value!r}, not a timestamp")
-    return value.timestamp()
+def _timestamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
-def _counts(source: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
-    return {name: _count(source.get(key), key) for name, key in fields.items()}
+def _counts(source: dict[str, Any], fields: dict[str, str]) -> dict[str, int | None]:
+    return {name: source.get(key) for name, key in fields.items()}
 
 
 def _insights(response: dict[str, Any]) -> Insights:
     insights = response.get("insights")
     if not isinstance(insights, dict):
         raise ValueError("no insights")
-    return Insights(
-        **_counts(insights, _INSIGHT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated")
-    )
+    return Insights(**_counts(insights, _INSIGHT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated")))
 
 
 def _account_insights(response: dict[str, Any]) -> AccountInsights:
     insights = response.get("insights")
     if not isinstance(insights, dict):
         raise ValueError("no insights")
-    return AccountInsights(
-        **_counts(insights, _ACCOUNT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated"), "lastUpdated")
-    )
+    return AccountInsights(**_counts(insights, _ACCOUNT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated")))
+
+
+def _domains(items: Iterable[dict[str, Any]]) -> tuple[ControlDomainInsights, ...]:
+    domains = tuple(_domain(item) for item in items)
+    seen: set[str] = set()
+    for index, domain in enumerate(domains):
+        # The name is the series' only control-domain label: a repeat would publish one series twice.
+        if domain.name in seen:
+            raise ValueError(f"controlDomainInsights item {index}: name {domain.name!r} repeats")
+        seen.add(domain.name)
+    return domains
 
 
 def _domain(item: dict[str, Any]) -> ControlDomainInsights:
     evidence = item.get("evidenceInsights") or {}
-    if not isinstance(evidence, dict):
-        raise ValueError("evidenceInsights is not a mapping")
     return ControlDomainInsights(
         name=_text(item["name"]),
         **_counts(evidence, _EVIDENCE_FIELDS),
         **_counts(item, _DOMAIN_CONTROL_FIELDS),
-        last_updated=_timestamp(item.get("lastUpdated"), "lastUpdated"),
+        last_updated=_timestamp(item.get("lastUpdated")),
     )
 
 

@@ -9,7 +9,9 @@ import ctypes.util
 import logging
 import os
 import queue
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,13 +27,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import __version__, logs, webconfig
+from exporter import __version__, healthcheck, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
 from exporter.collector import Exposition, ReloadCollector
 from exporter.config import Config, ConfigError, Target, load, parse
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
-from exporter.server import App, ListenAddressError, MetricsServer, parse_listen_address
+from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
 from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
@@ -59,14 +61,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
     parser.add_argument(
-        "--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}", help="HOST:PORT to serve on"
+        "--web.listen-address",
+        dest="listen_addresses",
+        action="append",
+        help=f"HOST:PORT to serve on (repeat for more; default :{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--web.systemd-socket",
+        dest="systemd_socket",
+        action="store_true",
+        help="serve on the sockets systemd passes in (socket activation) instead of --web.listen-address",
+    )
+    parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        default=Limits.max_connections,
+        help="connections served at once; more wait in the listen backlog",
+    )
+    parser.add_argument(
+        "--healthcheck",
+        action="store_true",
+        help="probe /healthz of the instance at the first --web.listen-address through --web.config.file; exit 0 or 1",
     )
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
-        default=None,
-        help="exporter-toolkit web config (TLS, basic auth) for every endpoint",
+        default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE") or None,
+        help="exporter-toolkit web config (TLS, basic auth) for every endpoint "
+        "(default: $AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE)",
     )
     parser.add_argument(
         "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
@@ -84,6 +108,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
+    args.listen_addresses = args.listen_addresses or [f":{DEFAULT_PORT}"]
+    if not 1 <= args.max_connections <= 100_000:
+        parser.error(f"--web.max-connections {args.max_connections} must be from 1 to 100000")
     path = args.telemetry_path
     if (
         not path.startswith("/")
@@ -135,9 +162,6 @@ class Service:
         self.store = SnapshotStore()
         self.counters = ApiCounters()
         self.reload_status = ReloadStatus(time.time())
-        # Run by every reload after the config file was read and before anything changes; one that raises fails
-        # the reload (for example re-reading the web config).
-        self.reload_hooks: list[Callable[[], None]] = []
         self._load_config = load_config
         self._shard = shard
         self._cycle_lock = threading.Lock()
@@ -230,8 +254,6 @@ class Service:
         with self._reload_lock:
             try:
                 config = self._load_config()
-                for hook in self.reload_hooks:
-                    hook()
                 clients, replaced = self._clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
@@ -335,6 +357,15 @@ def status_provider(service: Service, config_file: str | None, started: float) -
     return report
 
 
+# Control characters and line separators (what str.splitlines and terminals break lines at), escaped so that a
+# problem naming a key such as "\v" stays one line.
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(problem: str) -> str:
+    return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
+
+
 def _exit_at_once(*_: object) -> None:
     raise SystemExit(0)
 
@@ -349,21 +380,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.log_level, args.log_format)
     config_path = Path(args.config_file)
     try:
-        address = parse_listen_address(args.listen_address)
+        for address in args.listen_addresses:
+            parse_listen_address(address)
     except ListenAddressError as error:
         print(f"auditmanager-exporter: {error}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        web = webconfig.load(args.web_config_file) if args.web_config_file else None
+        if args.healthcheck:
+            return _healthcheck(args)
+        web = webconfig.WebConfigSource(args.web_config_file)
     except webconfig.WebConfigError as error:
         for problem in error.problems:
-            print(f"auditmanager-exporter: web config {args.web_config_file}: {problem}", file=sys.stderr)
+            print(_one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
         return USAGE_ERROR
     try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"{config_path}: {problem}", file=sys.stderr)
+            print(_one_line(f"{config_path}: {problem}"), file=sys.stderr)
         return USAGE_ERROR
     if args.config_check:
         print("config OK")
@@ -378,17 +412,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = CollectorRegistry(auto_describe=False)
     for standard in (ProcessCollector, PlatformCollector, GCCollector):
         standard(registry=runtime)
-    exposition = Exposition(service.store, service.counters, extra=[ReloadCollector(service.reload_status), runtime])
+    exposition = Exposition(
+        service.store,
+        service.counters,
+        extra=[ReloadCollector(service.reload_status), webconfig.WebConfigCollector(web), runtime],
+    )
     status = status_provider(service, None if args.demo else str(config_path), started)
     app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload, status)
     try:
-        server = MetricsServer(address, app, web)
-    except OSError as error:
-        print(
-            f"auditmanager-exporter: cannot listen on {args.listen_address}: {error.strerror or error}", file=sys.stderr
-        )
+        sockets = _listen(args)
+    except ListenAddressError as error:
+        print(f"auditmanager-exporter: {error}", file=sys.stderr)
         return USAGE_ERROR
+    server = MetricsServer(sockets, app, web, Limits(max_connections=args.max_connections))
     return _serve(service, server, reload_enabled=not args.demo)
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    problem = healthcheck.probe(args.listen_addresses[0], args.web_config_file, os.environ)
+    print(f"auditmanager-exporter: healthcheck: {problem or 'OK'}", file=sys.stderr if problem else sys.stdout)
+    return 1 if problem else 0
+
+
+def _listen(args: argparse.Namespace) -> list[socket.socket]:
+    if args.systemd_socket:
+        return systemd_sockets()
+    sockets: list[socket.socket] = []
+    for address in args.listen_addresses:
+        try:
+            sockets.append(bind(address))
+        except OSError as error:
+            for sock in sockets:
+                sock.close()
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ListenAddressError(f"cannot listen on {address}: {reason}") from None
+    return sockets
 
 
 def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> int:
@@ -401,11 +459,10 @@ def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> 
     log.info(
         "listening",
         extra={
-            "address": server.server_address[0],
-            "port": server.port,
+            "addresses": " ".join(server.addresses),
             "version": __version__,
-            "tls": server.web.tls is not None,
-            "basic_auth": server.web.auth is not None,
+            "tls": server.web.current().tls is not None,
+            "basic_auth": server.web.current().auth is not None,
         },
     )
     while True:
@@ -413,8 +470,10 @@ def _serve(service: Service, server: MetricsServer, *, reload_enabled: bool) -> 
             command = commands.get(timeout=1.0)
         except queue.Empty:
             continue
-        if command == "reload" and reload_enabled:
-            service.reload()
+        if command == "reload":
+            if reload_enabled:
+                service.reload()
+            server.reload_web_config()
         elif command == "stop":
             break
     log.info("shutting down")

@@ -1,37 +1,49 @@
-"""The HTTP side: /metrics, /healthz, /readyz, POST /-/reload and a landing page, on a threading server.
+"""The HTTP side: /metrics, /healthz, /readyz, POST /-/reload and a landing page, with the web config's TLS, basic
+auth, rate limit and headers on every endpoint.
 
-TLS and basic auth come from the web config; both apply to every endpoint.
+Connections are bounded: at most `max_connections` are served at once, each by a pool thread; the rest wait in the
+kernel's listen backlog. Request headers have a deadline, idle keep-alive connections are closed, and when the cap
+is reached while more connections wait, those that have not yet sent their request headers are dropped first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import io
 import logging
+import os
+import select
 import socket
-import socketserver
-import ssl
-import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
+from OpenSSL import SSL
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from exporter import __version__
 from exporter.collector import Exposition
 from exporter.snapshot import SnapshotStore
 from exporter.status import Query, StatusProvider, render_html, render_json
-from exporter.webconfig import WebConfig
+from exporter.webconfig import WebConfig, WebConfigSource
 
 log = logging.getLogger(__name__)
 
-# A client gets this long to complete its TLS handshake, in its own thread, before it is dropped.
-HANDSHAKE_TIMEOUT_SECONDS = 10.0
+NAME = "auditmanager-exporter"
+DESCRIPTION = "Prometheus exporter for AWS Audit Manager assessment insights"
 # POST bodies are never used; up to this much is read and dropped to keep the connection usable.
 MAX_DISCARDED_BODY = 65536
+# While the connection cap is reached and connections wait in the backlog, a connection that has waited this long
+# for its request headers (or its next request) gives its place up.
+EVICT_AFTER_SECONDS = 0.25
+_PRESSURE_CHECK_SECONDS = 0.05
+_TLS_CHUNK = 16384
 # /status has no scripts and loads nothing: the browser is told to allow neither, only its inline style and form.
 STATUS_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -51,8 +63,18 @@ class App:
     status: StatusProvider | None = None
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How long and how many: Go's ReadHeaderTimeout and IdleTimeout, a response deadline, and the connection cap."""
+
+    max_connections: int = 64
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    response_timeout: float = 30.0
+
+
 class ListenAddressError(ValueError):
-    """The --web.listen-address value cannot be used."""
+    """A --web.listen-address value, or the systemd sockets, cannot be used."""
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -65,6 +87,40 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     elif ":" in host:
         raise ListenAddressError(f"invalid listen address {address!r}: put IPv6 hosts in brackets, like [::1]:10118")
     return host, int(port_text)
+
+
+def bind(address: str) -> socket.socket:
+    """A listening socket for a --web.listen-address; an empty host listens on IPv6 and IPv4 where it can."""
+    host, port = parse_listen_address(address)
+    if host == "" and socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, backlog=socket.SOMAXCONN, dualstack_ipv6=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=socket.SOMAXCONN)
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
+    """The listening sockets systemd passed in (socket activation: LISTEN_PID, LISTEN_FDS), from fd 3 on."""
+    if environ.get("LISTEN_PID") != str(os.getpid()):
+        raise ListenAddressError("--web.systemd-socket: no sockets from systemd (LISTEN_PID is not this process)")
+    count = environ.get("LISTEN_FDS", "")
+    if not count.isdigit() or int(count) < 1:
+        raise ListenAddressError("--web.systemd-socket: no sockets from systemd (LISTEN_FDS is not a count above 0)")
+    sockets = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as error:
+            raise ListenAddressError(f"--web.systemd-socket: fd {fd} is not a socket: {error.strerror}") from None
+        if sock.type != socket.SOCK_STREAM:
+            raise ListenAddressError(f"--web.systemd-socket: fd {fd} is not a stream socket")
+        sockets.append(sock)
+    # Children must not take the sockets for theirs.
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    return sockets
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -84,19 +140,151 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
+class _Connection:
+    """One accepted connection, plain or TLS, non-blocking underneath, with a deadline on every read and write."""
+
+    def __init__(self, sock: socket.socket, web: WebConfig, deadline: float) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Headers and body go out in separate writes; with Nagle's algorithm the end of the body would wait for
+            # the client's delayed ACK of the headers (~40 ms on Linux).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.web = web
+        self.deadline = deadline
+        # Since when it has waited for a request (None while one is being answered): who gives way under pressure.
+        self.waiting_since: float | None = time.monotonic()
+        self.tls: SSL.Connection | None = None
+        if web.tls is not None:
+            self.tls = SSL.Connection(web.tls, sock)
+            self.tls.set_accept_state()
+
+    def handshake(self) -> None:
+        while self.tls is not None:
+            try:
+                self.tls.do_handshake()
+                return
+            except SSL.WantReadError:
+                self._wait(select.POLLIN)
+            except SSL.WantWriteError:
+                self._wait(select.POLLOUT)
+
+    def recv_into(self, buffer: memoryview | bytearray) -> int:
+        while True:
+            try:
+                if self.tls is None:
+                    return self.sock.recv_into(buffer)
+                return self.tls.recv_into(buffer)
+            except (SSL.WantReadError, BlockingIOError):
+                self._wait(select.POLLIN)
+            except SSL.WantWriteError:
+                self._wait(select.POLLOUT)
+            except SSL.ZeroReturnError:
+                return 0
+            except SSL.Error as error:
+                raise ConnectionError(f"TLS: {error}") from None
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            chunk = view[:_TLS_CHUNK]
+            try:
+                sent = self.sock.send(chunk) if self.tls is None else self.tls.send(chunk)
+            except (SSL.WantWriteError, BlockingIOError):
+                self._wait(select.POLLOUT)
+                continue
+            except SSL.WantReadError:
+                self._wait(select.POLLIN)
+                continue
+            except SSL.Error as error:
+                raise ConnectionError(f"TLS: {error}") from None
+            view = view[sent:]
+
+    def _wait(self, events: int) -> None:
+        remaining = self.deadline - time.monotonic()
+        poller = select.poll()
+        poller.register(self.sock, events)
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise TimeoutError("deadline passed")
+
+    def abort(self) -> None:
+        """Cut the connection from another thread; its own thread's next wait ends at once."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self.tls is not None:
+            with contextlib.suppress(SSL.Error, OSError):
+                self.tls.shutdown()
+        self.sock.close()
+
+
+class _Stream(io.RawIOBase):
+    """A connection as a file, for the request handler's rfile and wfile."""
+
+    def __init__(self, connection: _Connection) -> None:
+        super().__init__()
+        self._connection = connection
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        return self._connection.recv_into(buffer)
+
+    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        self._connection.sendall(data)
+        return len(data)
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
+    server: MetricsServer  # type: ignore[assignment]
+    request: _Connection
     protocol_version = "HTTP/1.1"
-    server_version = f"auditmanager-exporter/{__version__}"
-    sys_version = ""
-    # Slow or silent clients lose their connection instead of holding a thread forever.
-    timeout = 30
-    # Headers and body go out in separate writes; with Nagle's algorithm the end of the body waits for the
-    # client's delayed ACK of the headers (~40 ms on Linux) on every keep-alive request.
-    disable_nagle_algorithm = True
+    server_version = f"{NAME}/{__version__}"
+
+    def setup(self) -> None:
+        self.connection = self.request  # type: ignore[assignment]
+        stream = _Stream(self.request)
+        self._reader = io.BufferedReader(stream, 65536)
+        self.rfile = self._reader
+        self.wfile = stream  # type: ignore[assignment]
+        self._answered = False
+
+    def finish(self) -> None:
+        """The server closes the connection."""
+
+    def handle_one_request(self) -> None:
+        connection, limits = self.request, self.server.limits
+        if self._answered:
+            # Keep-alive: wait up to the idle timeout for the next request, then give it the header timeout.
+            connection.waiting_since = time.monotonic()
+            connection.deadline = time.monotonic() + limits.idle_timeout
+            try:
+                if not self._reader.peek(1):
+                    self.close_connection = True
+                    return
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True
+                return
+            connection.deadline = time.monotonic() + limits.header_timeout
+        self._answered = True
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self.request.waiting_since = None
+        self.request.deadline = time.monotonic() + self.server.limits.response_timeout
+        return parsed
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def do_GET(self) -> None:
-        if not self._authorized():
+        if not self._admitted():
             return
         app = self.server.app
         path, _, query = self.path.partition("?")
@@ -109,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
                 log.error("cannot render the metrics", extra={"error": f"{type(error).__name__}: {error}"})
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the metrics\n")
                 return
-            self._send(HTTPStatus.OK, body, CONTENT_TYPE_PLAIN_0_0_4, {"Content-Encoding": "gzip"} if gzipped else {})
+            headers = {"Vary": "Accept-Encoding"} | ({"Content-Encoding": "gzip"} if gzipped else {})
+            self._send(HTTPStatus.OK, body, CONTENT_TYPE_PLAIN_0_0_4, headers)
         elif path == "/healthz":
             self._send(HTTPStatus.OK, b"OK\n")
         elif path == "/readyz":
@@ -144,19 +333,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._discard_body()
-        if not self._authorized():
+        if not self._admitted():
             return
         app = self.server.app
         if self.path.split("?", 1)[0] != "/-/reload" or app.reload is None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
-        elif app.reload():
+            return
+        # Both always run: a broken config does not stop the web config from being re-read, nor the other way.
+        config_ok = app.reload()
+        web_ok = self.server.reload_web_config()
+        if config_ok and web_ok:
             self._send(HTTPStatus.OK, b"config reloaded\n")
         else:
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"config reload failed; the previous config stays in use\n")
+            failed = [name for name, ok in (("config", config_ok), ("web config", web_ok)) if not ok]
+            body = "".join(f"{name} reload failed; the previous {name} stays in use\n" for name in failed)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, body.encode())
 
-    def _authorized(self) -> bool:
-        auth = self.server.web.auth
-        if auth is None or auth.check(self.headers.get("Authorization")):
+    def _admitted(self) -> bool:
+        web = self.request.web
+        if web.rate_limit is not None and not web.rate_limit.allow():
+            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"Too Many Requests\n")
+            return False
+        if web.auth is None or web.auth.check(self.headers.get("Authorization")):
             return True
         self._send(
             HTTPStatus.UNAUTHORIZED,
@@ -185,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in (*self.request.web.headers, *(headers or {}).items()):
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -193,84 +391,159 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def address_string(self) -> str:
+        return _host(self.client_address)
+
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
+        log.debug("http request", extra={"client": _host(self.client_address), "request": format % args})
 
 
 def _landing_page(telemetry_path: str) -> bytes:
-    path = html.escape(telemetry_path)
+    links = (
+        (telemetry_path, "Metrics", "the exporter's metrics"),
+        ("/healthz", "Health", "whether the exporter serves"),
+        ("/readyz", "Readiness", "whether the first poll cycle has ended"),
+        ("/status", "Status", "the state of every poll target"),
+    )
+    items = "".join(
+        f'<li><a href="{html.escape(address)}">{html.escape(text)}</a>: {html.escape(about)}</li>'
+        for address, text, about in links
+    )
     return (
-        "<!doctype html><html><head><title>AWS Audit Manager exporter</title></head><body>"
-        f"<h1>AWS Audit Manager exporter</h1><p>Version {__version__}</p>"
-        f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>'
-        '<li><a href="/readyz">Readiness</a></li><li><a href="/status">Status</a></li></ul></body></html>\n'
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>AWS Audit Manager exporter</title>"
+        "<style>body{font-family:sans-serif;margin:0}header{background:#e6522c;color:#fff;padding:1em}"
+        "main{padding:1em}</style></head>"
+        f"<body><header><h1>{NAME}</h1></header><main><p>{html.escape(DESCRIPTION)}</p>"
+        f"<p>Version: {html.escape(__version__)}</p><ul>{items}</ul></main></body></html>\n"
     ).encode()
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """A threading HTTP server bound to the listen address; every connection gets its own daemon thread."""
+class MetricsServer:
+    """Serves `app` on the given listening sockets, at most `limits.max_connections` connections at a time."""
 
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], app: App, web: WebConfig | None = None) -> None:
-        host, port = address
+    def __init__(
+        self,
+        sockets: Sequence[socket.socket],
+        app: App,
+        web: WebConfigSource | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.sockets = list(sockets)
         self.app = app
-        self.web = web or WebConfig()
-        if host == "" and socket.has_dualstack_ipv6():
-            self.address_family = socket.AF_INET6
-            super().__init__(("::", port), _Handler, bind_and_activate=False)
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        else:
-            if ":" in host:
-                self.address_family = socket.AF_INET6
-            super().__init__((host, port), _Handler, bind_and_activate=False)
-        try:
-            self.server_bind()
-            self.server_activate()
-        except OSError:
-            self.server_close()
-            raise
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall start-up; we never use it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+        self.web = web or WebConfigSource()
+        self.limits = limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+        self._pool = ThreadPoolExecutor(self.limits.max_connections, thread_name_prefix="http")
+        self._active: set[_Connection] = set()
+        self._active_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._serving = False
+        self._stopped = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()
+        for sock in self.sockets:
+            sock.setblocking(False)
 
     @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        """The port of the first socket."""
+        return int(self.sockets[0].getsockname()[1])
 
-    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
-        # Runs in the connection's own thread, so a slow or garbage TLS handshake only ever holds up itself.
-        tls = self.web.tls
-        if tls is None or not isinstance(request, socket.socket):
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
-        connection = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+    @property
+    def addresses(self) -> list[str]:
+        return [str(sock.getsockname()) for sock in self.sockets]
+
+    def reload_web_config(self) -> bool:
+        """Re-read the web config (SIGHUP, /-/reload); a broken one leaves the old one serving."""
+        return self.web.reload()
+
+    def serve_forever(self) -> None:
+        listeners = {sock.fileno(): sock for sock in self.sockets}
+        poller = select.poll()
+        for fd in (*listeners, self._wake_read):
+            poller.register(fd, select.POLLIN)
+        self._serving = True
         try:
-            connection.do_handshake()
-        except (OSError, ValueError) as error:
-            log.debug("TLS handshake failed", extra={"client": _host(client_address), "error": str(error)})
-            connection.close()
-            return
-        try:
-            super().finish_request(connection, client_address)
+            while not self._stopping.is_set():
+                if not self._slots.acquire(timeout=_PRESSURE_CHECK_SECONDS):
+                    self._give_way_if_pressed(listeners)
+                    continue
+                if not self._accept_one(poller, listeners):
+                    self._slots.release()
         finally:
-            with contextlib.suppress(OSError):
-                connection.close()
+            self._stopped.set()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        error = sys.exc_info()[1]
-        # Clients that hang up, time out or speak garbage are routine for a server on a network.
-        level = logging.DEBUG if isinstance(error, (OSError, ssl.SSLError)) else logging.ERROR
-        log.log(
-            level,
-            "HTTP connection failed",
-            extra={"client": _host(client_address), "error": f"{type(error).__name__}: {error}"},
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
+    def _accept_one(self, poller: select.poll, listeners: dict[int, socket.socket]) -> bool:
+        for fd, _ in poller.poll():
+            if fd == self._wake_read:
+                return False
+            try:
+                sock, address = listeners[fd].accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as error:
+                # Out of file descriptors, most likely: wait a little rather than spin.
+                log.warning("cannot accept a connection", extra={"error": error.strerror or str(error)})
+                time.sleep(0.1)
+                return False
+            self._pool.submit(self._serve, sock, address)
+            return True
+        return False
+
+    def _give_way_if_pressed(self, listeners: dict[int, socket.socket]) -> None:
+        waiting = select.poll()
+        for fd in listeners:
+            waiting.register(fd, select.POLLIN)
+        if not waiting.poll(0):
+            return
+        cutoff = time.monotonic() - EVICT_AFTER_SECONDS
+        with self._active_lock:
+            idle = [c for c in self._active if c.waiting_since is not None and c.waiting_since <= cutoff]
+        for connection in idle:
+            connection.abort()
+
+    def _serve(self, sock: socket.socket, address: object) -> None:
+        connection = None
+        try:
+            connection = _Connection(sock, self.web.current(), time.monotonic() + self.limits.header_timeout)
+            with self._active_lock:
+                self._active.add(connection)
+            if self._stopping.is_set():
+                return
+            connection.handshake()
+            _Handler(connection, address, self)  # type: ignore[arg-type]
+        except (OSError, SSL.Error) as error:
+            # Clients that hang up, time out or speak garbage are routine for a server on a network.
+            log.debug("HTTP connection ended", extra={"client": _host(address), "error": f"{error!r}"})
+        except Exception as error:
+            log.error("HTTP connection failed", extra={"client": _host(address), "error": f"{error!r}"}, exc_info=True)
+        finally:
+            if connection is not None:
+                with self._active_lock:
+                    self._active.discard(connection)
+                connection.close()
+            else:
+                sock.close()
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        """Stop accepting and wait for the accept loop to end; open connections are cut."""
+        self._stopping.set()
+        os.write(self._wake_write, b"x")
+        with self._active_lock:
+            active = list(self._active)
+        for connection in active:
+            connection.abort()
+        if self._serving:
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for sock in self.sockets:
+            sock.close()
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _host(client_address: object) -> str:

@@ -64,6 +64,7 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_exporter_build_info",
         "auditmanager_exporter_config_last_reload_successful",
         "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
+        "auditmanager_exporter_web_config_last_reload_successful",
     }
 )
 

@@ -192,7 +192,10 @@ def test_a_malformed_account_or_domain_answer_is_a_malformed_response(simulator,
 def test_control_domain_insights_follow_every_page(monkeypatch, simulator):
     monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
     updated = insights().last_updated
-    domains = [ControlDomain(f"domain-{n}", f"Domain {n}", n, 10 * n, None, 1, 5, updated) for n in range(5)]
+    domains = [
+        ControlDomain(f"arn:aws:controlcatalog:::domain/D{n}", f"Domain {n}", n, 10 * n, None, 1, 5, updated)
+        for n in range(5)
+    ]
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(), control_domains=domains)
     result = client_for(simulator).control_domain_insights(uuid(1))
     assert [(d.name, d.noncompliant_evidence, d.compliant_evidence, d.inconclusive_evidence) for d in result] == [

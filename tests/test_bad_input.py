@@ -97,11 +97,25 @@ CASES = [
         ("--web.config.file", "@web@/plain.yml"),
         "web config @web@/plain.yml: basic_auth_users.alice: not a bcrypt hash",
     ),
+    Case(
+        "web config with an empty file name",
+        GOOD_TARGETS,
+        ("--web.config.file", "@web@/empty-name.yml"),
+        "web config @web@/empty-name.yml: tls_server_config.cert_file: must not be empty",
+    ),
+    Case(
+        "web config with a header the toolkit does not allow",
+        GOOD_TARGETS,
+        ("--web.config.file", "@web@/header.yml"),
+        "web config @web@/header.yml: http_server_config.headers: HTTP header 'Server' can not be configured",
+    ),
 ]
 WEB_CONFIGS = {
     "unknown.yml": "tls_config: {}\n",
     "files.yml": "tls_server_config: {cert_file: missing.crt, key_file: files.yml}\n",
     "plain.yml": "basic_auth_users: {alice: hunter2}\n",
+    "empty-name.yml": 'tls_server_config: {cert_file: "", key_file: files.yml}\n',
+    "header.yml": "http_server_config: {headers: {Server: x}}\n",
 }
 
 

@@ -168,11 +168,10 @@ def test_entrypoint_is_the_console_script_reading_the_config_from_etc() -> None:
     assert not final("CMD")
 
 
-def test_healthcheck_probes_healthz_with_python_not_curl() -> None:
+def test_healthcheck_is_the_exporters_own_probe_not_curl() -> None:
     command = healthcheck_command()
-    assert command[:2] == ["python", "-c"]
-    assert f"127.0.0.1:{DEFAULT_PORT}/healthz" in command[2]
-    assert "curl" not in " ".join(command) and "wget" not in " ".join(command)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert command == [next(iter(scripts)), "--healthcheck"]
 
 
 @pytest.fixture
@@ -201,8 +200,9 @@ def test_healthcheck_command_succeeds_only_when_healthz_answers_200(
 ) -> None:
     server, answer = health_server
     answer[0] = status
-    code = healthcheck_command()[2].replace(f":{DEFAULT_PORT}/", f":{server.server_address[1]}/")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False, timeout=30)
+    address = f"127.0.0.1:{server.server_address[1]}"
+    command = [sys.executable, "-m", "exporter", *healthcheck_command()[1:], "--web.listen-address", address]
+    result = subprocess.run(command, capture_output=True, check=False, timeout=30, cwd=ROOT)
     assert (result.returncode == 0) is healthy, result.stderr
 
 

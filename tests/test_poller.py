@@ -218,7 +218,9 @@ def test_a_stopped_poller_publishes_nothing(simulator):
 
 def domains(n: int) -> list[ControlDomain]:
     updated = insights().last_updated
-    return [ControlDomain(f"d-{i}", f"Domain {i}", i, 10, 0, 1, 5, updated) for i in range(n)]
+    return [
+        ControlDomain(f"arn:aws:controlcatalog:::domain/D{i}", f"Domain {i}", i, 10, 0, 1, 5, updated) for i in range(n)
+    ]
 
 
 def make_domain_poller(sim: Simulator, **settings: Any) -> Poller:

@@ -174,33 +174,6 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
         service.close()
 
 
-def test_the_reload_hooks_run_with_every_reload_and_one_that_fails_fails_the_reload(simulator):
-    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
-    config = parse(
-        {"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}]}
-    )
-    _, session = counting_sessions()
-    service = Service(config, lambda: config, session)
-    calls: list[str] = []
-
-    def hook() -> None:
-        calls.append("hook")
-        if len(calls) == 2:
-            raise ValueError("web config: bad")
-
-    service.reload_hooks.append(hook)
-    service.start()
-    try:
-        assert service.reload()
-        assert not service.reload()
-        assert calls == ["hook", "hook"]
-        assert not service.reload_status.successful
-    finally:
-        service.stop()
-        assert service.wait_idle(30)
-        service.close()
-
-
 def test_at_100_targets_of_20_assessments_threads_and_open_files_stay_bounded():
     simulator = SimulatorProcess({"us-east-1": 100 * ASSESSMENTS_PER_TARGET}, latency=0.0)
     try:

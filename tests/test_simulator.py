@@ -453,6 +453,20 @@ def test_body_faults_answer_200_without_insights(sim, kind):
     assert [r.status for r in sim.requests()] == [200, 200]
 
 
+def test_a_body_fault_serves_its_bytes_verbatim_to_the_operation_it_names(sim):
+    sim.add_assessment("us-east-1", A, "Production", insights=FULL)
+    raw = b'{"insights": {"noncompliantEvidenceCount": 1.5, "lastUpdated": "soon"}}'
+    sim.add_fault(Fault("body", operation="GetInsightsByAssessment", body=raw))
+
+    with contextlib.closing(http.client.HTTPConnection("127.0.0.1", int(sim.url.rsplit(":", 1)[1]))) as connection:
+        faulted, faulted_body = raw_get(connection, f"/insights/assessments/{A}")
+        normal, normal_body = raw_get(connection, "/insights")
+
+    assert (faulted.status, faulted_body) == (200, raw)
+    assert normal.status == 200
+    assert json.loads(normal_body)["insights"]["noncompliantEvidenceCount"] == FULL.noncompliant_evidence
+
+
 def test_latency_fault_beyond_the_read_timeout_is_a_read_timeout(sim):
     sim.add_assessment("us-east-1", A, "Production", insights=FULL)
     sim.add_fault(Fault("latency", seconds=1.0, operation="GetInsightsByAssessment"))

@@ -28,7 +28,7 @@ from benchmarks import status as status_benchmark
 from exporter import __version__
 from exporter.collector import Exposition
 from exporter.config import parse
-from exporter.server import App, MetricsServer
+from exporter.server import App, MetricsServer, bind
 from exporter.simulator import Fault, Simulator, demo_simulator
 from exporter.snapshot import (
     ApiCounters,
@@ -43,7 +43,7 @@ from exporter.snapshot import (
 from exporter.status import Query, StatusReport, render_html, render_json, report_from_snapshot, select
 from tests.conftest import ExporterProcess, free_port, http_get, insights, require_binary, uuid
 from tests.test_poller import make_poller
-from tests.test_webconfig import _make_pki
+from tests.test_webconfig import make_pki
 
 NOW = 1_790_000_000.0
 ACCOUNT = "123456789012"
@@ -228,7 +228,7 @@ def status_server() -> Iterator[str]:
     states = (_state(1, "fine"), _state(2, "broken", ok=False))
     report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
     store = SnapshotStore(Snapshot(states))
-    server = MetricsServer(("127.0.0.1", 0), App(Exposition(store, ApiCounters()), store, status=lambda: report))
+    server = MetricsServer([bind("127.0.0.1:0")], App(Exposition(store, ApiCounters()), store, status=lambda: report))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.port}"
     server.shutdown()
@@ -423,7 +423,7 @@ def test_no_secret_from_the_config_environment_or_web_config_reaches_any_page(
 
 
 def test_status_is_served_over_tls_like_every_endpoint(simulator, run_exporter, tmp_path):
-    pki = _make_pki(tmp_path)
+    pki = make_pki(tmp_path)
     web = tmp_path / "web.yml"
     web.write_text(
         yaml.safe_dump({"tls_server_config": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}}),

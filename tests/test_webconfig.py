@@ -10,8 +10,11 @@ import datetime as dt
 import http.client
 import ipaddress
 import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.collector import Exposition
-from exporter.server import App, MetricsServer
+from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
-from exporter.webconfig import WebConfigError, load
-from tests.conftest import insights, uuid
+from exporter.webconfig import WebConfigError, WebConfigSource, load
+from tests.conftest import ROOT, ExporterProcess, insights, parse_metrics, sample, uuid
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
@@ -46,65 +49,80 @@ class Pki:
     client_key: Path
     rogue_cert: Path
     rogue_key: Path
+    ca_cert: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
+
+    def issue(
+        self, stem: str, subject: str, *, server: bool = True, directory: Path | None = None
+    ) -> tuple[Path, Path]:
+        """A new certificate from the test CA, written as STEM.crt and STEM.key."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(subject, key, (self.ca_cert.subject, self.ca_key), server=server)
+        return _write(directory or self.directory, stem, cert, key)
 
 
-def _make_pki(directory: Path) -> Pki:
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    server: bool = False,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
+    issuer_name, issuer_key = issuer or (_name(subject), key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    elif server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("prometheus.example")]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
 
-    def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
-    def certificate(
-        subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None
-    ) -> x509.Certificate:
-        issuer_name, issuer_key = issuer or (name(subject), key)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(issuer_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-        )
-        if issuer is None:
-            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        elif subject == "server":
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        else:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
+def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
-    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
-        cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return cert_path, key_path
 
+def make_pki(directory: Path) -> Pki:
     ca_key, rogue_ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate("test CA", ca_key, None)
-    rogue_ca = certificate("rogue CA", rogue_ca_key, None)
-    ca_path, _ = write("ca", ca, ca_key)
+    ca = _certificate("test CA", ca_key, None)
+    rogue_ca = _certificate("rogue CA", rogue_ca_key, None)
+    ca_path, _ = _write(directory, "ca", ca, ca_key)
     server_key, client_key, rogue_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    server = write("server", certificate("server", server_key, (ca.subject, ca_key)), server_key)
-    client = write("client", certificate("client", client_key, (ca.subject, ca_key)), client_key)
-    rogue = write("rogue", certificate("client", rogue_key, (rogue_ca.subject, rogue_ca_key)), rogue_key)
-    return Pki(directory, ca_path, *server, *client, *rogue)
+    server = _write(
+        directory, "server", _certificate("server", server_key, (ca.subject, ca_key), server=True), server_key
+    )
+    client = _write(directory, "client", _certificate("client", client_key, (ca.subject, ca_key)), client_key)
+    rogue = _write(directory, "rogue", _certificate("client", rogue_key, (rogue_ca.subject, rogue_ca_key)), rogue_key)
+    return Pki(directory, ca_path, *server, *client, *rogue, ca, ca_key)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return _make_pki(tmp_path_factory.mktemp("pki"))
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +153,10 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         store = SnapshotStore(Snapshot(completed_cycles=1))
         reloads: list[bool] = []
         app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or True)
-        server = MetricsServer(("127.0.0.1", 0), app, load(path))
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        server = MetricsServer([bind("127.0.0.1:0")], app, WebConfigSource(path))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        scheme = "https" if server.web.tls else "http"
+        scheme = "https" if server.web.current().tls else "http"
         return Served(f"{scheme}://127.0.0.1:{server.port}", server.port, server, reloads)
 
     yield start
@@ -248,7 +266,7 @@ def plain_http_answer(port: int) -> bytes:
             return b""
 
 
-def tls_config(pki: Pki, **settings: str) -> dict[str, object]:
+def tls_config(pki: Pki, **settings: object) -> dict[str, object]:
     return {"tls_server_config": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key), **settings}}
 
 
@@ -302,48 +320,68 @@ def test_tls_and_basic_auth_together_need_both(serve, pki, password_hash):
     assert request(served, "GET", "/metrics", {"Authorization": basic("alice", PASSWORD)}, context)[0] == 200
 
 
+T = "tls_server_config: {cert_file: @S@, key_file: @K@, "
 BAD_WEB_CONFIGS = [
     ("malformed YAML", "tls_server_config: [", "malformed YAML"),
     ("not a mapping", "- a\n- b\n", "the top level must be a mapping"),
     ("unknown key", "basic_auth_user: {}\n", "basic_auth_user: unknown key"),
-    ("unsupported toolkit key", "rate_limit: {interval: 1s}\n", "rate_limit: not supported by this exporter"),
-    ("unknown TLS key", "tls_server_config: {cert_file: @S@, key_file: @K@, ciphers: x}", "ciphers: unknown key"),
-    ("missing cert_file", "tls_server_config: {key_file: @K@}", "tls_server_config.cert_file: required"),
+    ("unknown TLS key", T + "ciphers: x}", "tls_server_config.ciphers: unknown key"),
+    ("TLS not a mapping", "tls_server_config: yes", "tls_server_config: must be a mapping"),
+    ("missing cert_file", "tls_server_config: {key_file: @K@}", "tls_server_config: missing one of cert or cert_file"),
+    ("missing key_file", "tls_server_config: {cert_file: @S@}", "tls_server_config: missing one of key or key_file"),
+    ("empty cert_file", 'tls_server_config: {cert_file: "", key_file: @K@}', "tls_server_config.cert_file: must not"),
+    ("empty key_file", 'tls_server_config: {cert_file: @S@, key_file: ""}', "tls_server_config.key_file: must not"),
+    ("cert_file a number", "tls_server_config: {cert_file: 7, key_file: @K@}", "cert_file: must be a string"),
     ("cert_file not there", "tls_server_config: {cert_file: nope.crt, key_file: @K@}", "cert_file: cannot read"),
+    ("key_file not there", "tls_server_config: {cert_file: @S@, key_file: nope.key}", "key_file: cannot read"),
+    ("bad min_version", T + "min_version: TLS14}", "tls_server_config.min_version: 'TLS14' is not one of TLS10"),
+    ("bad max_version", T + "max_version: SSL3}", "tls_server_config.max_version: 'SSL3' is not one of"),
+    ("min above max", T + "min_version: TLS13, max_version: TLS12}", "min_version is above max_version"),
+    ("bad client_auth_type", T + "client_auth_type: Always}", "client_auth_type: 'Always' is not one of"),
+    ("a CA without client auth", T + "client_ca_file: @C@}", "client_ca_file: set, but client_auth_type does not"),
+    ("key does not match", "tls_server_config: {cert_file: @S@, key_file: @R@}", "cert_file and key_file do not"),
+    ("cert is not PEM", "tls_server_config: {cert_file: @W@, key_file: @K@}", "cert_file: no PEM certificate"),
+    ("key is not PEM", "tls_server_config: {cert_file: @S@, key_file: @W@}", "key_file: no PEM private key"),
+    ("encrypted key", "tls_server_config: {cert_file: @S@, key_file: @E@}", "key_file: the key is encrypted"),
     (
-        "bad min_version",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, min_version: TLS14}",
-        "is not one of TLS10",
+        "CA is not PEM",
+        T + "client_auth_type: RequireAndVerifyClientCert, client_ca_file: @W@}",
+        "client_ca_file: no PEM certificate",
+    ),
+    ("unknown cipher", T + "cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}", "cipher_suites: unknown cipher"),
+    ("OpenSSL cipher name", T + "cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]}", "cipher_suites: unknown cipher"),
+    ("ciphers not a list", T + "cipher_suites: TLS_AES_128_GCM_SHA256}", "cipher_suites: must be a list"),
+    ("unknown curve", T + "curve_preferences: [CurveP224]}", "curve_preferences: unknown curve 'CurveP224'"),
+    ("prefer not a boolean", T + "prefer_server_cipher_suites: maybe}", "prefer_server_cipher_suites: must be true"),
+    ("sans not a list", T + "client_allowed_sans: prometheus}", "client_allowed_sans: must be a list"),
+    ("http_server_config unknown key", "http_server_config: {h2c: true}", "http_server_config.h2c: unknown key"),
+    ("http2 not a boolean", "http_server_config: {http2: sometimes}", "http_server_config.http2: must be true or"),
+    ("headers not a mapping", "http_server_config: {headers: [a]}", "http_server_config.headers: must be a mapping"),
+    (
+        "a header that must not be set",
+        "http_server_config: {headers: {Content-Type: text/html}}",
+        "HTTP header 'Content-Type' can not be configured",
     ),
     (
-        "min above max",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, min_version: TLS13, max_version: TLS12}",
-        "min_version is above max_version",
+        "a header name in another case",
+        "http_server_config: {headers: {x-frame-options: deny}}",
+        "HTTP header 'x-frame-options' can not be configured",
     ),
     (
-        "bad client_auth_type",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, client_auth_type: Always}",
-        "client_auth_type: 'Always' is not one of",
+        "bad X-Frame-Options",
+        "http_server_config: {headers: {X-Frame-Options: allow-from}}",
+        "headers.X-Frame-Options: invalid value 'allow-from', expected one of deny, sameorigin",
     ),
     (
-        "unverified client_auth_type",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, client_auth_type: RequireAnyClientCert}",
-        "RequireAnyClientCert is not supported",
+        "bad X-Content-Type-Options",
+        "http_server_config: {headers: {X-Content-Type-Options: sniff}}",
+        "headers.X-Content-Type-Options: invalid value 'sniff', expected one of nosniff",
     ),
-    (
-        "verification without a CA",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, client_auth_type: RequireAndVerifyClientCert}",
-        "client_ca_file: required with client_auth_type RequireAndVerifyClientCert",
-    ),
-    (
-        "a CA without verification",
-        "tls_server_config: {cert_file: @S@, key_file: @K@, client_ca_file: @C@}",
-        "client_ca_file: set, but client_auth_type does not ask for client certificates",
-    ),
-    ("key does not match", "tls_server_config: {cert_file: @S@, key_file: @R@}", "cannot use cert_file and key_file"),
-    ("cert is not PEM", "tls_server_config: {cert_file: @W@, key_file: @K@}", "cannot use cert_file and key_file"),
+    ("rate_limit unknown key", "rate_limit: {every: 1s}", "rate_limit.every: unknown key"),
+    ("rate_limit bad interval", "rate_limit: {interval: soon, burst: 1}", "rate_limit.interval: not a duration"),
+    ("rate_limit bad burst", "rate_limit: {interval: 1s, burst: -1}", "rate_limit.burst: must be a whole number"),
     ("not a bcrypt hash", "basic_auth_users: {alice: plaintext-password}", "basic_auth_users.alice: not a bcrypt hash"),
-    ("no users", "basic_auth_users: {}", "basic_auth_users: must be a non-empty mapping"),
+    ("users not a mapping", "basic_auth_users: [alice]", "basic_auth_users: must be a mapping"),
     (
         "a bcrypt cost bcrypt refuses",
         "basic_auth_users: {alice: '$2b$99$" + "a" * 53 + "'}",
@@ -358,8 +396,18 @@ BAD_WEB_CONFIGS = [
 
 
 def _web_config_text(template: str, pki: Pki) -> str:
-    files = {"S": pki.server_cert, "K": pki.server_key, "C": pki.ca, "R": pki.rogue_key, "W": pki.directory / "web"}
+    files = {
+        "S": pki.server_cert,
+        "K": pki.server_key,
+        "C": pki.ca,
+        "R": pki.rogue_key,
+        "W": pki.directory / "web",
+        "E": pki.directory / "encrypted.key",
+    }
     (pki.directory / "web").write_text("not a certificate\n")
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    encrypted = serialization.BestAvailableEncryption(b"secret")
+    files["E"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encrypted))
     for letter, path in files.items():
         template = template.replace(f"@{letter}@", str(path))
     return template
@@ -463,3 +511,402 @@ def test_garbage_and_slow_clients_never_take_the_server_down(serve, pki, passwor
     assert request(served, "GET", "/healthz", authorization, context)[0] == 200
     # Hostile clients are routine: nothing at warning level or above, and never a traceback.
     assert capfd.readouterr().err == ""
+
+
+# ---- every client_auth_type, against no client certificate, one from the CA, and one from another CA
+
+ACCEPTED = {
+    "NoClientCert": {"none", "from the CA", "from another CA"},
+    "RequestClientCert": {"none", "from the CA", "from another CA"},
+    "RequireAnyClientCert": {"from the CA", "from another CA"},
+    "RequireClientCert": {"from the CA", "from another CA"},
+    "VerifyClientCertIfGiven": {"none", "from the CA"},
+    "RequireAndVerifyClientCert": {"from the CA"},
+}
+
+
+def client_cert(pki: Pki, which: str) -> tuple[Path, Path] | None:
+    return {"none": None, "from the CA": (pki.client_cert, pki.client_key)}.get(which, (pki.rogue_cert, pki.rogue_key))
+
+
+def answers(served: Served, context: ssl.SSLContext) -> bool:
+    """Whether a request over TLS gets an HTTP answer; TLS 1.3 reports a refused client certificate on first read."""
+    try:
+        return request(served, "GET", "/healthz", context=context)[0] == 200
+    except (ssl.SSLError, ConnectionError):
+        return False
+
+
+@pytest.mark.parametrize("auth_type", list(ACCEPTED))
+@pytest.mark.parametrize("client", ["none", "from the CA", "from another CA"])
+def test_each_client_auth_type_admits_the_client_certificates_the_toolkit_admits(serve, pki, auth_type, client):
+    settings = {"client_auth_type": auth_type} | (
+        {} if auth_type == "NoClientCert" else {"client_ca_file": str(pki.ca)}
+    )
+    served = serve(tls_config(pki, **settings))
+    assert answers(served, client_context(pki, client_cert(pki, client))) is (client in ACCEPTED[auth_type])
+
+
+def test_verify_client_cert_if_given_without_a_ca_verifies_against_the_system_roots(serve, pki):
+    served = serve(tls_config(pki, client_auth_type="VerifyClientCertIfGiven"))
+    assert answers(served, client_context(pki))
+    assert not answers(served, client_context(pki, (pki.client_cert, pki.client_key)))
+
+
+@pytest.mark.parametrize(("allowed", "admitted"), [(["prometheus.example"], True), (["other.example"], False)])
+def test_client_allowed_sans_admit_only_certificates_naming_one(serve, pki, allowed, admitted):
+    settings = {"client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(pki.ca)}
+    served = serve(
+        tls_config(pki, **settings)
+        | {"tls_server_config": {**tls_config(pki, **settings)["tls_server_config"], "client_allowed_sans": allowed}}
+    )  # type: ignore[dict-item]
+    assert answers(served, client_context(pki, (pki.client_cert, pki.client_key))) is admitted
+
+
+def test_inline_cert_key_and_client_ca_serve_like_files(serve, pki):
+    served = serve(
+        {
+            "tls_server_config": {
+                "cert": pki.server_cert.read_text(),
+                "key": pki.server_key.read_text(),
+                "client_ca": pki.ca.read_text(),
+                "client_auth_type": "RequireAndVerifyClientCert",
+            }
+        }
+    )
+    assert answers(served, client_context(pki, (pki.client_cert, pki.client_key)))
+    assert not answers(served, client_context(pki, (pki.rogue_cert, pki.rogue_key)))
+
+
+# ---- versions, cipher suites, curves
+
+
+def tls12_client(pki: Pki, ciphers: str | None = None) -> ssl.SSLContext:
+    context = client_context(pki)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context
+
+
+def negotiated(served: Served, context: ssl.SSLContext) -> tuple[str, str]:
+    with (
+        socket.create_connection(("127.0.0.1", served.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        cipher = tls.cipher()
+        assert cipher is not None
+        return str(tls.version()), cipher[0]
+
+
+def test_max_version_tls12_refuses_a_tls13_only_client(serve, pki):
+    served = serve(tls_config(pki, max_version="TLS12"))
+    only13 = client_context(pki)
+    only13.minimum_version = ssl.TLSVersion.TLSv1_3
+    assert not answers(served, only13)
+    assert negotiated(served, client_context(pki))[0] == "TLSv1.2"
+
+
+def test_the_default_versions_are_tls12_to_tls13(serve, pki):
+    served = serve(tls_config(pki))
+    assert negotiated(served, client_context(pki))[0] == "TLSv1.3"
+    assert negotiated(served, tls12_client(pki))[0] == "TLSv1.2"
+
+
+def old_client(pki: Pki, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = client_context(pki)
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_min_version_tls10_admits_old_clients_which_the_default_refuses(serve, pki, version):
+    assert not answers(serve(tls_config(pki)), old_client(pki, version))
+    assert answers(serve(tls_config(pki, min_version="TLS10")), old_client(pki, version))
+
+
+def test_cipher_suites_by_go_names_limit_tls12_to_those(serve, pki):
+    served = serve(tls_config(pki, cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]))
+    assert negotiated(served, tls12_client(pki)) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert not answers(served, tls12_client(pki, "ECDHE-ECDSA-AES256-GCM-SHA384"))
+    assert not answers(served, tls12_client(pki, "ECDHE-ECDSA-CHACHA20-POLY1305"))
+
+
+def test_prefer_server_cipher_suites_picks_the_servers_first_choice(serve, pki):
+    suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
+    client = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+    preferred = serve(tls_config(pki, cipher_suites=suites))
+    assert negotiated(preferred, tls12_client(pki, client))[1] == "ECDHE-ECDSA-AES256-GCM-SHA384"
+    clients = serve(tls_config(pki, cipher_suites=suites, prefer_server_cipher_suites=False))
+    assert negotiated(clients, tls12_client(pki, client))[1] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+@pytest.mark.parametrize(
+    ("curve", "offered", "other"),
+    [
+        ("CurveP384", "secp384r1", "prime256v1"),
+        ("X25519", "X25519", "prime256v1"),
+        ("CurveP521", "secp521r1", "X25519"),
+    ],
+)
+def test_curve_preferences_refuse_a_client_offering_only_other_curves(serve, pki, curve, offered, other):
+    # TLS 1.3, where the key exchange group is separate from the certificate's curve (P-256 here).
+    served = serve(tls_config(pki, curve_preferences=[curve]))
+    refused, admitted = client_context(pki), client_context(pki)
+    refused.set_ecdh_curve(other)
+    admitted.set_ecdh_curve(offered)
+    assert not answers(served, refused)
+    assert answers(served, admitted)
+
+
+# ---- http_server_config and rate_limit
+
+
+def test_configured_headers_are_sent_on_every_response(serve, password_hash):
+    headers = {
+        "X-Frame-Options": "deny",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+    }
+    served = serve(
+        {"http_server_config": {"headers": headers, "http2": False}, "basic_auth_users": {"alice": password_hash}}
+    )
+    for authorization in ({}, {"Authorization": basic("alice", PASSWORD)}):
+        status, sent, _ = request(served, "GET", "/metrics", authorization)
+        assert status in (200, 401)
+        assert {name: sent.get(name) for name in headers} == headers
+
+
+def test_http2_is_accepted_and_http11_is_served_to_a_client_offering_h2(serve, pki):
+    served = serve({**tls_config(pki), "http_server_config": {"http2": True}})
+    context = client_context(pki)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    assert request(served, "GET", "/healthz", context=context)[0] == 200
+
+
+def test_rate_limit_answers_429_beyond_the_burst(serve):
+    served = serve({"rate_limit": {"burst": 2, "interval": "1h"}})
+    assert [request(served, "GET", "/healthz")[0] for _ in range(3)] == [200, 200, 429]
+
+
+def test_empty_sections_are_plain_http_without_auth_as_in_the_toolkit(serve):
+    served = serve({"tls_server_config": {}, "basic_auth_users": {}, "http_server_config": None})
+    assert request(served, "GET", "/metrics")[0] == 200
+
+
+# ---- rotation: files re-read when they change, without a restart
+
+
+def served_subject(port: int) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return str(x509.load_der_x509_certificate(der).subject.rfc4514_string())
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+def test_a_renewed_certificate_written_over_the_files_is_served_without_a_restart(serve, pki, tmp_path):
+    cert, key = pki.issue("live", "server-1", directory=tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    assert served_subject(served.port) == "CN=server-1"
+    pki.issue("live", "server-2", directory=tmp_path)
+    wait_until(lambda: served_subject(served.port) == "CN=server-2", "the renewed certificate served")
+    assert served.server.web.successful
+
+
+def test_a_half_written_rotation_keeps_the_old_certificate_until_the_pair_matches(serve, pki, tmp_path):
+    cert, key = pki.issue("live", "server-1", directory=tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    new_cert, new_key = pki.issue("next", "server-2", directory=tmp_path)
+    cert.write_bytes(new_cert.read_bytes())  # the certificate first, its key not yet
+    # Files are looked at as connections come in.
+    wait_until(
+        lambda: served_subject(served.port) == "CN=server-1" and not served.server.web.successful,
+        "the mismatched pair refused and the old certificate served",
+    )
+    key.write_bytes(new_key.read_bytes())
+    wait_until(lambda: served_subject(served.port) == "CN=server-2", "the complete pair served")
+    assert served.server.web.successful
+
+
+def test_a_new_client_ca_is_used_for_new_connections(serve, pki, tmp_path):
+    ca = tmp_path / "clients-ca.crt"
+    ca.write_bytes(pki.rogue_cert.read_bytes())  # trusts nobody who matters yet
+    served = serve(tls_config(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(ca)))
+    context = client_context(pki, (pki.client_cert, pki.client_key))
+    assert not answers(served, context)
+    ca.write_bytes(pki.ca.read_bytes())
+    wait_until(lambda: answers(served, context), "the client admitted under the new CA")
+
+
+def test_users_changed_in_the_web_config_apply_without_a_restart(serve, password_hash, tmp_path):
+    served = serve({"basic_auth_users": {"alice": password_hash}})
+    assert request(served, "GET", "/metrics", {"Authorization": basic("bob", PASSWORD)})[0] == 401
+    (tmp_path / "web-0.yml").write_text(yaml.safe_dump({"basic_auth_users": {"bob": password_hash}}))
+    wait_until(
+        lambda: request(served, "GET", "/metrics", {"Authorization": basic("bob", PASSWORD)})[0] == 200,
+        "bob admitted",
+    )
+    assert request(served, "GET", "/metrics", {"Authorization": basic("alice", PASSWORD)})[0] == 401
+
+
+def test_a_broken_web_config_on_disk_keeps_the_old_one_serving(serve, password_hash, tmp_path):
+    served = serve({"basic_auth_users": {"alice": password_hash}})
+    (tmp_path / "web-0.yml").write_text("basic_auth_users: {alice: not-a-hash}\n")
+    wait_until(
+        lambda: (
+            request(served, "GET", "/metrics", {"Authorization": basic("alice", PASSWORD)})[0] == 200
+            and not served.server.web.successful
+        ),
+        "the broken web config refused and the old one serving",
+    )
+    assert not served.server.reload_web_config()
+
+
+# ---- the real process: start-up errors, and SIGHUP and /-/reload re-reading the web config
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ({"cert_file": "", "key_file": "server.key"}, "tls_server_config.cert_file: must not be empty"),
+        ({"cert_file": "server.crt", "key_file": ""}, "tls_server_config.key_file: must not be empty"),
+    ],
+)
+def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, tls, problem):
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": tls}))
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(web)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"auditmanager-exporter: web config {web}: {problem}"]
+
+
+def web_reload_metric(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> float:
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    status, _, body = request(served, "GET", "/metrics", authorization, context)
+    assert status == 200
+    value = sample(parse_metrics(body.decode()), "auditmanager_exporter_web_config_last_reload_successful")
+    assert value is not None
+    return value
+
+
+@pytest.mark.parametrize("trigger", ["SIGHUP", "POST /-/reload"])
+def test_sighup_and_reload_re_read_the_web_config_and_a_broken_one_keeps_the_old(
+    simulator, run_exporter, pki, password_hash, tmp_path, trigger
+):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    web = tmp_path / "web.yml"
+    good = {**tls_config(pki), "basic_auth_users": {"alice": password_hash}}
+    web.write_text(yaml.safe_dump(good))
+    config = {
+        "poll_interval": "1h",
+        "targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}],
+    }
+    exporter = run_exporter(config, "--web.config.file", str(web), wait="none")
+    context, alice = client_context(pki), {"Authorization": basic("alice", PASSWORD)}
+    wait_until(lambda: _answers_quietly(exporter, context, alice), "the exporter serving TLS")
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+
+    def reload() -> None:
+        if trigger == "SIGHUP":
+            exporter.process.send_signal(signal.SIGHUP)
+        else:
+            request(served, "POST", "/-/reload", alice, context)
+
+    web.write_text(yaml.safe_dump({**good, "basic_auth_users": {"alice": "plaintext"}}))
+    reload()
+    wait_until(lambda: web_reload_metric(exporter, context, alice) == 0.0, "the broken web config refused")
+    assert "basic_auth_users.alice: not a bcrypt hash" in exporter.logs()
+    web.write_text(yaml.safe_dump({**good, "basic_auth_users": {"bob": password_hash}}))
+    reload()
+    bob = {"Authorization": basic("bob", PASSWORD)}
+    wait_until(lambda: _answers_quietly(exporter, context, bob), "the new users in force")
+    assert web_reload_metric(exporter, context, bob) == 1.0
+    assert request(served, "GET", "/metrics", alice, context)[0] == 401
+    # New connections also notice changed files; the explicit reloads are logged as such.
+    assert exporter.logs().count('reason="reload requested"') >= 2, exporter.logs()
+
+
+def _answers_quietly(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> bool:
+    assert exporter.process.poll() is None, exporter.logs()
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    try:
+        return request(served, "GET", "/healthz", authorization, context)[0] == 200
+    except OSError:
+        return False
+
+
+def started_over_tls(run_exporter, web: Path, context: ssl.SSLContext, headers: dict[str, str]) -> Served:
+    """The real process with `web`, once it answers /healthz to this client."""
+    exporter = run_exporter(None, "--demo", "--web.config.file", str(web), wait="none")
+    served = Served(exporter.url.replace("http:", "https:"), int(exporter.url.rsplit(":", 1)[1]), None, [])  # type: ignore[arg-type]
+    wait_until(lambda: _answers_quietly(exporter, context, headers), f"the exporter serving:\n{exporter.logs()}", 60)
+    return served
+
+
+@pytest.mark.parametrize("auth_type", [t for t in ACCEPTED if t != "RequireClientCert"])
+def test_the_process_admits_client_certificates_by_each_client_auth_type(run_exporter, pki, tmp_path, auth_type):
+    settings = {"client_auth_type": auth_type} | (
+        {} if auth_type == "NoClientCert" else {"client_ca_file": str(pki.ca)}
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump(tls_config(pki, **settings)))
+    served = started_over_tls(run_exporter, web, client_context(pki, (pki.client_cert, pki.client_key)), {})
+    for client in ("none", "from the CA", "from another CA"):
+        assert answers(served, client_context(pki, client_cert(pki, client))) is (client in ACCEPTED[auth_type]), client
+
+
+def test_the_process_serves_a_web_config_using_every_key(run_exporter, pki, tmp_path, password_hash):
+    headers = {
+        "Content-Security-Policy": "default-src 'none'",
+        "X-Frame-Options": "sameorigin",
+        "X-Content-Type-Options": "nosniff",
+        "X-XSS-Protection": "0",
+        "Strict-Transport-Security": "max-age=31536000",
+    }
+    every_key = {
+        "tls_server_config": {
+            "cert_file": pki.server_cert.name,
+            "key_file": pki.server_key.name,
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": pki.ca.name,
+            "client_allowed_sans": ["prometheus.example"],
+            "cipher_suites": ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"],
+            "curve_preferences": ["X25519", "CurveP256"],
+            "min_version": "TLS12",
+            "max_version": "TLS12",
+            "prefer_server_cipher_suites": True,
+        },
+        "http_server_config": {"http2": True, "headers": headers},
+        "basic_auth_users": {"alice": password_hash},
+        "rate_limit": {"interval": "1ms", "burst": 1000},
+    }
+    # Relative names are relative to the web config's own directory.
+    web = pki.directory / f"every-key-{tmp_path.name}.yml"
+    web.write_text(yaml.safe_dump(every_key))
+    context, alice = client_context(pki, (pki.client_cert, pki.client_key)), {"Authorization": basic("alice", PASSWORD)}
+    served = started_over_tls(run_exporter, web, context, alice)
+    status, sent, body = request(served, "GET", "/metrics", alice, context)
+    assert status == 200 and b"auditmanager_exporter_web_config_last_reload_successful 1.0" in body
+    assert {name: sent.get(name) for name in headers} == headers
+    assert negotiated(served, context) == ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
+    assert request(served, "GET", "/metrics", {"Authorization": basic("alice", "wrong")}, context)[0] == 401
+    assert not answers(served, client_context(pki))
+    assert not answers(served, client_context(pki, (pki.rogue_cert, pki.rogue_key)))

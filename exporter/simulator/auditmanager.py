@@ -226,7 +226,8 @@ class Simulator:
         All matching "latency" faults add their delay. Among the other matching faults, the first added that
         fires replaces the normal answer: "error" with that AWS error, "reset" with a connection reset midway
         through the body, "malformed_json" with a 200 whose body is truncated JSON, "empty_body" with an empty
-        200, "no_insights" with `{}`. "throttle_above_rate" fires (429 ThrottlingException) for a request that
+        200, "no_insights" with `{}`, "body" with a 200 whose body is the fault's raw `body` bytes (any JSON, valid or
+        not, e.g. values of the wrong type). "throttle_above_rate" fires (429 ThrottlingException) for a request that
         finds `rate` requests it let through in that region during the previous second; throttled requests
         are not counted, so it lets `rate` requests per second through however hard it is pushed.
         """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from exporter.simulator.wire import ERROR_STATUS, Answer, encode, error_answer
 
 FAULT_KINDS = frozenset(
-    {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights"}
+    {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights", "body"}
 )
 
 
@@ -23,6 +23,7 @@ class Fault:
     rate: float = 0.0
     seconds: float = 0.0
     message: str = "injected fault"
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -54,4 +55,6 @@ def fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_
         return Answer(
             200, encode({"insights": {"noncompliantEvidenceCount": 0, "compliantEvidenceCount": 0}}), reset=True
         )
+    if fault.kind == "body":
+        return Answer(200, fault.body)
     return Answer(200, {"malformed_json": b'{"insights": {', "empty_body": b"", "no_insights": b"{}"}[fault.kind])
