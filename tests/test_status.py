@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -206,14 +207,18 @@ def test_a_cycle_records_each_target_and_each_failed_assessment_error_until_a_po
     assert recovered.targets[0].failures == 0
 
 
-def test_a_target_wide_failure_is_the_target_error(simulator):
+@pytest.mark.parametrize("operation", ["GetInsights", "ListAssessments"])
+def test_a_target_wide_failure_is_the_target_error_while_its_assessments_poll(simulator, operation):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
-    simulator.add_fault(Fault("error", "AccessDeniedException", operation="GetInsights", message="not registered"))
+    simulator.add_fault(Fault("error", "AccessDeniedException", operation=operation, message="not registered"))
     poller, _ = make_poller(simulator, [{"id": uuid(1)}])
 
-    (cycle,) = poller.poll().targets
+    snapshot = poller.poll()
 
-    assert (cycle.failures, cycle.error_code, cycle.error_message) == (0, "AccessDeniedException", "not registered")
+    (cycle,) = snapshot.targets
+    assert (cycle.assessments, cycle.failures) == (1, 0)
+    assert (cycle.error_code, cycle.error_message) == ("AccessDeniedException", "not registered")
+    assert [s.poll_success for s in snapshot.assessments] == [True]
 
 
 def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
@@ -420,6 +425,27 @@ def test_no_secret_from_the_config_environment_or_web_config_reaches_any_page(
     for page in pages:
         for secret in demo.secrets:
             assert secret not in page, secret
+
+
+def test_a_failed_reload_shows_as_failed_with_the_time_of_the_last_that_worked(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "Only one", insights=insights())
+    config = {"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}]}
+    exporter = run_exporter(config)
+    before = json.loads(http_get(exporter.url + "/status?format=json")[1])
+    assert before["last_reload_successful"] is True and before["config_file"] == str(exporter.config_path)
+    assert exporter.config_path is not None
+    exporter.config_path.write_text("targets: [", encoding="utf-8")
+
+    request = urllib.request.Request(exporter.url + "/-/reload", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 500
+
+    after = json.loads(http_get(exporter.url + "/status?format=json")[1])
+    assert after["last_reload_successful"] is False
+    assert after["last_successful_reload"] == before["last_successful_reload"] <= after["last_reload"]
+    page = http_get(exporter.url + "/status")[1].decode()
+    assert "(failed; the last that worked:" in page
 
 
 def test_status_is_served_over_tls_like_every_endpoint(simulator, run_exporter, tmp_path):
