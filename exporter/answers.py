@@ -51,6 +51,9 @@ def check_answer(operation: OperationModel, body: bytes, rules: AnswerRules) -> 
         answer = json.loads(body or b"{}", parse_constant=_not_json)
     except (ValueError, RecursionError) as error:
         raise MalformedAnswer(operation.name, "body", f"not JSON ({type(error).__name__})") from None
+    if not isinstance(answer, dict):
+        # A null field counts as absent, but a whole answer of null (or any non-object) is no answer at all.
+        raise MalformedAnswer(operation.name, "body", f"{type(answer).__name__} is not an object")
     checker = _Checker(operation.name, rules.launched.timestamp(), rules.clock() + rules.horizon)
     checker.check(operation.output_shape, answer, "")
     return answer

@@ -253,6 +253,7 @@ def test_any_answer_is_either_a_aws_error_or_values_the_model_allows(served, ope
     simulator, client = served
 
     @quick(60)
+    @example(body=b"null")
     @example(body=b'{"controlDomainInsights": [null], "assessmentMetadata": [null]}')
     @example(body=b'{"insights": {"lastUpdated": 1e400}, "assessment": {"metadata": null}}')
     @given(body=bodies(operation, good_answers(simulator)[operation]))
