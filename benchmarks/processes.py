@@ -55,6 +55,47 @@ def _simulator_main(conn: Connection, regions: dict[str, int], latency: float) -
         conn.send(getattr(simulator, name)(*args) if name in _QUERIES else None)
 
 
+def memory_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of /proc/<pid>/status: VmRSS (resident now) or VmHWM (resident at its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+# Every module the exporter imports (through its CLI), and one Audit Manager client; then wait for stdin to close.
+_FLOOR = """
+import sys
+import exporter.cli
+from exporter.aws import new_session
+session = new_session(aws_access_key_id="floor", aws_secret_access_key="floor", region_name="us-east-1")
+client = session.client("auditmanager", endpoint_url="http://127.0.0.1:9")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class FloorProcess:
+    """The floor of the exporter's memory, in a process of its own: Python with the exporter's imports and one
+    client, polling nothing and serving nothing."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _FLOOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline() != b"ready\n":
+            raise RuntimeError("the floor process did not start")
+
+    def memory_bytes(self, field: str = "VmRSS") -> int:
+        return memory_bytes(self.process.pid, field)
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
 class SimulatorProcess:
     """An `exporter.simulator.Simulator` with `regions[region]` assessments each, in a process of its own."""
 
@@ -87,7 +128,11 @@ class SimulatorProcess:
         self._process.join(5)
 
 
-def _static_main(conn: Connection, plain: bytes, gzipped: bytes, content_type: str) -> None:
+Answers = dict[tuple[bool, bool], tuple[bytes, str]]
+"""(OpenMetrics asked for, gzip asked for) -> (body, Content-Type)"""
+
+
+def _static_main(conn: Connection, answers: Answers) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # As the exporter's server does: without it, Nagle's algorithm holds the end of each body for the
@@ -95,8 +140,9 @@ def _static_main(conn: Connection, plain: bytes, gzipped: bytes, content_type: s
         disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
+            openmetrics = "openmetrics" in self.headers.get("Accept", "")
             compressed = "gzip" in self.headers.get("Accept-Encoding", "")
-            body = gzipped if compressed else plain
+            body, content_type = answers[openmetrics, compressed]
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -117,12 +163,13 @@ def _static_main(conn: Connection, plain: bytes, gzipped: bytes, content_type: s
 
 
 class StaticServerProcess:
-    """The floor: a `ThreadingHTTPServer` in its own process answering every GET with the same fixed bytes."""
+    """The floor: a `ThreadingHTTPServer` in its own process answering every GET with fixed bytes, picked by
+    whether the request asks for OpenMetrics and for gzip."""
 
-    def __init__(self, plain: bytes, gzipped: bytes, content_type: str) -> None:
+    def __init__(self, answers: Answers) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_static_main, args=(child, plain, gzipped, content_type), daemon=True)
+        self._process = context.Process(target=_static_main, args=(child, answers), daemon=True)
         self._process.start()
         self.port: int = self._conn.recv()
 
@@ -186,11 +233,8 @@ class ExporterProcess:
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def memory_bytes(self, field: str = "VmRSS") -> int:
-        """A memory figure of /proc/<pid>/status: VmRSS (resident now) or VmHWM (resident at its peak)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no {field} in /proc/{self.process.pid}/status")
+        """A memory figure of the process: VmRSS (resident now) or VmHWM (resident at its peak)."""
+        return memory_bytes(self.process.pid, field)
 
     def threads(self) -> int:
         """Threads of the process now, from /proc/<pid>/task."""

@@ -9,12 +9,14 @@ import time
 from collections.abc import Sequence
 
 
-def scrape_latencies(port: int, scrapers: int, seconds: float, gzipped: bool, path: str = "/metrics") -> list[float]:
-    """Latencies (seconds) of back-to-back GETs by `scrapers` threads, each on its own connection, for `seconds`.
+def scrape_latencies(
+    port: int, scrapers: int, seconds: float, headers: dict[str, str], path: str = "/metrics"
+) -> list[float]:
+    """Latencies (seconds) of back-to-back GETs with `headers` by `scrapers` threads, each on its own connection,
+    for `seconds`.
 
     A latency runs from sending the request to having read the whole body.
     """
-    headers = {"Accept-Encoding": "gzip"} if gzipped else {}
     barrier = threading.Barrier(scrapers)
     results: list[list[float]] = [[] for _ in range(scrapers)]
     errors: list[str] = []

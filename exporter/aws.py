@@ -7,6 +7,7 @@ whose `code` is the AWS error code or a transport class, never as a raw botocore
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -422,15 +423,15 @@ def _assessment(response: dict[str, Any]) -> AssessmentMeta:
     return AssessmentMeta(
         assessment_id=_text(metadata["id"]),
         name=_text(metadata["name"]),
-        status=_text(metadata.get("status", "")),
-        account_id=account_id,
-        framework=None if framework is None else _text(framework),
+        status=_shared(metadata.get("status", "")),
+        account_id=_shared(account_id),
+        framework=None if framework is None else _shared(framework),
     )
 
 
 def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:
     return [
-        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_text(item["status"]))
+        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_shared(item["status"]))
         for item in _items(pages, "assessmentMetadata")
     ]
 
@@ -447,3 +448,9 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a string")
     return value
+
+
+def _shared(value: object) -> str:
+    """A string that many assessments repeat (a status, a framework, an account), kept once however many answers
+    carried it, instead of once per answer for as long as the exporter keeps it."""
+    return sys.intern(_text(value))

@@ -25,10 +25,9 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
 from OpenSSL import SSL
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from exporter import __version__
-from exporter.collector import Exposition
+from exporter.exposition import Body, Exposition
 from exporter.snapshot import SnapshotStore
 from exporter.status import Query, StatusProvider, render_html, render_json
 from exporter.webconfig import WebConfig, WebConfigSource
@@ -240,6 +239,37 @@ class _Stream(io.RawIOBase):
         return len(data)
 
 
+OPENMETRICS = "application/openmetrics-text"
+
+
+def accepts_openmetrics(accept: str) -> bool:
+    """Whether an Accept value prefers OpenMetrics 1.x to the text format, as Prometheus's default does.
+
+    OpenMetrics counts when listed without a version or with a 1.x one and a weight above 0, at least as high as
+    the best of `text/plain`, `text/*` and `*/*`; without an Accept header, the answer is the text format.
+    """
+    openmetrics = text = 0.0
+    for part in accept.split(","):
+        media_type, *params = (item.strip() for item in part.split(";"))
+        weight, version = 1.0, ""
+        for param in params:
+            name, _, value = param.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+            elif name == "version":
+                version = value
+        media_type = media_type.lower()
+        if media_type == OPENMETRICS and (not version or version.split(".")[0] == "1"):
+            openmetrics = max(openmetrics, weight)
+        elif media_type in ("text/plain", "text/*", "*/*"):
+            text = max(text, weight)
+    return openmetrics > 0 and openmetrics >= text
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer  # type: ignore[assignment]
     request: _Connection
@@ -289,16 +319,16 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path, _, query = self.path.partition("?")
         if path == app.telemetry_path:
+            openmetrics = accepts_openmetrics(self.headers.get("Accept", ""))
             gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
             try:
-                body = app.exposition.render(gzipped=gzipped)
+                body = app.exposition.body(openmetrics=openmetrics, gzipped=gzipped)
             except Exception as error:
                 # A scraper should see a failed scrape, not a connection closed without an answer.
                 log.error("cannot render the metrics", extra={"error": f"{type(error).__name__}: {error}"})
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the metrics\n")
                 return
-            headers = {"Vary": "Accept-Encoding"} | ({"Content-Encoding": "gzip"} if gzipped else {})
-            self._send(HTTPStatus.OK, body, CONTENT_TYPE_PLAIN_0_0_4, headers)
+            self._send_metrics(body)
         elif path == "/healthz":
             self._send(HTTPStatus.OK, b"OK\n")
         elif path == "/readyz":
@@ -380,14 +410,23 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "text/plain; charset=utf-8",
         headers: dict[str, str] | None = None,
     ) -> None:
+        self._write(status, content_type, (body,), headers or {})
+
+    def _send_metrics(self, body: Body) -> None:
+        """Write the prepared parts one after the other: never joined, so a scrape copies none of them."""
+        headers = {"Vary": "Accept, Accept-Encoding"} | ({"Content-Encoding": "gzip"} if body.gzipped else {})
+        self._write(HTTPStatus.OK, body.content_type, body.parts, headers)
+
+    def _write(self, status: HTTPStatus, content_type: str, parts: Sequence[bytes], headers: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (*self.request.web.headers, *(headers or {}).items()):
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
+        for name, value in (*self.request.web.headers, *headers.items()):
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for part in parts:
+                self.wfile.write(part)
 
     do_HEAD = do_GET
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from exporter.config import Target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Insights:
     """One assessment's daily counts for the `last_updated` date. Any count may be None: AWS's are nullable."""
 
@@ -27,7 +27,7 @@ class Insights:
     last_updated: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ControlDomainInsights:
     """One control domain's daily counts within an assessment (ListControlDomainInsightsByAssessment)."""
 
@@ -46,7 +46,7 @@ class ControlDomainInsights:
         return sum(count is not None for count in (*counts, self.noncompliant_controls))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountInsights:
     """GetInsights's daily counts over the ACTIVE assessments of one account and region."""
 
@@ -63,7 +63,7 @@ AssessmentKey = tuple[str, str, str]
 """(account_id, region, assessment_id)"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 
@@ -88,7 +88,7 @@ class AssessmentState:
         return (self.account_id, self.region, self.assessment_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssessmentDetails:
     """What GetAssessment says about an assessment beyond its insights, for `auditmanager_assessment_info`."""
 
@@ -96,7 +96,7 @@ class AssessmentDetails:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """The last good account-level insights of one account and region (None until a GetInsights succeeds), and
     how the latest GetInsights went."""
@@ -108,7 +108,7 @@ class AccountState:
     last_success: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetCycle:
     """How one target's part of the latest poll cycle went: when it started (Unix time), how long it took, how
     many of its assessments it polled and how many failed, how many HTTP requests it started and the highest
@@ -126,7 +126,7 @@ class TargetCycle:
     error_message: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
@@ -172,14 +172,18 @@ class ApiCounters:
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str, str]] = Counter()
+        self.changes = 0
+        """How many counts so far: a reader that saw the same number saw the same counts."""
 
     def count_request(self, operation: str, region: str) -> None:
         with self._lock:
             self._requests[operation, region] += 1
+            self.changes += 1
 
     def count_error(self, operation: str, region: str, error_code: str) -> None:
         with self._lock:
             self._errors[operation, region, error_code] += 1
+            self.changes += 1
 
     def requests(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -198,9 +202,12 @@ class ReloadStatus:
         self.successful = True
         self.last_success = now
         self.last_attempt = now
+        self.changes = 0
+        """How many reloads were recorded: a reader that saw the same number saw the same status."""
 
     def record(self, successful: bool, now: float) -> None:
         self.successful = successful
         self.last_attempt = now
         if successful:
             self.last_success = now
+        self.changes += 1

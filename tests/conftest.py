@@ -42,7 +42,6 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_assessment_controls",
         "auditmanager_assessment_noncompliant_controls",
         "auditmanager_assessment_insights_last_updated_timestamp_seconds",
-        "auditmanager_assessment_insights_age_seconds",
         "auditmanager_assessment_poll_success",
         "auditmanager_assessment_last_poll_success_timestamp_seconds",
         "auditmanager_assessment_info",

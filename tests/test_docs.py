@@ -174,6 +174,16 @@ def test_every_log_message_is_explained_in_troubleshooting():
     assert [message for message in messages if f"`{message}`" not in text] == []
 
 
+def test_every_log_message_in_troubleshooting_is_still_logged_by_the_code():
+    rows = [
+        line.split("|")[2].strip()
+        for line in (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8").splitlines()
+        if re.match(r"^\| (debug|info|warn|error) \|", line) and "(logger `" not in line
+    ]
+    assert len(rows) > 10
+    assert [row for row in rows if row.strip("`") not in log_messages()] == []
+
+
 def test_the_readme_is_a_front_door_with_the_status_screenshot():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.encode()) <= 10 * 1024

@@ -219,7 +219,7 @@ def _values(samples: Samples, labels: dict[str, str]) -> dict[str, float]:
     return {
         name + str(sorted(set(key) - wanted)): value
         for (name, key), value in samples.items()
-        if name.startswith("auditmanager_assessment_") and wanted <= key and not name.endswith("_age_seconds")
+        if name.startswith("auditmanager_assessment_") and wanted <= key
     }
 
 

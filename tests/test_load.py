@@ -12,8 +12,8 @@ from pathlib import Path
 import boto3
 
 from exporter.cli import Service
-from exporter.collector import Exposition
 from exporter.config import Config, parse
+from exporter.exposition import Exposition
 from exporter.simulator import Fault, Insights
 from tests.conftest import insights, parse_metrics, series, uuid
 
@@ -160,7 +160,7 @@ def test_thousands_of_poll_cycles_keep_threads_and_memory_bounded(simulator, mon
             elif i % 10 == 1:
                 simulator.clear_faults()
             service.run_cycle()
-            exposition.render(gzipped=i % 2 == 0)
+            exposition.body(gzipped=i % 2 == 0)
             if i % 100 == 99:
                 simulator.reset_stats()
 

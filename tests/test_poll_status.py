@@ -53,7 +53,9 @@ def start(simulator: Simulator, run_exporter: Callable[..., ExporterProcess]) ->
             uuid(n),
             f"A{n}",
             insights=insights(noncompliant=n),
-            control_domains=[ControlDomain(f"d-{n}", f"Domain {n}", n, 10, 0, 1, 5, updated)],
+            control_domains=[
+                ControlDomain(f"arn:aws:controlcatalog:::domain/D{n}", f"Domain {n}", n, 10, 0, 1, 5, updated)
+            ],
         )
     return run_exporter(
         {

@@ -288,6 +288,20 @@ def test_dashboard_variable_query_returns_values(stack: Stack, name: str, query:
     assert wait_for(f"values of variable {name}", values)
 
 
+def test_prometheus_scrapes_the_openmetrics_format(stack: Stack) -> None:
+    # An OpenMetrics counter family is named without _total, a text-format one with it: the metadata Prometheus
+    # keeps of the target shows which format it parsed.
+    selector = urllib.parse.urlencode({"match_target": f'{{job="{JOB}"}}'})
+
+    def counter_families() -> set[str]:
+        metadata = stack.api(f"/api/v1/targets/metadata?{selector}")
+        return {item["metric"] for item in metadata if item["type"] == "counter" and "api_requests" in item["metric"]}
+
+    families = wait_for("the target's metadata", counter_families, logs=stack.prometheus_log)
+    assert families == {"auditmanager_api_requests"}
+    assert stack.query(f'auditmanager_api_requests_total{{job="{JOB}"}}')
+
+
 def test_exporter_metrics_pass_promtool_check_metrics(stack: Stack) -> None:
     promtool = require_binary("promtool")
     status, body = http_get(f"{stack.exporter_url}/metrics")

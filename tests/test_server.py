@@ -9,19 +9,22 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from exporter import __version__
-from exporter.collector import Exposition
+from exporter.exposition import Exposition
 from exporter.server import (
     App,
     Limits,
     ListenAddressError,
     MetricsServer,
     accepts_gzip,
+    accepts_openmetrics,
     bind,
     parse_listen_address,
 )
@@ -86,6 +89,59 @@ def test_gzip_is_served_when_asked_for(serve):
     assert b"auditmanager_assessment_controls{" in plain
 
 
+# What Prometheus 2.x sends by default (scrape_protocols of 3.x add text/plain;version=1.0.0 in between).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize("accept_encoding", ["", "gzip"])
+def test_openmetrics_is_served_to_a_scraper_that_asks_for_it_like_prometheus(serve, accept_encoding):
+    url = serve(SnapshotStore(Snapshot((STATE,), completed_cycles=1)))
+    status, body, headers = http_get(
+        url + "/metrics", {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": accept_encoding}
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    assert headers.get("Content-Encoding") == (accept_encoding or None)
+    text = (gzip.decompress(body) if accept_encoding else body).decode()
+    assert text.endswith("# EOF\n")
+    families = {family.name: family for family in parse_openmetrics(text)}
+    assert families["auditmanager_api_requests"].type == "counter"
+    assert families["auditmanager_assessment_controls"].samples[0].value == 5
+
+
+def test_head_of_the_metrics_announces_the_length_of_the_body_it_would_send(serve):
+    url = serve(SnapshotStore(Snapshot((STATE,), completed_cycles=1)))
+    body = http_get(url + "/metrics")[1]
+    request = urllib.request.Request(url + "/metrics", method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.read() == b""
+        assert int(response.headers["Content-Length"]) == len(body) > 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        (PROMETHEUS_ACCEPT, True),
+        ("application/openmetrics-text", True),
+        ("Application/OpenMetrics-Text; version=1.0.0", True),
+        ("text/plain;q=0.5, application/openmetrics-text;q=0.5", True),
+        ("", False),
+        ("*/*", False),
+        ("text/plain", False),
+        ("text/plain;version=0.0.4", False),
+        ("application/openmetrics-text;q=0", False),
+        ("application/openmetrics-text;version=2.0.0", False),
+        ("application/openmetrics-text;q=0.4, */*", False),
+        ("application/openmetrics-text;q=nonsense", False),
+    ],
+)
+def test_openmetrics_is_chosen_by_accept_weights_and_version(accept, openmetrics):
+    assert accepts_openmetrics(accept) is openmetrics
+
+
 def test_landing_page_names_the_exporter_and_links_metrics_health_and_status(serve):
     status, body, headers = http_get(serve(SnapshotStore(), telemetry_path="/m") + "/")
     assert status == 200
@@ -96,11 +152,11 @@ def test_landing_page_names_the_exporter_and_links_metrics_health_and_status(ser
     assert b"Prometheus exporter for AWS Audit Manager" in body
 
 
-def test_metrics_responses_vary_by_accept_encoding_and_the_server_header_has_no_stray_space(serve):
+def test_metrics_responses_vary_by_accept_and_accept_encoding_and_the_server_header_has_no_stray_space(serve):
     url = serve(SnapshotStore(Snapshot((STATE,), completed_cycles=1)))
     for accept in ("gzip", "identity"):
         _, _, headers = http_get(url + "/metrics", {"Accept-Encoding": accept})
-        assert headers["Vary"] == "Accept-Encoding"
+        assert headers["Vary"] == "Accept, Accept-Encoding"
         assert headers["Server"] == f"auditmanager-exporter/{__version__}"
     _, _, headers = http_get(url + "/healthz")
     assert "Vary" not in headers

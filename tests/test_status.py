@@ -27,8 +27,8 @@ import yaml
 
 from benchmarks import status as status_benchmark
 from exporter import __version__
-from exporter.collector import Exposition
 from exporter.config import parse
+from exporter.exposition import Exposition
 from exporter.server import App, MetricsServer, bind
 from exporter.simulator import Fault, Simulator, demo_simulator
 from exporter.snapshot import (

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exporter.collector import Exposition
+from exporter.exposition import Exposition
 from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
