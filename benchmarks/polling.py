@@ -27,6 +27,40 @@ def _session(target: Target) -> boto3.Session:
     return boto3.Session(aws_access_key_id="benchmark", aws_secret_access_key="benchmark", region_name=target.region)
 
 
+class _Sent:
+    """When the clients sent each request, by region: measured at the client, after its rate limiter, since the
+    server's arrival times add the machine's scheduling delays to the rate."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def session(self, target: Target) -> boto3.Session:
+        session = _session(target)
+        # Last for the limiter's own event, so after it.
+        session.events.register_last("before-send.auditmanager", lambda **_: self._record(target.region))
+        return session
+
+    def _record(self, region: str) -> None:
+        with self._lock:
+            self.times.setdefault(region, []).append(time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self.times.clear()
+
+
+def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
+    """The most of `times` in any half-open interval [t, t + window)."""
+    ordered = sorted(times)
+    best = first = 0
+    for last, sent in enumerate(ordered):
+        while ordered[first] + window <= sent:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
 @dataclass(frozen=True)
 class Cycle:
     """One measured poll cycle, with what the simulator saw of it."""
@@ -35,8 +69,10 @@ class Cycle:
     cpu_seconds: float
     calls: dict[str, dict[str, int]]
     total_calls: int
+    # Requests started in any one-second window, and when each started, measured at the client.
     max_per_second: dict[str, int]
     max_per_second_combined: int
+    sent: dict[str, tuple[float, ...]]
     assessments: int
     succeeded: int
 
@@ -60,11 +96,13 @@ def poll_cycles(
         }
     )
     counters = ApiCounters()
-    clients = [AuditManagerClient(target, config, counters, _session) for target in config.expanded_targets()]
+    sent = _Sent()
+    clients = [AuditManagerClient(target, config, counters, sent.session) for target in config.expanded_targets()]
     poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters)
     measured = []
     for _ in range(cycles):
         simulator.reset_stats()
+        sent.clear()
         cpu, started = time.process_time(), time.perf_counter()
         snapshot = poller.poll()
         assert snapshot is not None
@@ -75,8 +113,9 @@ def poll_cycles(
                 cpu_seconds=cpu,
                 calls={region: calls_by_operation(simulator, region) for region in targets},
                 total_calls=simulator.count(),
-                max_per_second={region: simulator.max_requests_in_window(region) for region in targets},
-                max_per_second_combined=simulator.max_requests_in_window(),
+                max_per_second={region: max_in_window(sent.times.get(region, [])) for region in targets},
+                max_per_second_combined=max_in_window([t for times in sent.times.values() for t in times]),
+                sent={region: tuple(times) for region, times in sent.times.items()},
                 assessments=len(snapshot.assessments),
                 succeeded=sum(s.poll_success for s in snapshot.assessments),
             )

@@ -1,4 +1,5 @@
-"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data.
+"""The Audit Manager client of one target: rate-limited, counted, and turning AWS answers and errors into plain data;
+and what it shares with the other services' clients (`ServiceClient`).
 
 Every HTTP attempt (retries included) passes the target's rate limiter and is counted; every answer is checked
 against the service model before botocore parses it (exporter.answers); every failed call ends as an `AwsError`
@@ -14,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import boto3
 import botocore.config
@@ -190,9 +191,13 @@ def assumed_role_session(source: boto3.Session, target: Target) -> boto3.Session
     return boto3.Session(botocore_session=core, region_name=target.region)
 
 
-class AuditManagerClient:
-    """Audit Manager calls for one target (one account and region), sharing one rate limit and one concurrency
-    limit between every caller (the poll cycle and the assessment details refresh)."""
+class ServiceClient:
+    """One AWS service's calls for one target (one account and region): every caller shares one rate limit and one
+    concurrency limit, every attempt is counted, and every answer is checked against the service's model
+    (`ANSWERS`). Each service gets limits of its own, as AWS throttles each service on its own."""
+
+    SERVICE: ClassVar[str]
+    ANSWERS: ClassVar[AnswerRules]
 
     def __init__(
         self,
@@ -204,8 +209,6 @@ class AuditManagerClient:
         self.region = target.region
         self._counters = counters
         self._limiter = RateLimiter(target.max_requests_per_second)
-        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
-        self._background = threading.local()
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
         # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
         self._in_flight = 0
@@ -218,14 +221,12 @@ class AuditManagerClient:
             user_agent_extra=f"auditmanager-exporter/{__version__}",
         )
         self._client = session_factory(target).client(
-            "auditmanager", region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
+            self.SERVICE, region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
         )
-        self._client.meta.events.register("before-send.auditmanager", self._before_send)
-        check_answers(self._client, AUDIT_MANAGER_ANSWERS)
+        self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
+        check_answers(self._client, self.ANSWERS)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
-        if getattr(self._background, "active", False):
-            self._background_limiter.acquire()
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
 
@@ -237,6 +238,67 @@ class AuditManagerClient:
     def take_peak_rate(self) -> float:
         """The highest request rate this client reached since the last call, in requests per second."""
         return self._limiter.take_peak_rate()
+
+    def close(self) -> None:
+        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
+        self._client.close()
+
+    def close_idle_connections(self) -> None:
+        """Close the pooled connections unless a call is in progress; the next call opens new ones. Between poll
+        cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+        with self._in_flight_lock:
+            if not self._in_flight:
+                self._client.close()
+
+    def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
+        """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
+        a failure of AWS (an error answer, a transport error, an answer that fails `parse`'s checks) as an
+        AwsError. Any other exception is the exporter's own and propagates as it is."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            with self._slots:
+                answer = request()
+        except Exception as exc:
+            error = _as_aws_error(exc)
+            if error is None:
+                raise
+            self._counters.count_error(operation, self.region, error.code)
+            raise error from exc
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+        try:
+            return parse(answer)
+        except AwsError as error:
+            self._counters.count_error(operation, self.region, error.code)
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            self._counters.count_error(operation, self.region, MALFORMED)
+            raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
+
+
+class AuditManagerClient(ServiceClient):
+    """Audit Manager calls for one target, shared by the poll cycle and the assessment details refresh."""
+
+    SERVICE = "auditmanager"
+    ANSWERS = AUDIT_MANAGER_ANSWERS
+
+    def __init__(
+        self,
+        target: Target,
+        config: Config,
+        counters: ApiCounters,
+        session_factory: SessionFactory = default_session,
+    ) -> None:
+        super().__init__(target, config, counters, session_factory)
+        self._background_limiter = RateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
+        self._background = threading.local()
+
+    def _before_send(self, event_name: str, **kwargs: Any) -> None:
+        if getattr(self._background, "active", False):
+            self._background_limiter.acquire()
+        super()._before_send(event_name, **kwargs)
 
     def assessment_insights(self, assessment_id: str) -> Insights:
         """GetInsightsByAssessment, validated: a missing or ill-typed answer raises `AwsError(MalformedResponse)`."""
@@ -257,8 +319,8 @@ class AuditManagerClient:
     def control_domain_insights(self, assessment_id: str) -> tuple[ControlDomainInsights, ...]:
         """ListControlDomainInsightsByAssessment, every page."""
 
-        def pages() -> list[dict[str, Any]]:
-            return _pages(
+        def every_page() -> list[dict[str, Any]]:
+            return pages(
                 lambda **paging: self._client.list_control_domain_insights_by_assessment(
                     assessmentId=assessment_id, maxResults=PAGE_SIZE, **paging
                 )
@@ -266,7 +328,7 @@ class AuditManagerClient:
 
         return self._call(
             "ListControlDomainInsightsByAssessment",
-            pages,
+            every_page,
             lambda answer: _domains(_items(answer, "controlDomainInsights")),
         )
 
@@ -289,46 +351,9 @@ class AuditManagerClient:
         filters = {"status": status} if status else {}
         return self._call(
             "ListAssessments",
-            lambda: _pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
+            lambda: pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
             _assessment_list,
         )
-
-    def close(self) -> None:
-        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
-        self._client.close()
-
-    def close_idle_connections(self) -> bool:
-        """Close the pooled connections if no call is in progress, and say whether it did; the next call opens new
-        ones. Between poll cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
-        with self._in_flight_lock:
-            if self._in_flight:
-                return False
-            self._client.close()
-            return True
-
-    def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
-        """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise
-        a failure of AWS (an error answer, a transport error, an answer that fails `parse`'s checks) as an
-        AwsError. Any other exception is the exporter's own and propagates as it is."""
-        with self._in_flight_lock:
-            self._in_flight += 1
-        try:
-            with self._slots:
-                answer = request()
-        except Exception as exc:
-            error = _as_aws_error(exc)
-            if error is None:
-                raise
-            self._counters.count_error(operation, self.region, error.code)
-            raise error from exc
-        finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
-        try:
-            return parse(answer)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._counters.count_error(operation, self.region, MALFORMED)
-            raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
 
 
 def _as_aws_error(exc: BaseException) -> AwsError | None:
@@ -347,22 +372,23 @@ def _as_aws_error(exc: BaseException) -> AwsError | None:
     return None
 
 
-def _pages(request: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token,
-    until a page comes without one. A token that repeats is a malformed answer, not a reason to loop forever."""
+def pages(request: Callable[..., dict[str, Any]], token_key: str = "nextToken") -> list[dict[str, Any]]:
+    """Every page of a paged operation: `request()` first, then `request(nextToken=...)` with each page's token
+    (`token_key` names it: AWS Config's is NextToken), until a page comes without one. A token that repeats is a
+    malformed answer, not a reason to loop forever."""
     seen: set[str] = set()
     paging: dict[str, str] = {}
-    pages = []
+    answers = []
     while True:
         page = request(**paging)
-        pages.append(page)
-        token = page.get("nextToken")
+        answers.append(page)
+        token = page.get(token_key)
         if not token:
-            return pages
+            return answers
         if not isinstance(token, str) or token in seen:
-            raise AwsError(MALFORMED, f"nextToken {token!r} repeats or is not a string")
+            raise AwsError(MALFORMED, f"{token_key} {token!r} repeats or is not a string")
         seen.add(token)
-        paging = {"nextToken": token}
+        paging = {token_key: token}
 
 
 # The parsers below read answers that check_answers has already held to the model: counts are ints within

@@ -29,7 +29,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, healthcheck, logs, webconfig
 from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
-from exporter.config import Config, ConfigError, Target, load, parse
+from exporter.awsconfig import ConformancePackClient
+from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, ConfigError, Target, load, parse
 from exporter.exposition import Exposition
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
@@ -98,7 +99,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
     parser.add_argument(
-        "--demo", action="store_true", help="poll a built-in Audit Manager simulator; needs no AWS account"
+        "--demo",
+        action="store_true",
+        help="poll a built-in Audit Manager and AWS Config simulator; needs no AWS account",
     )
     parser.add_argument(
         "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
@@ -169,12 +172,19 @@ class Service:
         self._details_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
-        self._clients = Clients(lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory))
-        self._retired: list[AuditManagerClient | Workers] = []
+        self._clients = Clients(
+            AUDIT_MANAGER, lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory)
+        )
+        self._pack_clients = Clients(
+            AWS_CONFIG, lambda target, cfg: ConformancePackClient(target, cfg, self.counters, session_factory)
+        )
+        self._retired: list[AuditManagerClient | ConformancePackClient | Workers] = []
+        self._reload_poll_pending = False
         self._config = config
         self._workers = Workers(config.max_workers)
         clients, _ = self._clients.build(config)
-        self._poller = self._new_poller(config, clients)
+        pack_clients, _ = self._pack_clients.build(config)
+        self._poller = self._new_poller(config, clients, pack_clients)
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     @property
@@ -188,8 +198,15 @@ class Service:
         run_time = job.next_run_time if job is not None else None
         return run_time.timestamp() if run_time is not None else None
 
-    def _new_poller(self, config: Config, clients: Sequence[AuditManagerClient]) -> Poller:
-        return Poller(config, clients, self._publisher, self._workers, self.counters, shard=self._shard)
+    def _new_poller(
+        self,
+        config: Config,
+        clients: Sequence[AuditManagerClient | None],
+        pack_clients: Sequence[ConformancePackClient | None],
+    ) -> Poller:
+        return Poller(
+            config, clients, self._publisher, self._workers, self.counters, pack_clients=pack_clients, shard=self._shard
+        )
 
     def _schedule_details(self) -> None:
         # The framework of every assessment costs one GetAssessment each: fetched after a cycle, not within it,
@@ -256,6 +273,7 @@ class Service:
             try:
                 config = self._load_config()
                 clients, replaced = self._clients.build(config)
+                pack_clients, replaced_packs = self._pack_clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 self.reload_status.record(False, time.time())
@@ -265,18 +283,26 @@ class Service:
                 self.reload_status.record(False, time.time())
                 return False
             self._poller.stop()
-            self._retired += replaced
+            self._retired += [*replaced, *replaced_packs]
             if config.max_workers != self._workers.max_workers:
                 self._retired.append(self._workers)
                 self._workers = Workers(config.max_workers)
-            self._poller, self._config = self._new_poller(config, clients), config
+            self._poller, self._config = self._new_poller(config, clients, pack_clients), config
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
-            self.scheduler.add_job(self._poll_after_reload, id="reload-poll", replace_existing=True)
+            if not self._reload_poll_pending:
+                # A job of its own each time, never one replaced by id: replacing a one-off job the scheduler is
+                # about to remove raises JobLookupError in the scheduler's thread, which then stops scheduling.
+                self._reload_poll_pending = True
+                self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return True
 
     def _poll_after_reload(self) -> None:
+        with self._reload_lock:
+            # Reloads from here on schedule a poll of their own; this one polls with the poller current once the
+            # cycle lock is free.
+            self._reload_poll_pending = False
         with self._cycle_lock:
             self.close_retired()
             self._cycle()
@@ -300,6 +326,7 @@ class Service:
     def close(self) -> None:
         """Close every client and worker (after `stop`, once `wait_idle` says the work has ended)."""
         self._clients.close()
+        self._pack_clients.close()
         self._workers.close()
         for item in self._retired:
             item.close()
@@ -325,8 +352,10 @@ def _demo() -> tuple[Config, SessionFactory]:
                 {
                     "regions": ["us-east-1", "eu-west-1"],
                     "endpoint_url": simulator.url,
+                    "sources": [AUDIT_MANAGER, AWS_CONFIG],
                     "discover": True,
                     "control_domains": True,
+                    "conformance_packs": {"discover": True},
                 }
             ],
         }
@@ -335,7 +364,9 @@ def _demo() -> tuple[Config, SessionFactory]:
     def session(target: Target) -> boto3.Session:
         return new_session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
 
-    log.info("demo mode: polling the built-in Audit Manager simulator", extra={"simulator": simulator.url})
+    log.info(
+        "demo mode: polling the built-in Audit Manager and AWS Config simulator", extra={"simulator": simulator.url}
+    )
     return config, session
 
 

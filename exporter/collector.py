@@ -12,10 +12,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.conformance import COMPLIANT, INSUFFICIENT_DATA
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]
 ACCOUNT_LABELS = ["account_id", "region"]
+PACK_LABELS = ["account_id", "region", "conformance_pack"]
 _DAILY = (
     "AWS's daily count for the lastUpdated date, refreshed by AWS about once a day; "
     "cached by the exporter and refreshed every poll_interval."
@@ -113,6 +115,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _info_families(snapshot)
     yield from _control_domain_families(snapshot)
     yield from _account_families(snapshot)
+    yield from _conformance_pack_families(snapshot)
     yield from _poll_status_families(snapshot)
     build_info = GaugeMetricFamily(
         "auditmanager_exporter_build_info", "The exporter's version; always 1.", labels=["version"]
@@ -205,6 +208,55 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (active, evidence, controls, noncompliant_controls, last_updated)
 
 
+def _conformance_pack_families(snapshot: Snapshot) -> Iterator[Metric]:
+    score = GaugeMetricFamily(
+        "awsconfig_conformance_pack_compliance_score",
+        "The conformance pack's compliance score in percent (ListConformancePackComplianceScores); no series while "
+        "AWS Config has none (INSUFFICIENT_DATA).",
+        labels=PACK_LABELS,
+    )
+    rules = GaugeMetricFamily(
+        "awsconfig_conformance_pack_rules",
+        "Rules of the conformance pack by compliance type (DescribeConformancePackCompliance).",
+        labels=[*PACK_LABELS, "compliance"],
+    )
+    rule_compliant = GaugeMetricFamily(
+        "awsconfig_conformance_pack_rule_compliant",
+        "1 if the rule of the conformance pack is COMPLIANT, 0 if NON_COMPLIANT; no series for INSUFFICIENT_DATA. "
+        "Capped at max_conformance_pack_rule_series series.",
+        labels=[*PACK_LABELS, "config_rule"],
+    )
+    poll_success = GaugeMetricFamily(
+        "awsconfig_conformance_pack_poll_success",
+        "1 if the exporter's latest poll of the conformance pack (its score and its rules) succeeded, else 0.",
+        labels=PACK_LABELS,
+    )
+    last_success = GaugeMetricFamily(
+        "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
+        "When the exporter last polled the conformance pack successfully, as Unix time.",
+        labels=PACK_LABELS,
+    )
+    for pack in snapshot.conformance_packs:
+        labels = [pack.account_id, pack.region, pack.name]
+        poll_success.add_metric(labels, 1.0 if pack.poll_success else 0.0)
+        if pack.last_success is not None:
+            last_success.add_metric(labels, pack.last_success)
+        if pack.score is not None:
+            score.add_metric(labels, pack.score)
+        for compliance, count in pack.rule_counts:
+            rules.add_metric([*labels, compliance], count)
+        for rule in pack.rules:
+            if rule.compliance != INSUFFICIENT_DATA:
+                rule_compliant.add_metric([*labels, rule.rule], 1.0 if rule.compliance == COMPLIANT else 0.0)
+    dropped = CounterMetricFamily(
+        "awsconfig_conformance_pack_rule_series_dropped",
+        "Per-rule series left out because max_conformance_pack_rule_series was reached, added up over every poll "
+        "cycle that left them out. Above 0: raise the limit or poll fewer conformance packs.",
+    )
+    dropped.add_metric([], snapshot.conformance_pack_rule_series_dropped)
+    yield from (score, rules, rule_compliant, poll_success, last_success, dropped)
+
+
 def _poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:
     """Whether the latest account-level and control-domain polls succeeded, and when they last did: a failed poll
     keeps the last good values published, and these say how old they are."""
@@ -247,14 +299,14 @@ def live_families(counters: ApiCounters) -> Iterator[Metric]:
     """Families whose values change between snapshots: the exporter's own counts of its AWS calls."""
     requests = CounterMetricFamily(
         "auditmanager_api_requests",
-        "HTTP requests sent to the Audit Manager API, retries included.",
+        "HTTP requests sent to the Audit Manager and AWS Config APIs, retries included.",
         labels=["operation", "region"],
     )
     for (operation, region), count in sorted(counters.requests().items()):
         requests.add_metric([operation, region], count)
     errors = CounterMetricFamily(
         "auditmanager_api_errors",
-        "Audit Manager calls that failed after retries, by AWS error code or transport error class.",
+        "Audit Manager and AWS Config calls that failed after retries, by AWS error code or transport error class.",
         labels=["operation", "region", "error_code"],
     )
     for (operation, region, code), count in sorted(counters.errors().items()):

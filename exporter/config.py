@@ -1,7 +1,8 @@
 """The exporter's configuration: typed, frozen dataclasses checked by hand from YAML.
 
 `load(path)` returns a `Config` or raises `ConfigError` listing every problem at once, one line each, each
-naming the key path (`targets[0].assessments[1].id: not a UUID`).
+naming the key path (`targets[0].assessments[1].id: not a UUID`). A target polls the `sources` it names: Audit
+Manager (its assessments) and AWS Config (its `conformance_packs`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ MAX_INTERVAL_SECONDS = 30 * 86400
 MAX_TIMEOUT_SECONDS = 3600
 # Far beyond what AWS's 20 requests/s can use; botocore preallocates a connection slot for each.
 MAX_CONCURRENCY = 1000
+AUDIT_MANAGER = "auditmanager"
+AWS_CONFIG = "config"
+SOURCES = (AUDIT_MANAGER, AWS_CONFIG)
+CONFORMANCE_PACK_PATTERN = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,255}$")
 
 
 class ConfigError(Exception):
@@ -114,6 +119,23 @@ class AssessmentConfig:
 
 
 @dataclass(frozen=True)
+class ConformancePacksConfig:
+    """The AWS Config conformance packs a target polls: `names`, and with `discover` every pack of the account and
+    region whose name passes `include` and `exclude`."""
+
+    names: tuple[str, ...] = ()
+    discover: bool = False
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+
+    def wants(self, name: str) -> bool:
+        """Whether a discovered pack of this name passes `include` and `exclude`."""
+        return (self.include is None or self.include.search(name) is not None) and (
+            self.exclude is None or self.exclude.search(name) is None
+        )
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`)."""
 
@@ -131,6 +153,8 @@ class TargetConfig:
     control_domains: bool = False
     max_concurrency: int | None = None
     max_requests_per_second: float | None = None
+    sources: tuple[str, ...] = (AUDIT_MANAGER,)
+    conformance_packs: ConformancePacksConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,8 @@ class Target:
     include: re.Pattern[str] | None = None
     exclude: re.Pattern[str] | None = None
     control_domains: bool = False
+    sources: tuple[str, ...] = (AUDIT_MANAGER,)
+    conformance_packs: ConformancePacksConfig | None = None
 
     @property
     def role_account_id(self) -> str | None:
@@ -175,6 +201,7 @@ class Config:
     read_timeout: float = 30.0
     max_attempts: int = 3
     max_control_domain_series: int = 10000
+    max_conformance_pack_rule_series: int = 10000
     max_workers: int = 32
 
     def expanded_targets(self) -> tuple[Target, ...]:
@@ -194,6 +221,8 @@ class Config:
                 include=re.compile(target.include) if target.include else None,
                 exclude=re.compile(target.exclude) if target.exclude else None,
                 control_domains=target.control_domains,
+                sources=target.sources,
+                conformance_packs=target.conformance_packs,
             )
             for target in self.targets
             for region in (target.regions or (target.region or "",))
@@ -242,24 +271,47 @@ def _target_problems(raw: dict[str, Any]) -> Iterable[str]:
     for t, target in _raw_targets(raw):
         path = f"targets[{t}]"
         has = {key for key, value in target.items() if value is not None}
+        yield from _source_problems(path, target, has)
         if {"region", "regions"} <= has:
             yield f"{path}.regions: give either region or regions, not both"
         elif not {"region", "regions"} & has:
             yield f"{path}.region: required (or regions, a list of regions)"
-        if not target.get("assessments") and target.get("discover") is not True:
+        polls_assessments = AUDIT_MANAGER in _raw_sources(target)
+        if polls_assessments and not target.get("assessments") and target.get("discover") is not True:
             problem = "must not be empty" if "assessments" in has else "required"
             yield f"{path}.assessments: {problem} unless discover is true"
         for key in ("external_id", "session_name"):
             if key in has and "role_arn" not in has:
                 yield f"{path}.{key}: needs role_arn"
         for key in ("include", "exclude"):
-            if key in has and target.get("discover") is not True:
+            if polls_assessments and key in has and target.get("discover") is not True:
                 yield f"{path}.{key}: needs discover: true (it filters discovered assessments)"
         regions = target.get("regions")
         if isinstance(regions, list):
             for r, region in enumerate(regions):
                 if isinstance(region, str) and region in regions[:r]:
                     yield f"{path}.regions[{r}]: duplicate of regions[{regions.index(region)}] ({region})"
+
+
+def _raw_sources(target: dict[str, Any]) -> list[object]:
+    sources = target.get("sources")
+    return sources if isinstance(sources, list) else [AUDIT_MANAGER]
+
+
+_AUDIT_MANAGER_KEYS = ("assessments", "discover", "include", "exclude", "control_domains")
+
+
+def _source_problems(path: str, target: dict[str, Any], has: set[str]) -> Iterable[str]:
+    """Keys of a source the target does not poll, and the conformance packs the AWS Config source needs."""
+    sources = _raw_sources(target)
+    if AUDIT_MANAGER not in sources:
+        for key in _AUDIT_MANAGER_KEYS:
+            if key in has:
+                yield f"{path}.{key}: needs {AUDIT_MANAGER} in sources"
+    if AWS_CONFIG in sources and "conformance_packs" not in has:
+        yield f"{path}.conformance_packs: required when sources include {AWS_CONFIG}"
+    if AWS_CONFIG not in sources and "conformance_packs" in has:
+        yield f"{path}.conformance_packs: needs {AWS_CONFIG} in sources"
 
 
 def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
@@ -420,6 +472,58 @@ def _assessments(reader: _Reader, value: object, path: str) -> object:
     )
 
 
+def _sources(reader: _Reader, value: object, path: str) -> object:
+    sources = reader.items(value, path, required=True)
+    for s, source in enumerate(sources):
+        if source not in SOURCES:
+            reader.fail(f"{path}[{s}]", f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+        elif source in sources[:s]:
+            reader.fail(f"{path}[{s}]", f"duplicate of {path}[{sources.index(source)}] ({source})")
+    return tuple(sources)
+
+
+def _pack_name(value: str) -> str:
+    if not CONFORMANCE_PACK_PATTERN.match(value):
+        raise ValueError(f"not a conformance pack name (a letter, then letters, digits or -): {value!r}")
+    return value
+
+
+def _pack_names(reader: _Reader, value: object, path: str) -> object:
+    names = reader.items(value, path)
+    checked = tuple(_string(pattern=_pack_name)(reader, name, f"{path}[{n}]") for n, name in enumerate(names))
+    for n, name in enumerate(names):
+        if name in names[:n]:
+            reader.fail(f"{path}[{n}]", f"duplicate of {path}[{names.index(name)}] ({name})")
+    return checked
+
+
+def _pattern(reader: _Reader, value: object, path: str) -> object:
+    checked = _string(pattern=_regex)(reader, value, path)
+    return re.compile(checked) if isinstance(checked, str) else None
+
+
+def _conformance_packs(reader: _Reader, value: object, path: str) -> object:
+    """A list of pack names, or a mapping of names, discover, include and exclude."""
+    if isinstance(value, list):
+        value = {"names": value}
+    before = len(reader.problems)
+    fields = reader.mapping(value, path, _CONFORMANCE_PACK_FIELDS)
+    if len(reader.problems) > before:
+        return None
+    if not fields.get("names") and not fields.get("discover"):
+        reader.fail(path, "name at least one conformance pack, or set discover: true")
+    for key in ("include", "exclude"):
+        if key in fields and not fields.get("discover"):
+            reader.fail(f"{path}.{key}", "needs discover: true (it filters discovered conformance packs)")
+    return ConformancePacksConfig(**fields)
+
+
+_CONFORMANCE_PACK_FIELDS: dict[str, tuple[_Check, object]] = {
+    "names": (_pack_names, ()),
+    "discover": (_boolean, False),
+    "include": (_pattern, None),
+    "exclude": (_pattern, None),
+}
 _ASSESSMENT_FIELDS: dict[str, tuple[_Check, object]] = {
     "id": (_string(pattern=_uuid), _REQUIRED),
     "name": (_string(max_length=300), None),
@@ -439,6 +543,8 @@ _TARGET_FIELDS: dict[str, tuple[_Check, object]] = {
     "control_domains": (_boolean, False),
     "max_concurrency": (_number(int, maximum=MAX_CONCURRENCY), None),
     "max_requests_per_second": (_number(float), None),
+    "sources": (_sources, None),
+    "conformance_packs": (_conformance_packs, None),
 }
 _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "poll_interval": (_duration(_at_least_one_second), 900.0),
@@ -449,6 +555,7 @@ _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "read_timeout": (_duration(_positive_duration), 30.0),
     "max_attempts": (_number(int, maximum=10), 3),
     "max_control_domain_series": (_number(int, inclusive=True), 10000),
+    "max_conformance_pack_rule_series": (_number(int, inclusive=True), 10000),
     "max_workers": (_number(int, minimum=2, inclusive=True, maximum=MAX_CONCURRENCY), 32),
     "targets": (lambda reader, value, path: value, _REQUIRED),
 }

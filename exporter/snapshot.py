@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
+from exporter.conformance import ConformancePackState
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +132,9 @@ class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
-    `control_domain_series_dropped` is cumulative over the exporter's life. `generation` is the poller that
-    published it: a reload starts a new one, and a snapshot of an older generation is never published.
+    `control_domain_series_dropped` and `conformance_pack_rule_series_dropped` are cumulative over the exporter's
+    life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
+    generation is never published.
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -142,6 +144,8 @@ class Snapshot:
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
     generation: int = 0
+    conformance_packs: tuple[ConformancePackState, ...] = ()
+    conformance_pack_rule_series_dropped: int = 0
     targets: tuple[TargetCycle, ...] = ()
 
 

@@ -63,6 +63,12 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_exporter_build_info",
         "auditmanager_exporter_config_last_reload_successful",
         "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
+        "awsconfig_conformance_pack_compliance_score",
+        "awsconfig_conformance_pack_rules",
+        "awsconfig_conformance_pack_rule_compliant",
+        "awsconfig_conformance_pack_poll_success",
+        "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
+        "awsconfig_conformance_pack_rule_series_dropped_total",
         "auditmanager_exporter_web_config_last_reload_successful",
     }
 )
@@ -80,33 +86,65 @@ def new_poller(
     return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
 
 
+def _session(target: Any) -> boto3.Session:
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most of `times` in any half-open interval [t, t + window)."""
+    times = sorted(times)
+    best = first = 0
+    for last, sent in enumerate(times):
+        while times[first] + window <= sent:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
 class SendTimes:
-    """When the exporter's boto3 clients sent each request, measured at the client after its rate limiter (the
-    server's arrival times would add the machine's scheduling delays to the rate)."""
+    """When the exporter's boto3 clients sent each request, by region, measured at the client after its rate
+    limiter (the server's arrival times would add the machine's scheduling delays to the rate)."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def session(self, target: Any) -> boto3.Session:
-        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
-        # Registered last, so it runs after the client's own before-send handler, the rate limiter.
-        session.events.register_last("before-send.auditmanager", self._record)
+        session = _session(target)
+        # Registered last for the same event as the client's rate limiter, so it runs after it (a handler for a
+        # more specific event, "before-send.auditmanager.GetInsights", would run before).
+        session.events.register_last("before-send.auditmanager", lambda **_: self._record(target.region))
         return session
 
-    def _record(self, **_: Any) -> None:
+    def _record(self, region: str) -> None:
         with self._lock:
-            self.times.append(time.monotonic())
+            self.times.setdefault(region, []).append(time.monotonic())
 
-    def max_in_window(self, window: float) -> int:
-        """The most requests sent in any half-open interval [t, t + window)."""
-        times = sorted(self.times)
-        best = first = 0
-        for last, sent in enumerate(times):
-            while times[first] + window <= sent:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
+    def all(self) -> list[float]:
+        return sorted(t for times in self.times.values() for t in times)
+
+
+class InFlight:
+    """Requests in flight at once, counted at the client (sent after the rate limiter, until the answer came)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self._total = self.peak_total = 0
+
+    def session(self, target: Any) -> boto3.Session:
+        session = _session(target)
+        session.events.register_last("before-send.auditmanager", lambda **_: self._change(target.region, 1))
+        session.events.register("response-received.auditmanager", lambda **_: self._change(target.region, -1))
+        return session
+
+    def _change(self, region: str, delta: int) -> None:
+        with self._lock:
+            self._now[region] = self._now.get(region, 0) + delta
+            self._total += delta
+            self.peak[region] = max(self.peak.get(region, 0), self._now[region])
+            self.peak_total = max(self.peak_total, self._total)
 
 
 def require_binary(name: str) -> str:
@@ -217,7 +255,9 @@ class ExporterProcess:
             time.sleep(0.1)
         raise AssertionError(f"exporter not ready in time:\n{self.logs()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the process and wait for its exit code; the deadline is generous because a loaded machine may
+        take seconds to run an interpreter's shutdown (the test of the stop deadline itself passes its own)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)

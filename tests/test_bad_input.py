@@ -47,6 +47,18 @@ CASES = [
         (),
         "config.yml: targets[0].assessments[1].id: duplicate of targets[0].assessments[0].id",
     ),
+    Case(
+        "unknown source",
+        GOOD_TARGETS + "    sources: [auditmanager, cloudtrail]\n",
+        (),
+        "config.yml: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config)",
+    ),
+    Case(
+        "no conformance packs",
+        "targets:\n  - region: us-east-1\n    sources: [config]\n",
+        (),
+        "config.yml: targets[0].conformance_packs: required when sources include config",
+    ),
     Case("bad duration", "poll_interval: 15 minutes\n" + GOOD_TARGETS, (), "config.yml: poll_interval: not a duration"),
     Case(
         "duration too short",

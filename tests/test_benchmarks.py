@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.harness import PER_TARGET_CALLS
-from benchmarks.polling import INSIGHTS, poll_cycles
+from benchmarks.polling import INSIGHTS, max_in_window, poll_cycles
 from benchmarks.processes import SimulatorProcess, assessment_id
 from benchmarks.scraping import percentile
 
@@ -43,8 +43,12 @@ def test_each_target_keeps_its_own_rate_limit_and_targets_poll_in_parallel(simul
     (cycle,) = poll_cycles(simulator, targets, 8, 5.0)
     assert cycle.succeeded == 24
     assert all(cycle.calls[region][INSIGHTS] == 12 for region in targets)
-    assert max(cycle.max_per_second.values()) <= 5
-    assert 5 < cycle.max_per_second_combined <= 10
+    # Measured at the client; the limiter admits 5 per 1.02 s, and a shorter window leaves room for a loaded
+    # machine delaying a record.
+    assert all(max_in_window(times, 0.9) <= 5 for times in cycle.sent.values())
+    # Side by side, not one after the other.
+    us, eu = cycle.sent["us-east-1"], cycle.sent["eu-west-1"]
+    assert min(us) < max(eu) and min(eu) < max(us)
 
 
 def test_percentile_is_the_nearest_rank():

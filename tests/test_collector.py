@@ -5,6 +5,7 @@ from types import MappingProxyType
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import SnapshotCollector
+from exporter.conformance import ConformancePackState, RuleCompliance, rule_counts
 from exporter.snapshot import (
     AccountInsights,
     AccountState,
@@ -156,3 +157,69 @@ def test_control_domains_are_published_by_domain_and_the_dropped_series_counted(
 def test_the_dropped_series_counter_is_published_at_zero():
     registry = registry_for(SnapshotStore())
     assert registry.get_sample_value("auditmanager_control_domain_series_dropped_total") == 0
+
+
+PACK = {"account_id": "111122223333", "region": "us-east-1", "conformance_pack": "CIS"}
+
+
+def pack_state(
+    score: float | None = 87.5,
+    rules: tuple[RuleCompliance, ...] = (
+        RuleCompliance("root-mfa", "COMPLIANT"),
+        RuleCompliance("cloudtrail", "NON_COMPLIANT"),
+        RuleCompliance("flow-logs", "INSUFFICIENT_DATA"),
+    ),
+    poll_success: bool = True,
+    last_success: float | None = 1_700_000_100.0,
+) -> ConformancePackState:
+    return ConformancePackState(
+        "111122223333", "us-east-1", "CIS", score, rule_counts(rules), rules, poll_success, last_success
+    )
+
+
+def test_conformance_packs_publish_score_rules_by_compliance_and_each_rules_compliance():
+    store = SnapshotStore(Snapshot(conformance_packs=(pack_state(),), conformance_pack_rule_series_dropped=4))
+    get = registry_for(store).get_sample_value
+
+    assert get("awsconfig_conformance_pack_compliance_score", PACK) == 87.5
+    assert get("awsconfig_conformance_pack_rules", {**PACK, "compliance": "COMPLIANT"}) == 1
+    assert get("awsconfig_conformance_pack_rules", {**PACK, "compliance": "NON_COMPLIANT"}) == 1
+    assert get("awsconfig_conformance_pack_rules", {**PACK, "compliance": "INSUFFICIENT_DATA"}) == 1
+    assert get("awsconfig_conformance_pack_rule_compliant", {**PACK, "config_rule": "root-mfa"}) == 1
+    assert get("awsconfig_conformance_pack_rule_compliant", {**PACK, "config_rule": "cloudtrail"}) == 0
+    assert get("awsconfig_conformance_pack_rule_compliant", {**PACK, "config_rule": "flow-logs"}) is None
+    assert get("awsconfig_conformance_pack_poll_success", PACK) == 1
+    assert get("awsconfig_conformance_pack_last_poll_success_timestamp_seconds", PACK) == 1_700_000_100
+    assert get("awsconfig_conformance_pack_rule_series_dropped_total", {}) == 4
+
+
+def test_a_pack_without_a_score_or_a_successful_poll_publishes_only_its_poll_status():
+    never = ConformancePackState("111122223333", "us-east-1", "CIS", None, (), (), False, None)
+    text = generate_latest(registry_for(SnapshotStore(Snapshot(conformance_packs=(never,))))).decode()
+    samples = parse_metrics(text)
+
+    assert sample(samples, "awsconfig_conformance_pack_poll_success", **PACK) == 0
+    assert series(samples, "awsconfig_conformance_pack_compliance_score") == []
+    assert series(samples, "awsconfig_conformance_pack_rule_compliant") == []
+    assert series(samples, "awsconfig_conformance_pack_last_poll_success_timestamp_seconds") == []
+    assert series(samples, "awsconfig_conformance_pack_rules") == []
+
+
+def test_api_counters_carry_aws_config_operations():
+    counters = ApiCounters()
+    counters.count_request("DescribeConformancePackCompliance", "eu-west-1")
+    counters.count_error("ListConformancePackComplianceScores", "eu-west-1", "ThrottlingException")
+    get = registry_for(SnapshotStore(), counters).get_sample_value
+
+    assert (
+        get(
+            "auditmanager_api_requests_total", {"operation": "DescribeConformancePackCompliance", "region": "eu-west-1"}
+        )
+        == 1
+    )
+    errors = {
+        "operation": "ListConformancePackComplianceScores",
+        "region": "eu-west-1",
+        "error_code": "ThrottlingException",
+    }
+    assert get("auditmanager_api_errors_total", errors) == 1

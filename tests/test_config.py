@@ -283,3 +283,107 @@ def test_config_check_lists_every_problem_one_line_each_and_exits_2(tmp_path: Pa
         f"{path}: targets: must not be empty",
     ]
     assert "Traceback" not in result.stderr
+
+
+# ---- sources and conformance packs
+
+
+def config_target(**keys: Any) -> dict[str, Any]:
+    return {"targets": [{"region": "us-east-1", "sources": ["config"], **keys}]}
+
+
+def test_a_target_polls_audit_manager_only_unless_it_names_its_sources():
+    (target,) = parse(GOOD).expanded_targets()
+
+    assert (target.sources, target.conformance_packs) == (("auditmanager",), None)
+
+
+def test_a_config_target_takes_a_list_of_pack_names_and_needs_no_assessments():
+    (target,) = parse(config_target(conformance_packs=["Operational-Best-Practices-for-CIS", "S3"])).expanded_targets()
+
+    assert target.sources == ("config",)
+    assert target.conformance_packs is not None
+    assert target.conformance_packs.names == ("Operational-Best-Practices-for-CIS", "S3")
+    assert not target.conformance_packs.discover
+
+
+def test_a_discovering_config_target_filters_packs_by_include_and_exclude():
+    raw = config_target(conformance_packs={"discover": True, "include": "^Operational-", "exclude": "-Test$"})
+    raw["targets"][0]["sources"] = ["auditmanager", "config"]
+    raw["targets"][0]["discover"] = True
+
+    (target,) = parse(raw).expanded_targets()
+
+    packs = target.conformance_packs
+    assert packs is not None and packs.discover and target.discover
+    assert [packs.wants(name) for name in ("Operational-CIS", "Operational-CIS-Test", "S3")] == [True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("keys", "problems"),
+    [
+        (
+            {"sources": ["config", "awsconfig"]},
+            ["targets[0].sources[1]: unknown source 'awsconfig' (known: auditmanager, config)"],
+        ),
+        (
+            {"sources": []},
+            ["targets[0].sources: must not be empty", "targets[0].conformance_packs: needs config in sources"],
+        ),
+        ({"sources": ["config", "config"]}, ["targets[0].sources[1]: duplicate of targets[0].sources[0] (config)"]),
+        ({"conformance_packs": None}, ["targets[0].conformance_packs: required when sources include config"]),
+        (
+            {"conformance_packs": {"names": []}},
+            ["targets[0].conformance_packs: name at least one conformance pack, or set discover: true"],
+        ),
+        (
+            {"conformance_packs": {"names": ["A"], "include": "^A"}},
+            ["targets[0].conformance_packs.include: needs discover: true (it filters discovered conformance packs)"],
+        ),
+        (
+            {"conformance_packs": ["Pack", "9-lives", "Pack"]},
+            [
+                "targets[0].conformance_packs.names[1]: not a conformance pack name (a letter, then letters, digits or"
+                " -): '9-lives'",
+                "targets[0].conformance_packs.names[2]: duplicate of targets[0].conformance_packs.names[0] (Pack)",
+            ],
+        ),
+        (
+            {"conformance_packs": {"discover": True, "exclude": "("}},
+            [
+                "targets[0].conformance_packs.exclude: not a regular expression: missing ), unterminated subpattern"
+                " at position 0"
+            ],
+        ),
+        (
+            {"conformance_packs": {"discover": True, "aggregate": True}},
+            ["targets[0].conformance_packs.aggregate: unknown key"],
+        ),
+        (
+            {"conformance_packs": ["A"], "assessments": [{"id": uuid(1)}]},
+            ["targets[0].assessments: needs auditmanager in sources"],
+        ),
+        (
+            {"sources": ["auditmanager"], "assessments": [{"id": uuid(1)}]},
+            ["targets[0].conformance_packs: needs config in sources"],
+        ),
+    ],
+)
+def test_bad_sources_and_conformance_packs_are_named_one_line_each(keys: dict[str, Any], problems: list[str]):
+    raw = config_target(conformance_packs=["Pack"])
+    raw["targets"][0].update(keys)
+    raw["targets"][0] = {key: value for key, value in raw["targets"][0].items() if value is not None}
+
+    assert problems_of(raw) == problems
+
+
+def test_config_check_names_an_unknown_source_in_one_line_and_exits_2(tmp_path: Path):
+    path = tmp_path / "bad.yml"
+    path.write_text("targets:\n  - region: us-east-1\n    discover: true\n    sources: [auditmanager, cloudtrail]\n")
+
+    result = run_check("--config.file", str(path))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config)"
+    ]

@@ -1,5 +1,6 @@
 """deploy/: the Kubernetes manifests validate and are locked down, their monitoring objects match the Service and
-prometheus/alerts.yml, and the IAM policy grants exactly the Audit Manager operations the exporter's code calls."""
+prometheus/alerts.yml, and the IAM policy grants exactly the Audit Manager and AWS Config operations the exporter's
+code calls."""
 
 from __future__ import annotations
 
@@ -176,31 +177,40 @@ def test_prometheusrule_carries_exactly_the_rules_of_prometheus_alerts_yml() -> 
 # ---- IAM policy
 
 
+SERVICES = ("auditmanager", "config")
+
+
 @cache
-def auditmanager_operations() -> dict[str, str]:
-    """snake_case method name -> PascalCase operation, for every Audit Manager operation botocore knows."""
-    model = botocore.session.get_session().get_service_model("auditmanager")
-    return {botocore.xform_name(operation): operation for operation in model.operation_names}
+def service_operations() -> dict[str, set[str]]:
+    """snake_case method name -> the IAM actions ("service:Operation") it stands for, over the AWS services the
+    exporter calls (a name two services share stands for both)."""
+    actions: dict[str, set[str]] = {}
+    for service in SERVICES:
+        model = botocore.session.get_session().get_service_model(service)
+        for operation in model.operation_names:
+            actions.setdefault(botocore.xform_name(operation), set()).add(f"{service}:{operation}")
+    return actions
 
 
 def operations_called(source: str) -> set[str]:
-    """The Audit Manager operations a module calls: client methods named after one, and get_paginator("...")."""
-    operations = auditmanager_operations()
-    called = set()
+    """The IAM actions of the AWS operations a module calls: client methods named after one, and
+    get_paginator("...")."""
+    operations = service_operations()
+    called: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         if node.func.attr in operations:
-            called.add(operations[node.func.attr])
+            called |= operations[node.func.attr]
         elif node.func.attr == "get_paginator":
             for argument in node.args:
                 if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                    called.add(operations[argument.value])
+                    called |= operations[argument.value]
     return called
 
 
 def exporter_operations() -> set[str]:
-    sources = [path for path in sorted((ROOT / "exporter").rglob("*.py")) if path.name != "simulator.py"]
+    sources = sorted((ROOT / "exporter").rglob("*.py"))
     assert sources, "no exporter sources found"
     return set().union(*(operations_called(path.read_text(encoding="utf-8")) for path in sources))
 
@@ -214,18 +224,23 @@ def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_cal
         "client.get_insights_by_assessment(assessmentId=x)\n"
         "client.get_paginator('list_assessments').paginate()\n"
         "client.get_insights()\n"
+        "config.describe_conformance_pack_compliance(ConformancePackName=x)\n"
         "helper.format_value(1)\n"
         "get_assessment\n"
     )
-    assert operations_called(source) == {"GetInsightsByAssessment", "ListAssessments", "GetInsights"}
+    assert operations_called(source) == {
+        "auditmanager:GetInsightsByAssessment",
+        "auditmanager:ListAssessments",
+        "auditmanager:GetInsights",
+        "config:DescribeConformancePackCompliance",
+    }
 
 
-def test_iam_policy_allows_exactly_the_audit_manager_operations_the_exporter_calls() -> None:
+def test_iam_policy_allows_exactly_the_operations_the_exporter_calls() -> None:
     called = exporter_operations()
     actions = {action for statement in policy()["Statement"] for action in _as_list(statement["Action"])}
-    assert actions == {f"auditmanager:{operation}" for operation in called}, (
-        f"policy grants {sorted(actions)}, code calls {sorted(called)}"
-    )
+    assert actions == called, f"policy grants {sorted(actions)}, code calls {sorted(called)}"
+    assert {action.split(":")[0] for action in actions} == set(SERVICES)
 
 
 def test_iam_policy_is_one_allow_statement_of_read_actions_on_every_resource() -> None:
@@ -233,15 +248,15 @@ def test_iam_policy_is_one_allow_statement_of_read_actions_on_every_resource() -
     assert document["Version"] == "2012-10-17"
     (statement,) = document["Statement"]
     assert statement["Effect"] == "Allow"
-    # These Audit Manager actions support no resource-level permissions.
+    # These Audit Manager and AWS Config actions support no resource-level permissions.
     assert statement["Resource"] == "*"
     assert "Condition" not in statement and "NotAction" not in statement
     for action in _as_list(statement["Action"]):
         service, operation = action.split(":")
-        assert service == "auditmanager"
+        assert service in SERVICES
         assert "*" not in operation
-        assert operation in auditmanager_operations().values()
-        assert operation.startswith(("Get", "List")), action
+        assert {action} <= service_operations()[botocore.xform_name(operation)]
+        assert operation.startswith(("Get", "List", "Describe")), action
 
 
 def _as_list(value: str | list[str]) -> list[str]:

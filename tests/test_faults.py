@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -277,13 +279,21 @@ def test_it_recovers_by_itself_once_the_fault_ends(runs, name):
         )
 
 
+CYCLE_FINISHED = re.compile(r'^ts=(\S+) .*msg="poll cycle finished" .*duration_seconds=([0-9.]+)', re.MULTILINE)
+
+
 @pytest.mark.parametrize("name", IDS)
 def test_no_poll_overlaps_the_next(runs, name):
     run = runs[name]
-    arrivals = [r.at for r in run.simulator.requests(OPERATION, REGION) if r.assessment_id == run.a]
-    assert len(arrivals) >= 4
-    # Cycles start about 1 s apart; two cycles running at once would send two requests for A close together.
-    assert min(b - a for a, b in itertools.pairwise(arrivals)) > 0.5
+    # Each cycle's own record: when it finished (wall time) and how long it took. A cycle that started before the
+    # previous one finished would start before that one's end; 2 ms cover the rounding of both figures.
+    cycles = [
+        (end - float(duration), end)
+        for stamp, duration in CYCLE_FINISHED.findall(run.log)
+        for end in [datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()]
+    ]
+    assert len(cycles) >= 4, run.log
+    assert all(start >= previous_end - 0.002 for (_, previous_end), (start, _) in itertools.pairwise(cycles))
 
 
 @pytest.mark.parametrize("name", IDS)

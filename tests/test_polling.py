@@ -7,6 +7,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 import boto3
@@ -17,7 +18,7 @@ from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers, shard_of
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, SnapshotStore
-from tests.conftest import insights, new_poller, uuid
+from tests.conftest import InFlight, insights, new_poller, uuid
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -183,29 +184,6 @@ def test_a_target_whose_account_is_unknown_is_published_by_shard_0_only_and_neve
         }
 
 
-class InFlight:
-    """Requests in flight at once, counted at the client, overall and per region."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.now: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.total = self.peak_total = 0
-
-    def session(self, target: Any) -> boto3.Session:
-        made = plain_session(target)
-        made.events.register_last("before-send.auditmanager", lambda **_: self._change(target.region, 1))
-        made.events.register("response-received.auditmanager", lambda **_: self._change(target.region, -1))
-        return made
-
-    def _change(self, region: str, delta: int) -> None:
-        with self._lock:
-            self.now[region] = self.now.get(region, 0) + delta
-            self.total += delta
-            self.peak[region] = max(self.peak.get(region, 0), self.now[region])
-            self.peak_total = max(self.peak_total, self.total)
-
-
 def workers() -> set[threading.Thread]:
     """The exporter's worker threads now running."""
     return {t for t in threading.enumerate() if t.name.startswith(("poll", "details"))}
@@ -270,3 +248,18 @@ def test_framework_look_ups_keep_to_their_slice_of_the_rate(simulator):
     # second leaves room for a loaded machine delaying one record).
     assert len(sent) == 3
     assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(sent)), sent
+
+
+def test_a_closed_pool_cancels_the_tasks_it_has_not_started_instead_of_leaving_them_waiting():
+    workers = Workers(2)
+    lane = workers.lane(1)
+    release = threading.Event()
+    running = lane.submit(release.wait)
+    waiting = lane.submit(lambda: "never")
+    workers.close()
+    release.set()
+    assert running.result(timeout=30) is True
+    with pytest.raises(CancelledError):
+        waiting.result(timeout=30)
+    with pytest.raises(CancelledError):
+        lane.submit(lambda: "after").result(timeout=30)

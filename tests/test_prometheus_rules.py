@@ -19,7 +19,7 @@ RULE_TESTS = ROOT / "prometheus" / "alerts.test.yml"
 RUNBOOK = ROOT / "docs" / "alerts.md"
 
 SEVERITIES = {"critical", "warning", "info"}
-METRIC_NAME = re.compile(r"\b(auditmanager_\w+|[a-z_]+:\w+:\w+|up)\b")
+METRIC_NAME = re.compile(r"\b(auditmanager_\w+|awsconfig_\w+|[a-z_]+:\w+:\w+|up)\b")
 
 
 def rule_groups() -> list[dict[str, Any]]:
@@ -91,6 +91,16 @@ def test_per_assessment_alerts_name_the_assessment_in_summary_and_description(al
     rule = next(rule for rule in alerts() if rule["alert"] == alert)
     for annotation in ("summary", "description"):
         assert "{{ $labels.assessment_name }}" in rule["annotations"][annotation], (alert, annotation)
+
+
+PER_PACK = re.compile(r"\bawsconfig_conformance_pack_(?!rule_series_dropped)")
+
+
+@pytest.mark.parametrize("alert", [rule["alert"] for rule in alerts() if PER_PACK.search(rule["expr"])])
+def test_per_pack_alerts_name_the_conformance_pack_in_summary_and_description(alert: str) -> None:
+    rule = next(rule for rule in alerts() if rule["alert"] == alert)
+    for annotation in ("summary", "description"):
+        assert "{{ $labels.conformance_pack }}" in rule["annotations"][annotation], (alert, annotation)
 
 
 def test_rules_use_only_published_metrics_and_recorded_series() -> None:

@@ -183,3 +183,21 @@ def test_at_100_targets_of_20_assessments_threads_and_open_files_stay_bounded():
     assert figures.cycles >= 1
     assert figures.peak_threads <= 80, figures
     assert figures.peak_open_files <= 300, figures
+
+
+def test_a_reload_that_keeps_a_target_asks_aws_nothing_it_already_knows(simulator, run_exporter):
+    for n in (1, 2):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", framework="F", insights=insights())
+    config = {
+        "poll_interval": "1h",
+        "targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}],
+    }
+    exporter = run_exporter(config)
+    # The first cycle, then the framework look-ups: the account, the listing and both frameworks are known.
+    wait_until(lambda: simulator.count("GetAssessment") == 2, "framework look-ups", exporter)
+    simulator.reset_stats()
+    before = cycles_finished(exporter)
+    assert post_reload(exporter) == 200
+    wait_until(lambda: cycles_finished(exporter) > before, "cycle after the reload", exporter)
+    assert simulator.count("GetInsightsByAssessment") == 2
+    assert (simulator.count("ListAssessments"), simulator.count("GetAssessment")) == (0, 0)

@@ -1,14 +1,19 @@
-"""The Audit Manager clients of the configured targets, kept across reloads for targets whose connection did not
-change (with their rate-limiter budgets), and closed when a reload replaces them."""
+"""The clients of one AWS service for the configured targets that poll it, kept across reloads for targets whose
+connection did not change (with their rate-limiter budgets), and closed when a reload replaces them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from exporter.aws import AuditManagerClient
 from exporter.config import Config, Target
 
-ClientFactory = Callable[[Target, Config], AuditManagerClient]
+
+class ServiceClient(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=ServiceClient)
 _ClientKey = tuple[object, ...]
 
 
@@ -29,31 +34,38 @@ def client_key(target: Target, config: Config) -> _ClientKey:
     )
 
 
-class Clients:
-    """One client per expanded target of the current config."""
+class Clients(Generic[_C]):
+    """One client per expanded target of the current config that polls the service (`source`, one of the config's
+    SOURCES); None for the other targets."""
 
-    def __init__(self, factory: ClientFactory) -> None:
+    def __init__(self, source: str, factory: Callable[[Target, Config], _C]) -> None:
+        self._source = source
         self._factory = factory
-        self._clients: list[tuple[_ClientKey, AuditManagerClient]] = []
+        self._clients: list[tuple[_ClientKey, _C]] = []
 
-    def build(self, config: Config) -> tuple[list[AuditManagerClient], list[AuditManagerClient]]:
+    def build(self, config: Config) -> tuple[list[_C | None], list[_C]]:
         """The clients for `config`, reusing the current ones where the key matches (the n-th target of a key gets
         the n-th client of it), and the former clients left over, for the caller to close once it switched. If
         building a client fails, the ones built so far are closed and nothing changes."""
         spare = list(self._clients)
-        built: list[tuple[_ClientKey, AuditManagerClient]] = []
+        built: list[tuple[_ClientKey, _C]] = []
+        clients: list[_C | None] = []
         try:
             for target in config.expanded_targets():
+                if self._source not in target.sources:
+                    clients.append(None)
+                    continue
                 key = client_key(target, config)
                 match = next((i for i, (known, _) in enumerate(spare) if known == key), None)
                 built.append(spare.pop(match) if match is not None else (key, self._factory(target, config)))
+                clients.append(built[-1][1])
         except BaseException:
             for key, client in built:
                 if (key, client) not in self._clients:
                     client.close()
             raise
         self._clients = built
-        return [client for _, client in built], [client for _, client in spare]
+        return clients, [client for _, client in spare]
 
     def close(self) -> None:
         for _, client in self._clients:

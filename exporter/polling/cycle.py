@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, as_completed, wait
+from concurrent.futures import CancelledError, Future, as_completed, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -54,6 +54,7 @@ class CycleSettings:
     counters: ApiCounters
     wall_clock: Callable[[], float]
     monotonic: Callable[[], float]
+    max_rule_series: int = 10000
 
 
 @dataclass
@@ -100,10 +101,16 @@ class Cycle:
         accounts: list[AccountState] = []
         details: dict[AssessmentKey, AssessmentDetails] = {}
         for done in as_completed(plans):
-            if done.cancelled() or done.exception() is not None:
+            i, run = plans[done], self._runs[plans[done]]
+            if done.cancelled():
                 continue
-            i, plan = plans[done], done.result()
-            run = self._runs[i]
+            error = done.exception()
+            if isinstance(error, Exception) and not isinstance(error, CancelledError):
+                # Preparing is guarded where it calls AWS; this is anything else it met (a closed pool cancels).
+                report_unexpected(self._settings.counters, "ListAssessments", error, region=run.target.region)
+            if error is not None:
+                continue
+            plan = done.result()
             decided += plan.decided
             accounts += plan.accounts
             work[i].states += plan.decided
@@ -140,7 +147,7 @@ class Cycle:
             durations,
             details,
             dropped,
-            targets,
+            targets=targets,
         )
 
     def _prepare(self, run: TargetRun, tasks: _TargetTasks) -> _Plan:

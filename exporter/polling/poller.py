@@ -1,17 +1,22 @@
-"""A poller: the poll cycles and framework look-ups of one config, publishing as one generation."""
+"""A poller: the poll cycles (Audit Manager's and AWS Config's) and framework look-ups of one config, publishing as
+one generation."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from exporter.aws import AuditManagerClient
+from exporter.awsconfig import ConformancePackClient
 from exporter.config import Config
+from exporter.conformance import limit_rule_series
 from exporter.polling.cycle import Cycle, CycleSettings, TargetRun
 from exporter.polling.details import details_work, fetch_details
 from exporter.polling.inventory import UNSHARDED, Shard
+from exporter.polling.packs import PackCycle, PackRun
 from exporter.polling.publisher import Publisher
 from exporter.polling.workers import Workers
 from exporter.snapshot import ApiCounters, Snapshot
@@ -30,22 +35,31 @@ class Poller:
     def __init__(
         self,
         config: Config,
-        clients: Sequence[AuditManagerClient],
+        clients: Sequence[AuditManagerClient | None],
         publisher: Publisher,
         workers: Workers,
         counters: ApiCounters,
         *,
+        pack_clients: Sequence[ConformancePackClient | None] | None = None,
         shard: Shard = UNSHARDED,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         targets = config.expanded_targets()
         self._generation, memories = publisher.claim(targets)
-        self._runs = [TargetRun(t, c, m) for t, c, m in zip(targets, clients, memories, strict=True)]
+        packs = pack_clients if pack_clients is not None else [None] * len(targets)
+        self._runs = [TargetRun(t, c, m) for t, c, m in zip(targets, clients, memories, strict=True) if c is not None]
+        self._pack_runs = [PackRun(t, p, m) for t, p, m in zip(targets, packs, memories, strict=True) if p is not None]
         self._publisher = publisher
         self._workers = workers
         self._settings = CycleSettings(
-            shard, config.discovery_interval, config.max_control_domain_series, counters, clock, monotonic
+            shard,
+            config.discovery_interval,
+            config.max_control_domain_series,
+            counters,
+            clock,
+            monotonic,
+            config.max_conformance_pack_rule_series,
         )
         self._stop = threading.Event()
 
@@ -59,7 +73,16 @@ class Poller:
         started = time.monotonic()
         known = self._publisher.read(lambda state: state.known_assessments())
         known_accounts = self._publisher.read(lambda state: state.known_accounts())
+        known_packs = self._publisher.read(lambda state: state.known_packs())
+        packs = PackCycle(self._pack_runs, self._settings, self._workers, self._stop, known_packs)
+        packs.start()
         result = Cycle(self._runs, self._settings, self._workers, self._stop, known, known_accounts).run()
+        # Two targets may reach the same pack (one naming it, one discovering): publish it once.
+        polled = sorted({p.key: p for p in reversed(packs.result())}.values(), key=lambda p: p.key)
+        limited, rules_dropped = limit_rule_series(polled, self._settings.max_rule_series)
+        result = dataclasses.replace(
+            result, conformance_packs=limited, conformance_pack_rule_series_dropped=rules_dropped
+        )
         if self._stop.is_set():
             return None
         snapshot = self._publisher.commit(self._generation, lambda state: state.record_cycle(result))
@@ -73,11 +96,18 @@ class Poller:
                     "limit": self._settings.max_domain_series,
                 },
             )
+        if rules_dropped:
+            log.warning(
+                "conformance-pack rule series over max_conformance_pack_rule_series left out",
+                extra={"dropped": rules_dropped, "limit": self._settings.max_rule_series},
+            )
         log.info(
             "poll cycle finished",
             extra={
                 "assessments": len(snapshot.assessments),
                 "failed": sum(not s.poll_success for s in snapshot.assessments),
+                "conformance_packs": len(snapshot.conformance_packs),
+                "failed_conformance_packs": sum(not p.poll_success for p in snapshot.conformance_packs),
                 "duration_seconds": round(time.monotonic() - started, 3),
             },
         )
@@ -88,6 +118,8 @@ class Poller:
         alive gains nothing."""
         for run in self._runs:
             run.client.close_idle_connections()
+        for pack_run in self._pack_runs:
+            pack_run.client.close_idle_connections()
 
     def details_due(self) -> bool:
         """Whether `refresh_details` has work: a polled assessment whose details were never asked for, or a

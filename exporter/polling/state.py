@@ -1,5 +1,6 @@
 """What the poll service knows between cycles: per target (account id, names, listing and details times on the
-monotonic clock) and overall (the last state of every assessment and account, the frameworks). The snapshot is
+monotonic clock, discovered conformance packs) and overall (the last state of every assessment, account and
+conformance pack, the frameworks). The snapshot is
 made from it; nothing reads a snapshot back."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
+from exporter.conformance import ConformancePackKey, ConformancePackState
 from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
 
 AccountKey = tuple[str, str]
@@ -27,6 +29,8 @@ class TargetMemory:
     polled: tuple[str, ...] = ()
     details_at: float | None = None
     details_tried: set[str] = field(default_factory=set)
+    packs_discovered: tuple[str, ...] = ()
+    packs_listed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class CycleResult:
     durations: Mapping[str, float]
     details: Mapping[AssessmentKey, AssessmentDetails]
     control_domain_series_dropped: int
+    conformance_packs: Sequence[ConformancePackState] = ()
+    conformance_pack_rule_series_dropped: int = 0
     targets: Sequence[TargetCycle] = ()
 
 
@@ -53,6 +59,8 @@ class PollState:
         self._durations: Mapping[str, float] = MappingProxyType({})
         self._completed_cycles = 0
         self._dropped = 0
+        self._packs: dict[ConformancePackKey, ConformancePackState] = {}
+        self._rules_dropped = 0
         self._targets: tuple[TargetCycle, ...] = ()
 
     def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
@@ -73,6 +81,9 @@ class PollState:
     def known_accounts(self) -> dict[AccountKey, AccountState]:
         return dict(self._accounts)
 
+    def known_packs(self) -> dict[ConformancePackKey, ConformancePackState]:
+        return dict(self._packs)
+
     def record_cycle(self, result: CycleResult) -> None:
         """Keep what a cycle polled and forget every assessment, account and framework it did not."""
         self._assessments = {s.key: s for s in result.assessments}
@@ -81,6 +92,8 @@ class PollState:
         self._durations = MappingProxyType(dict(result.durations))
         self._completed_cycles += 1
         self._dropped += result.control_domain_series_dropped
+        self._packs = {p.key: p for p in result.conformance_packs}
+        self._rules_dropped += result.conformance_pack_rule_series_dropped
         self._targets = tuple(result.targets)
 
     def record_details(self, details: Mapping[AssessmentKey, AssessmentDetails]) -> None:
@@ -96,6 +109,8 @@ class PollState:
             MappingProxyType({k: v for k, v in self._details.items() if k in self._assessments}),
             self._dropped,
             generation,
+            tuple(sorted(self._packs.values(), key=lambda p: p.key)),
+            self._rules_dropped,
             self._targets,
         )
 

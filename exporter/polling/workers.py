@@ -98,10 +98,10 @@ class Pool:
         for lane, (future, task) in starts:
             try:
                 run = self._executor.submit(self._run, future, task)
-            except RuntimeError as error:
+            except RuntimeError:
                 # The pool was closed (the service stopped or a reload replaced it): the task never runs.
                 self._finished(lane)
-                _fail(future, error)
+                _fail(future, CancelledError())
             else:
                 run.add_done_callback(functools.partial(self._on_done, lane, future))
 

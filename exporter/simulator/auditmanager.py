@@ -17,10 +17,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simulator.awsconfig import AwsConfig
 from exporter.simulator.faults import Fault, fault_answer
 from exporter.simulator.http import SimulatorServer
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
-from exporter.simulator.wire import Answer, ApiError, field_problem, page_of, with_token
+from exporter.simulator.wire import ERROR_STATUS, Answer, ApiError, credential_scope, field_problem, page_of, with_token
 
 if TYPE_CHECKING:
     from exporter.simulator.demo import Drift
@@ -30,7 +31,6 @@ UNKNOWN_OPERATION = "UnknownOperation"
 STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 
 _ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
-_CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 _EVIDENCE_KEYS = (
     ("noncompliantEvidenceCount", "noncompliant_evidence"),
@@ -70,7 +70,8 @@ class _Assessment:
 
 
 class Simulator:
-    """One AWS account's Audit Manager, per region, served over HTTP on loopback.
+    """One AWS account's Audit Manager, per region, served over HTTP on loopback; its AWS Config conformance packs,
+    on the same endpoint, are `awsconfig`.
 
     `latency` may be changed at any time; every request sleeps that long (plus any latency faults) before
     its answer is sent, without holding the simulator's lock. `clock` (epoch seconds) dates new assessments
@@ -100,6 +101,7 @@ class Simulator:
         self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
         self._records: list[RequestRecord] = []
         self._server: SimulatorServer | None = None
+        self.awsconfig = AwsConfig(account_id, clock=clock, record=self._record)
 
     @property
     def url(self) -> str:
@@ -231,6 +233,8 @@ class Simulator:
         finds `rate` requests it let through in that region during the previous second; throttled requests
         are not counted, so it lets `rate` requests per second through however hard it is pushed.
         """
+        if fault.kind == "error" and fault.code not in ERROR_STATUS:
+            raise ValueError(f"{fault.code} is not an Audit Manager error code")
         with self._lock:
             self._faults.append((fault, {}))
 
@@ -240,7 +244,8 @@ class Simulator:
             self._faults.clear()
 
     def requests(self, operation: str | None = None, region: str | None = None) -> list[RequestRecord]:
-        """The recorded requests, in arrival order, optionally of one operation and/or region.
+        """The recorded requests (AWS Config's included), in arrival order, optionally of one operation and/or
+        region.
 
         A request is recorded, with the status its answer carries, before that answer is sent. Requests to
         unknown routes are recorded under the operation "UnknownOperation".
@@ -273,14 +278,17 @@ class Simulator:
         with self._lock:
             self._records.clear()
 
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
     def _add_drift(self, region: str, assessment_id: str, drift: Drift) -> None:
         with self._lock:
             self._regions[region][assessment_id].drift = drift
 
     def _answer(self, method: str, target: str, authorization: str, arrived: float) -> tuple[Answer, float]:
         """Decide and record the answer to a request; returns it with the extra delay its faults ask for."""
-        match = _CREDENTIAL_REGION.search(authorization)
-        access_key, region = match.groups() if match else ("", DEFAULT_REGION)
+        access_key, region = credential_scope(authorization, DEFAULT_REGION)
         parts = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
         operation, assessment_id = _route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)

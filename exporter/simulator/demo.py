@@ -1,11 +1,12 @@
-"""The demo's assessments: a few realistic ones whose daily counts drift with the clock, with the odd spike."""
+"""The demo's data: a few realistic assessments whose daily counts drift with the clock, with the odd spike, and
+two AWS Config conformance packs whose rules' compliance changes from day to day."""
 
 from __future__ import annotations
 
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -78,15 +79,83 @@ _DEMO_ASSESSMENTS = (
 )
 
 
+@dataclass(frozen=True)
+class PackDrift:
+    """The daily compliance of a demo conformance pack's rules as a function of wall-clock time: each rule is
+    NON_COMPLIANT with probability `noncompliant` and INSUFFICIENT_DATA with `insufficient` on any one day."""
+
+    origin: float
+    day_seconds: float
+    name: str
+    rules: tuple[str, ...]
+    noncompliant: float
+    insufficient: float
+
+    def at(self, now: float) -> tuple[Mapping[str, str], datetime]:
+        day = int((now - self.origin) // self.day_seconds)
+        rng = random.Random(f"{self.name}/{day}")
+        rules = {}
+        for rule in self.rules:
+            draw = rng.random()
+            failing = draw < self.noncompliant
+            rules[rule] = (
+                "NON_COMPLIANT" if failing else "INSUFFICIENT_DATA" if draw > 1 - self.insufficient else "COMPLIANT"
+            )
+        return rules, datetime.fromtimestamp(self.origin + day * self.day_seconds, UTC)
+
+
+# region, name, the rules (AWS names a pack's rules "<managed rule>-conformance-pack-<suffix>"), and the daily
+# chances of a rule being noncompliant or without data.
+_DEMO_PACKS = (
+    (
+        "us-east-1",
+        "Operational-Best-Practices-for-CIS-AWS-v1-4-Level1",
+        (
+            "access-keys-rotated",
+            "cloudtrail-enabled",
+            "cloudtrail-log-file-validation-enabled",
+            "iam-password-policy",
+            "iam-root-access-key-check",
+            "iam-user-unused-credentials-check",
+            "mfa-enabled-for-iam-console-access",
+            "multi-region-cloudtrail-enabled",
+            "root-account-hardware-mfa-enabled",
+            "root-account-mfa-enabled",
+            "s3-account-level-public-access-blocks-periodic",
+            "vpc-flow-logs-enabled",
+        ),
+        0.2,
+        0.05,
+    ),
+    (
+        "us-east-1",
+        "Security-Best-Practices-for-Amazon-S3",
+        (
+            "s3-bucket-level-public-access-prohibited",
+            "s3-bucket-logging-enabled",
+            "s3-bucket-public-read-prohibited",
+            "s3-bucket-public-write-prohibited",
+            "s3-bucket-server-side-encryption-enabled",
+            "s3-bucket-ssl-requests-only",
+            "s3-bucket-versioning-enabled",
+        ),
+        0.12,
+        0.0,
+    ),
+)
+
+
 def demo_simulator(
     *, start_time: float | None = None, day_seconds: float = 300.0, clock: Callable[[], float] = time.time
 ) -> Simulator:
-    """A simulator (not started) holding a few realistic assessments whose counts drift with `clock`.
+    """A simulator (not started) holding a few realistic assessments and two conformance packs that drift with
+    `clock`.
 
     Time is compressed into days of `day_seconds` starting at `start_time` (default: the Unix epoch, so days
     start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
     at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
-    assessment sees a spike of several times its usual noncompliant evidence.
+    assessment sees a spike of several times its usual noncompliant evidence. The packs' rules change compliance
+    at each rollover.
     """
     simulator = Simulator(clock=clock)
     origin = 0.0 if start_time is None else start_time
@@ -110,4 +179,10 @@ def demo_simulator(
             _DEMO_DOMAINS,
         )
         simulator._add_drift(region, assessment_id, drift)
+    for region, pack, rules, failing_share, missing_share in _DEMO_PACKS:
+        suffix = uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{pack}").hex[:6]
+        named = tuple(f"{rule}-conformance-pack-{suffix}" for rule in rules)
+        simulator.awsconfig.add_conformance_pack(region, pack)
+        pack_drift = PackDrift(origin, day_seconds, pack, named, failing_share, missing_share)
+        simulator.awsconfig._set_drift(region, pack, pack_drift.at)
     return simulator

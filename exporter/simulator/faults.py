@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from exporter.simulator.wire import ERROR_STATUS, Answer, encode, error_answer
+from exporter.simulator.wire import CONFIG_ERROR_STATUS, ERROR_STATUS, Answer, encode, error_answer
 
 FAULT_KINDS = frozenset(
     {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights", "body"}
@@ -14,7 +14,7 @@ FAULT_KINDS = frozenset(
 
 @dataclass(frozen=True)
 class Fault:
-    """An injected misbehaviour; see `Simulator.add_fault`."""
+    """An injected misbehaviour; see `Simulator.add_fault` and `AwsConfig.add_fault`."""
 
     kind: str
     code: str = ""
@@ -23,30 +23,40 @@ class Fault:
     rate: float = 0.0
     seconds: float = 0.0
     message: str = "injected fault"
+    conformance_pack: str | None = None
     body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.kind == "error" and self.code not in ERROR_STATUS:
+        if self.kind == "error" and self.code not in ERROR_STATUS.keys() | CONFIG_ERROR_STATUS.keys():
             raise ValueError(f"unknown error code {self.code!r}")
 
-    def matches(self, operation: str, assessment_id: str | None) -> bool:
-        """Whether a request for `operation` naming `assessment_id` is subject to this fault."""
-        return (self.operation is None or self.operation == operation) and (
-            self.assessment_id is None or self.assessment_id == assessment_id
+    def matches(self, operation: str, assessment_id: str | None, conformance_pack: str | None = None) -> bool:
+        """Whether a request for `operation` naming `assessment_id` (or `conformance_pack`) is subject to this
+        fault."""
+        return (
+            (self.operation is None or self.operation == operation)
+            and (self.assessment_id is None or self.assessment_id == assessment_id)
+            and (self.conformance_pack is None or self.conformance_pack == conformance_pack)
         )
+
+
+def admits(rate: float, window: deque[float], arrived: float) -> bool:
+    """Whether a request arriving at `arrived` stays within `rate` per second of those `window` let through in
+    the previous second; if so it is let through too."""
+    while window and window[0] <= arrived - 1.0:
+        window.popleft()
+    if len(window) < rate:
+        window.append(arrived)
+        return True
+    return False
 
 
 def fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_id: str | None) -> Answer | None:
     """The answer `fault` replaces the normal one with, or None if it does not fire for this request."""
     if fault.kind == "throttle_above_rate":
-        while window and window[0] <= arrived - 1.0:
-            window.popleft()
-        if len(window) < fault.rate:
-            window.append(arrived)
-            return None
-        return error_answer("ThrottlingException", "Rate exceeded")
+        return None if admits(fault.rate, window, arrived) else error_answer("ThrottlingException", "Rate exceeded")
     if fault.kind == "error":
         if fault.code == "ResourceNotFoundException":
             return error_answer(fault.code, fault.message, resourceId=assessment_id or "", resourceType="ASSESSMENT")

@@ -79,17 +79,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        answer, delay = self.server.simulator._answer(
-            self.command, self.path, self.headers.get("Authorization", ""), self.arrived
-        )
-        delay += self.server.simulator.latency
+        request = self.rfile.read(length) if length else b""
+        simulator = self.server.simulator
+        authorization = self.headers.get("Authorization", "")
+        # AWS Config's JSON 1.1 protocol names the operation in X-Amz-Target; Audit Manager's REST-JSON in the path.
+        amz_target = self.headers.get("X-Amz-Target")
+        if amz_target is not None:
+            answer, delay = simulator.awsconfig._answer(amz_target, request, authorization, self.arrived)
+        else:
+            answer, delay = simulator._answer(self.command, self.path, authorization, self.arrived)
+        delay += simulator.latency
         if delay > 0:
             time.sleep(delay)
         body = answer.body if isinstance(answer.body, bytes) else encode(answer.body)
         self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         if answer.error_code:

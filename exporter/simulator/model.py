@@ -47,8 +47,9 @@ class ControlDomain:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request the simulator answered; `at` is `time.monotonic()` when its request line was read, and
-    `access_key` the access key id it was signed with."""
+    """One request the simulator answered; `at` is `time.monotonic()` when its request line was read,
+    `access_key` the access key id it was signed with, and `conformance_pack` the pack an AWS Config request
+    names."""
 
     at: float
     region: str
@@ -56,3 +57,4 @@ class RequestRecord:
     assessment_id: str | None
     status: int
     access_key: str = ""
+    conformance_pack: str | None = None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from exporter.config import Target
+from exporter.config import AUDIT_MANAGER, Target
 from exporter.snapshot import ReloadStatus, Snapshot
 from exporter.status.model import AssessmentStatus, StatusReport, TargetStatus, ordered_assessments, ordered_targets
 
@@ -76,6 +76,8 @@ def report_from_snapshot(
     cycles = {cycle.target: cycle for cycle in snapshot.targets}
     target_rows = []
     for target in targets:
+        if AUDIT_MANAGER not in target.sources:
+            continue  # an AWS Config-only target: its conformance packs are not on this page
         row = TargetStatus(
             target.region,
             target.role_account_id,

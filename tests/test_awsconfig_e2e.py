@@ -1,0 +1,263 @@
+"""The AWS Config source end to end: the real exporter process against the simulator's conformance packs, for values,
+faults, vanished packs, reload, sharding and the demo."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+
+from exporter.simulator import Fault, Simulator
+from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.test_accounts import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, sts  # noqa: F401 (sts is a fixture)
+from tests.test_reload import post_reload
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+DEADLINE_SECONDS = 30.0
+CIS = {"root-mfa": "COMPLIANT", "cloudtrail": "NON_COMPLIANT", "flow-logs": "INSUFFICIENT_DATA", "mfa": "COMPLIANT"}
+S3 = {"s3-versioning": "COMPLIANT", "s3-logging": "NON_COMPLIANT"}
+
+
+def config_for(simulator: Simulator, packs: object, poll_interval: str = "1h", **target: object) -> dict[str, object]:
+    return {
+        "poll_interval": poll_interval,
+        "max_attempts": 1,
+        "max_requests_per_second": 100,
+        "targets": [
+            {
+                "region": REGION,
+                "endpoint_url": simulator.url,
+                "sources": ["config"],
+                "conformance_packs": packs,
+                **target,
+            }
+        ],
+    }
+
+
+def pack_labels(name: str, account: str = ACCOUNT) -> dict[str, str]:
+    return {"account_id": account, "region": REGION, "conformance_pack": name}
+
+
+def packs_of(samples: Samples) -> set[str]:
+    return {s["conformance_pack"] for s in series(samples, "awsconfig_conformance_pack_poll_success")}
+
+
+def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        samples = exporter.scrape()
+        if condition(samples):
+            return samples
+        assert time.monotonic() < deadline, exporter.logs()
+        time.sleep(0.1)
+
+
+def requests(samples: Samples, operation: str) -> float:
+    return sample(samples, "auditmanager_api_requests_total", operation=operation, region=REGION) or 0.0
+
+
+def test_scores_rule_counts_and_rule_compliance_are_published_with_one_scores_call_per_cycle(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS, score="62.5")
+    simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
+    simulator.awsconfig.add_conformance_pack(REGION, "Unevaluated", {"new-rule": "INSUFFICIENT_DATA"})
+    simulator.awsconfig.page_size = 2
+
+    samples = run_exporter(config_for(simulator, {"discover": True})).scrape()
+
+    cis = pack_labels("CIS")
+    assert sample(samples, "awsconfig_conformance_pack_compliance_score", **cis) == 62.5
+    assert sample(samples, "awsconfig_conformance_pack_compliance_score", **pack_labels("S3")) == 50.0
+    assert sample(samples, "awsconfig_conformance_pack_compliance_score", **pack_labels("Unevaluated")) is None
+    counts = {c: sample(samples, "awsconfig_conformance_pack_rules", **cis, compliance=c) for c in CIS.values()}
+    assert counts == {"COMPLIANT": 2, "NON_COMPLIANT": 1, "INSUFFICIENT_DATA": 1}
+    compliant = {
+        s["config_rule"]: sample(samples, "awsconfig_conformance_pack_rule_compliant", **s)
+        for s in series(samples, "awsconfig_conformance_pack_rule_compliant")
+        if s["conformance_pack"] == "CIS"
+    }
+    assert compliant == {"root-mfa": 1, "cloudtrail": 0, "mfa": 1}
+    for name in ("CIS", "S3", "Unevaluated"):
+        assert sample(samples, "awsconfig_conformance_pack_poll_success", **pack_labels(name)) == 1
+        assert sample(samples, "awsconfig_conformance_pack_last_poll_success_timestamp_seconds", **pack_labels(name))
+    # One paged scores call for the three packs (two pages of two), then the rules of each pack (CIS has two pages).
+    assert simulator.count("ListConformancePackComplianceScores") == 2
+    assert requests(samples, "ListConformancePackComplianceScores") == 2
+    assert sorted(r.conformance_pack for r in simulator.requests("DescribeConformancePackCompliance")) == [
+        "CIS",
+        "CIS",
+        "S3",
+        "Unevaluated",
+    ]
+    assert simulator.count("GetInsightsByAssessment") + simulator.count("ListAssessments") == 0
+
+
+def test_assessments_and_conformance_packs_of_one_target_share_account_and_region(simulator, run_exporter):
+    simulator.add_assessment(REGION, uuid(1), "SOC 2", insights=insights())
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    config = config_for(simulator, ["CIS"], sources=["auditmanager", "config"], assessments=[{"id": uuid(1)}])
+
+    samples = run_exporter(config).scrape()
+
+    (assessment,) = series(samples, "auditmanager_assessment_poll_success")
+    (pack,) = series(samples, "awsconfig_conformance_pack_poll_success")
+    assert (assessment["account_id"], assessment["region"]) == (pack["account_id"], pack["region"]) == (ACCOUNT, REGION)
+
+
+@pytest.mark.usefixtures("sts")
+def test_named_packs_take_the_account_from_the_role_and_need_no_listing(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    config = config_for(simulator, ["CIS"], role_arn=ROLE_ARN)
+
+    samples = run_exporter(config, env={"AWS_ENDPOINT_URL_STS": os.environ["AWS_ENDPOINT_URL_STS"]}).scrape()
+
+    assert sample(samples, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS", ROLE_ACCOUNT)) == 1
+    assert simulator.count("DescribeConformancePacks") == 0
+    (role,) = assumed_roles()
+    assert {r.access_key for r in simulator.requests()} == {role.access_key_id}
+
+
+def test_a_pack_failing_keeps_its_last_values_while_the_others_are_polled_and_recovers(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
+    exporter = run_exporter(config_for(simulator, ["CIS", "S3"], poll_interval="1s"))
+    exporter.scrape()
+
+    simulator.awsconfig.add_fault(Fault("error", code="AccessDeniedException", conformance_pack="CIS"))
+    simulator.awsconfig.set_rules(REGION, "S3", {"s3-versioning": "COMPLIANT", "s3-logging": "COMPLIANT"})
+    failing = wait_for(
+        exporter, lambda s: sample(s, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 0
+    )
+    cis = pack_labels("CIS")
+    assert sample(failing, "awsconfig_conformance_pack_rules", **cis, compliance="NON_COMPLIANT") == 1
+    assert sample(failing, "awsconfig_conformance_pack_compliance_score", **cis) == pytest.approx(66.67)
+    errors = {"operation": "DescribeConformancePackCompliance", "region": REGION, "error_code": "AccessDeniedException"}
+    assert sample(failing, "auditmanager_api_errors_total", **errors) >= 1
+    s3 = wait_for(
+        exporter, lambda s: sample(s, "awsconfig_conformance_pack_compliance_score", **pack_labels("S3")) == 100
+    )
+    assert sample(s3, "awsconfig_conformance_pack_poll_success", **pack_labels("S3")) == 1
+
+    simulator.awsconfig.clear_faults()
+    wait_for(exporter, lambda s: sample(s, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 1)
+
+
+@pytest.mark.parametrize("score", ["150", "NaN", "-1", "abc"])
+def test_a_malformed_score_is_never_published_and_fails_the_polls(simulator, run_exporter, score):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS, score=score)
+    simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
+
+    samples = run_exporter(config_for(simulator, ["CIS", "S3"])).scrape()
+
+    assert series(samples, "awsconfig_conformance_pack_compliance_score") == []
+    assert series(samples, "awsconfig_conformance_pack_rules") == []
+    assert [sample(samples, "awsconfig_conformance_pack_poll_success", **pack_labels(n)) for n in ("CIS", "S3")] == [
+        0,
+        0,
+    ]
+    errors = {"operation": "ListConformancePackComplianceScores", "region": REGION, "error_code": "MalformedResponse"}
+    assert sample(samples, "auditmanager_api_errors_total", **errors) == 1
+
+
+@pytest.mark.parametrize("kind", ["malformed_json", "empty_body", "no_insights"])
+def test_an_answer_without_its_rules_is_never_published_as_zero(simulator, run_exporter, kind):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_fault(Fault(kind, operation="DescribeConformancePackCompliance"))
+
+    samples = run_exporter(config_for(simulator, ["CIS"])).scrape()
+
+    assert series(samples, "awsconfig_conformance_pack_rules") == []
+    assert series(samples, "awsconfig_conformance_pack_rule_compliant") == []
+    assert sample(samples, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 0
+
+
+def test_throttled_scores_fail_every_pack_of_the_target_until_aws_config_answers_again(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_fault(Fault("throttle_above_rate", rate=0, operation="ListConformancePackComplianceScores"))
+    exporter = run_exporter(config_for(simulator, {"discover": True}, poll_interval="1s"))
+
+    throttled = wait_for(exporter, lambda s: packs_of(s) == {"CIS"})
+    assert sample(throttled, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 0
+    errors = {"operation": "ListConformancePackComplianceScores", "region": REGION, "error_code": "ThrottlingException"}
+    assert sample(throttled, "auditmanager_api_errors_total", **errors) >= 1
+
+    simulator.awsconfig.clear_faults()
+    recovered = wait_for(
+        exporter, lambda s: sample(s, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 1
+    )
+    assert sample(recovered, "awsconfig_conformance_pack_compliance_score", **pack_labels("CIS")) == pytest.approx(
+        66.67
+    )
+
+
+@pytest.mark.parametrize("packs", [["CIS", "S3"], {"discover": True}], ids=["named", "discovered"])
+def test_a_pack_that_vanishes_loses_its_series(simulator, run_exporter, packs):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
+    config = config_for(simulator, packs, poll_interval="1s")
+    config["discovery_interval"] = "1s"
+    exporter = run_exporter(config)
+    assert packs_of(exporter.scrape()) == {"CIS", "S3"}
+
+    simulator.awsconfig.remove_conformance_pack(REGION, "S3")
+
+    after = wait_for(exporter, lambda s: packs_of(s) == {"CIS"})
+    assert [s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_compliance_score")] == ["CIS"]
+    assert {s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_rule_compliant")} == {"CIS"}
+
+
+def test_the_rule_series_cap_leaves_out_whole_packs_and_counts_them(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "A-Pack", {f"a{n}": "COMPLIANT" for n in range(3)})
+    simulator.awsconfig.add_conformance_pack(REGION, "B-Pack", {f"b{n}": "NON_COMPLIANT" for n in range(4)})
+    config = config_for(simulator, {"discover": True})
+    config["max_conformance_pack_rule_series"] = 5
+
+    samples = run_exporter(config).scrape()
+
+    assert {s["conformance_pack"] for s in series(samples, "awsconfig_conformance_pack_rule_compliant")} == {"A-Pack"}
+    assert sample(samples, "awsconfig_conformance_pack_rules", **pack_labels("B-Pack"), compliance="NON_COMPLIANT") == 4
+    assert sample(samples, "awsconfig_conformance_pack_rule_series_dropped_total") == 4
+
+
+def test_a_reload_polls_added_packs_and_stops_publishing_removed_ones(simulator, run_exporter):
+    for name in ("CIS", "S3", "HIPAA"):
+        simulator.awsconfig.add_conformance_pack(REGION, name, CIS)
+    exporter = run_exporter(config_for(simulator, ["CIS", "S3"]))
+    assert packs_of(exporter.scrape()) == {"CIS", "S3"}
+
+    write_config(exporter.config_path, config_for(simulator, ["S3", "HIPAA"]))
+    assert post_reload(exporter) == (200, "config reloaded\n")
+
+    after = wait_for(exporter, lambda s: packs_of(s) == {"S3", "HIPAA"})
+    assert sample(after, "awsconfig_conformance_pack_poll_success", **pack_labels("HIPAA")) == 1
+
+    write_config(exporter.config_path, config_for(simulator, ["CIS"], sources=["config", "cloudtrail"]))
+    assert post_reload(exporter)[0] == 500
+    assert packs_of(exporter.scrape()) == {"S3", "HIPAA"}
+
+
+def test_two_exporter_processes_split_the_packs_without_overlap(simulator, run_exporter):
+    names = [f"Pack-{n}" for n in range(12)]
+    for name in names:
+        simulator.awsconfig.add_conformance_pack(REGION, name, S3)
+    config = config_for(simulator, {"discover": True})
+
+    shards = [run_exporter(config, "--shard.index", str(i), "--shard.count", "2").scrape() for i in range(2)]
+
+    polled = [packs_of(samples) for samples in shards]
+    assert polled[0] | polled[1] == set(names)
+    assert not polled[0] & polled[1]
+    asked = [r.conformance_pack for r in simulator.requests("DescribeConformancePackCompliance")]
+    assert sorted(asked) == sorted(names)
+
+
+def test_the_demo_shows_two_conformance_packs_beside_the_assessments(run_exporter):
+    samples = run_exporter(None, "--demo").scrape()
+
+    assert len(packs_of(samples)) == 2
+    assert len(series(samples, "awsconfig_conformance_pack_compliance_score")) == 2
+    assert series(samples, "auditmanager_assessment_poll_success")
+    assert all(v == 1 for (name, _), v in samples.items() if name == "awsconfig_conformance_pack_poll_success")
