@@ -125,6 +125,25 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
     assert report.completed_cycles == 4
 
 
+def test_targets_that_poll_only_aws_config_are_not_listed():
+    raw = {
+        "targets": [
+            {"region": "us-east-1", "assessments": [{"id": uuid(1)}]},
+            {"region": "eu-west-1", "sources": ["config"], "conformance_packs": ["Pack"]},
+            {
+                "region": "eu-west-2",
+                "sources": ["auditmanager", "config"],
+                "discover": True,
+                "conformance_packs": ["P"],
+            },
+        ]
+    }
+
+    report = _report(Snapshot(), raw)
+
+    assert [t.region for t in report.targets] == ["eu-west-2", "us-east-1"]
+
+
 def test_failing_rows_come_first_then_by_region_and_name():
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
     report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
