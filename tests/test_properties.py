@@ -7,6 +7,7 @@ The example database is off (`database=None`) and every test bounds its examples
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -239,13 +240,14 @@ COUNT_FIELDS = {
 
 
 def _assert_allowed(result: Any) -> None:
-    for name in COUNT_FIELDS & set(vars(result)):
+    present = {item.name for item in dataclasses.fields(result)}
+    for name in COUNT_FIELDS & present:
         count = getattr(result, name)
         assert count is None or (type(count) is int and 0 <= count <= INT_MAX), (name, count)
-    if "last_updated" in vars(result) and result.last_updated is not None:
+    if "last_updated" in present and result.last_updated is not None:
         assert LAUNCH <= result.last_updated <= time.time() + 86_400, result.last_updated
     for name in ("name", "assessment_id", "status"):
-        assert name not in vars(result) or isinstance(getattr(result, name), str)
+        assert name not in present or isinstance(getattr(result, name), str)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
