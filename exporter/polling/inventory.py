@@ -56,13 +56,15 @@ class Wanted:
     name: str | None
 
 
-def refresh_listing(target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float) -> None:
+def refresh_listing(
+    target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float
+) -> AwsError | None:
     """ListAssessments at most once every `every` seconds of the monotonic clock (`now`): the ACTIVE assessments
     for `discover`, and the names of configured assessments the config does not name. On failure the previous
-    listing stays."""
+    listing stays, and the failure is returned."""
     unnamed = {a.id for a in target.assessments if not a.name}
     if not (target.discover or unnamed) or (memory.listed_at is not None and now - memory.listed_at < every):
-        return
+        return None
     try:
         active = client.list_assessments(ACTIVE) if target.discover else []
         listed = active
@@ -70,12 +72,13 @@ def refresh_listing(target: Target, client: AuditManagerClient, memory: TargetMe
             listed = [*active, *client.list_assessments()]
     except AwsError as error:
         log_aws_failure("cannot list assessments", error, region=target.region)
-        return
+        return error
     memory.listed_at = now
     memory.names.update((m.assessment_id, m.name) for m in listed)
     if target.discover:
         memory.discovered = tuple(m.assessment_id for m in active if m.status == ACTIVE and target.wants(m.name))
         log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
+    return None
 
 
 def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:
