@@ -120,9 +120,12 @@ class RateLimiter:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
         self._clock = clock
+        self._seconds_per_window = 1.0 if per_second >= 1 else 1.0 / per_second
+        self._peak = 0
+        self.acquired = 0
 
     def acquire(self) -> None:
-        """Block until a request may start, and record that it does."""
+        """Block until a request may start, and record that it does (`acquired` counts them)."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -130,9 +133,17 @@ class RateLimiter:
                     self._starts.popleft()
                 if len(self._starts) < self._limit:
                     self._starts.append(now)
+                    self.acquired += 1
+                    self._peak = max(self._peak, len(self._starts))
                     return
                 wait = self._window - (now - self._starts[0])
             time.sleep(wait)
+
+    def take_peak_rate(self) -> float:
+        """The most requests per second that started within one window since the last call; starts afresh."""
+        with self._lock:
+            peak, self._peak = self._peak, 0
+        return peak / self._seconds_per_window
 
 
 SessionFactory = Callable[[Target], boto3.Session]
@@ -238,6 +249,15 @@ class ServiceClient:
     def _before_send(self, event_name: str, **_: Any) -> None:
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
+
+    @property
+    def requests_started(self) -> int:
+        """How many HTTP requests (retries included) this client has started."""
+        return self._limiter.acquired
+
+    def take_peak_rate(self) -> float:
+        """The highest request rate this client reached since the last call, in requests per second."""
+        return self._limiter.take_peak_rate()
 
     def close(self) -> None:
         """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""

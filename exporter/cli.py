@@ -36,6 +36,7 @@ from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Wor
 from exporter.polling.clients import Clients
 from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
+from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
 log = logging.getLogger("exporter")
 
@@ -114,7 +115,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.max_connections <= 100_000:
         parser.error(f"--web.max-connections {args.max_connections} must be from 1 to 100000")
     path = args.telemetry_path
-    if not path.startswith("/") or "?" in path or "#" in path or path in ("/", "/healthz", "/readyz", "/-/reload"):
+    if (
+        not path.startswith("/")
+        or "?" in path
+        or "#" in path
+        or path in ("/", "/healthz", "/readyz", "/status", "/-/reload")
+    ):
         parser.error(f"--web.telemetry-path {path!r} must be a path starting with /, without ? or #, and not taken")
     if args.shard_count < 1:
         parser.error(f"--shard.count {args.shard_count} must be at least 1")
@@ -180,6 +186,17 @@ class Service:
         pack_clients, _ = self._pack_clients.build(config)
         self._poller = self._new_poller(config, clients, pack_clients)
         self.scheduler = BackgroundScheduler(timezone=UTC)
+
+    @property
+    def config(self) -> Config:
+        """The config in use: the latest that loaded."""
+        return self._config
+
+    def next_poll(self) -> float | None:
+        """When the next poll cycle is scheduled (Unix time), if one is."""
+        job = self.scheduler.get_job("poll")
+        run_time = job.next_run_time if job is not None else None
+        return run_time.timestamp() if run_time is not None else None
 
     def _new_poller(
         self,
@@ -354,6 +371,25 @@ def _demo() -> tuple[Config, SessionFactory]:
     return config, session
 
 
+def status_provider(service: Service, config_file: str | None, started: float) -> StatusProvider:
+    """The /status page's data, from the service's latest snapshot and config."""
+    rows = CachedAssessmentRows()
+
+    def report() -> StatusReport:
+        return report_from_snapshot(
+            service.store.get(),
+            service.config.expanded_targets(),
+            service.reload_status,
+            version=__version__,
+            started=started,
+            config_file=config_file,
+            next_poll=service.next_poll(),
+            rows=rows,
+        )
+
+    return report
+
+
 # Control characters and line separators (what str.splitlines and terminals break lines at), escaped so that a
 # problem naming a key such as "\v" stays one line.
 _LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -368,6 +404,7 @@ def _exit_at_once(*_: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.time()
     # Until the service runs there is nothing to wind down: a stop signal ends start-up at once, with exit 0.
     signal.signal(signal.SIGTERM, _exit_at_once)
     signal.signal(signal.SIGINT, _exit_at_once)
@@ -415,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime=[webconfig.WebConfigCollector(web), runtime],
         after_render=release_freed_memory,
     )
-    app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload)
+    status = status_provider(service, None if args.demo else str(config_path), started)
+    app = App(exposition, service.store, args.telemetry_path, None if args.demo else service.reload, status)
     try:
         sockets = _listen(args)
     except ListenAddressError as error:

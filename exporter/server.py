@@ -22,12 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs
 
 from OpenSSL import SSL
 
 from exporter import __version__
 from exporter.exposition import Body, Exposition
 from exporter.snapshot import SnapshotStore
+from exporter.status import Query, StatusProvider, render_html, render_json
 from exporter.webconfig import WebConfig, WebConfigSource
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,12 @@ MAX_DISCARDED_BODY = 65536
 EVICT_AFTER_SECONDS = 0.25
 _PRESSURE_CHECK_SECONDS = 0.05
 _TLS_CHUNK = 16384
+# /status has no scripts and loads nothing: the browser is told to allow neither, only its inline style and form.
+STATUS_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class App:
     store: SnapshotStore
     telemetry_path: str = "/metrics"
     reload: Callable[[], bool] | None = None
+    status: StatusProvider | None = None
 
 
 @dataclass(frozen=True)
@@ -308,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._admitted():
             return
         app = self.server.app
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == app.telemetry_path:
             openmetrics = accepts_openmetrics(self.headers.get("Accept", ""))
             gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
@@ -329,8 +338,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"waiting for the first poll cycle\n")
         elif path == "/":
             self._send(HTTPStatus.OK, _landing_page(app.telemetry_path), "text/html; charset=utf-8")
+        elif path == "/status" and app.status is not None:
+            # Browsers percent-encode the query; a raw UTF-8 one arrives here decoded as Latin-1.
+            self._status(app.status, parse_qs(query.encode("latin-1", "replace").decode("utf-8", "replace")))
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _status(self, provider: StatusProvider, params: dict[str, list[str]]) -> None:
+        output = (params.get("format") or ["html"])[0]
+        if output not in ("html", "json"):
+            self._send(HTTPStatus.BAD_REQUEST, b"format must be html or json\n")
+            return
+        try:
+            report, query = provider(), Query.parse(params)
+            if output == "json":
+                body, content_type = render_json(report, query), "application/json"
+            else:
+                body, content_type = render_html(report, query), "text/html; charset=utf-8"
+        except Exception as error:
+            log.error("cannot render the status page", extra={"error": f"{type(error).__name__}: {error}"})
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render the status page\n")
+            return
+        self._send(HTTPStatus.OK, body, content_type, STATUS_HEADERS)
 
     def do_POST(self) -> None:
         self._discard_body()

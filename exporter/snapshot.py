@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.config import Target
 from exporter.conformance import ConformancePackState
 
 
@@ -79,6 +80,9 @@ class AssessmentState:
     # went (False also when it was not tried because the insights call failed), and when it last succeeded.
     control_domains_success: bool | None = None
     control_domains_last_success: float | None = None
+    # The AWS error of the latest failed poll; None once a poll succeeds.
+    error_code: str | None = None
+    error_message: str | None = None
 
     @property
     def key(self) -> AssessmentKey:
@@ -108,6 +112,24 @@ class AccountState:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetCycle:
+    """How one target's part of the latest poll cycle went: when it started (Unix time), how long it took, how
+    many of its assessments it polled and how many failed, how many HTTP requests it started and the highest
+    request rate it reached, and its last target-wide AWS error (listing, account lookup or account insights)."""
+
+    target: Target
+    account_id: str | None
+    started: float
+    seconds: float
+    assessments: int
+    failures: int
+    requests: int
+    peak_rate: float
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
 
@@ -127,6 +149,7 @@ class Snapshot:
     generation: int = 0
     conformance_packs: tuple[ConformancePackState, ...] = ()
     conformance_pack_rule_series_dropped: int = 0
+    targets: tuple[TargetCycle, ...] = ()
     tag_labels: tuple[str, ...] = ()
 
 
@@ -180,16 +203,19 @@ class ApiCounters:
 
 
 class ReloadStatus:
-    """Whether the latest config reload worked, and when one last did (start-up counts as one)."""
+    """Whether the latest config reload worked, when one was last tried and when one last worked (start-up counts
+    as one)."""
 
     def __init__(self, now: float) -> None:
         self.successful = True
         self.last_success = now
+        self.last_attempt = now
         self.changes = 0
         """How many reloads were recorded: a reader that saw the same number saw the same status."""
 
     def record(self, successful: bool, now: float) -> None:
         self.successful = successful
+        self.last_attempt = now
         if successful:
             self.last_success = now
         self.changes += 1

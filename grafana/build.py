@@ -35,6 +35,12 @@ INCONCLUSIVE = 'compliance="inconclusive"'
 CHECKED = 'compliance=~"compliant|noncompliant"'
 PER_ASSESSMENT = "{{assessment_name}} ({{account_id}}, {{region}})"
 PER_ACCOUNT = "{{account_id}} ({{region}})"
+PER_PACK = "{{conformance_pack}} ({{account_id}}, {{region}})"
+# The columns of the noncompliant-rules table, in order.
+PACK_RULE_COLUMNS = ("account_id", "region", "conformance_pack", "config_rule")
+# Series that every polled account and region has, from either source: the account and region variables list
+# their labels, so that they work for Audit Manager, AWS Config conformance packs, or both.
+POLLED = '__name__=~"auditmanager_assessment_poll_success|awsconfig_conformance_pack_poll_success"'
 
 Panel = stat.Panel | timeseries.Panel | table.Panel | statetimeline.Panel
 Row = tuple[str, list[Panel]]
@@ -46,7 +52,7 @@ def assessment(metric: str, *matchers: str) -> str:
 
 
 def account(metric: str, *matchers: str) -> str:
-    """A per-account selector filtered by the account and region variables."""
+    """A per-account (or per-pack) selector filtered by the account and region variables."""
     return f"{metric}{{{', '.join((*matchers, ACCOUNT))}}}"
 
 
@@ -269,6 +275,68 @@ def assessments() -> Row:
     ]
 
 
+def conformance_packs() -> Row:
+    return "AWS Config conformance packs", [
+        graph(
+            "Conformance pack compliance score",
+            "ListConformancePackComplianceScores: the percentage of each pack's rule-resource pairs that comply; "
+            "no series while AWS Config has no score.",
+            query(account("awsconfig_conformance_pack_compliance_score"), PER_PACK),
+            unit="percent",
+        )
+        .min(0)
+        .max(100),
+        graph(
+            "Conformance pack rules by compliance",
+            "DescribeConformancePackCompliance: each pack's rules by compliance type.",
+            query(
+                f"sum by (conformance_pack, compliance) ({account('awsconfig_conformance_pack_rules')})",
+                "{{conformance_pack}}: {{compliance}}",
+            ),
+        ),
+        table.Panel()
+        .title("Noncompliant conformance pack rules")
+        .description("The rules of the selected packs that AWS Config evaluates NON_COMPLIANT now.")
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"{account('awsconfig_conformance_pack_rule_compliant')} == 0",
+                instant=True,
+                table_format=True,
+            )
+        )
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="filterFieldsByName", options={"include": {"names": list(PACK_RULE_COLUMNS)}}
+            )
+        )
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize",
+                options={"indexByName": {name: index for index, name in enumerate(PACK_RULE_COLUMNS)}},
+            )
+        )
+        .height(10)
+        .span(24),
+        statetimeline.Panel()
+        .title("Conformance pack poll success")
+        .description("1 while the latest poll of a pack (its score and its rules) succeeded.")
+        .datasource(DATASOURCE)
+        .with_target(query(account("awsconfig_conformance_pack_poll_success"), PER_PACK))
+        .height(8)
+        .span(12),
+        graph(
+            "Time since last successful conformance pack poll",
+            "Per pack; its score and rules are as old as this.",
+            query(
+                f"time() - {account('awsconfig_conformance_pack_last_poll_success_timestamp_seconds')}",
+                PER_PACK,
+            ),
+            unit="s",
+        ),
+    ]
+
+
 def poll_health() -> Row:
     return "Poll health", [
         statetimeline.Panel()
@@ -354,7 +422,7 @@ def api_health() -> Row:
     ]
 
 
-ROWS: list[Callable[[], Row]] = [overview, organisation, assessments, poll_health, api_health]
+ROWS: list[Callable[[], Row]] = [overview, organisation, assessments, conformance_packs, poll_health, api_health]
 
 
 # ---- the dashboard
@@ -384,10 +452,8 @@ def variables() -> Iterator[Builder[model.VariableModel]]:
         .description("The Prometheus that scrapes auditmanager-exporter.")
         .type("prometheus")
     )
-    yield filter_variable("account", "account_id", "auditmanager_assessment_poll_success", "AWS account ids.")
-    yield filter_variable(
-        "region", "region", 'auditmanager_assessment_poll_success{account_id=~"$account"}', "AWS regions."
-    )
+    yield filter_variable("account", "account_id", f"{{{POLLED}}}", "AWS account ids.")
+    yield filter_variable("region", "region", f'{{{POLLED}, account_id=~"$account"}}', "AWS regions.")
     yield filter_variable(
         "assessment",
         "assessment_name",
@@ -398,13 +464,14 @@ def variables() -> Iterator[Builder[model.VariableModel]]:
 
 def dashboard() -> model.Dashboard:
     builder = (
-        board.Dashboard("AWS Audit Manager")
+        board.Dashboard("AWS Audit Manager and Config conformance packs")
         .uid("auditmanager-exporter")
         .description(
             "Assessment insights of AWS Audit Manager from auditmanager-exporter: compliance, noncompliant evidence "
-            "against its baseline, controls, per-assessment detail, and poll and API health."
+            "against its baseline, controls, per-assessment detail, AWS Config conformance packs, and poll and API "
+            "health."
         )
-        .tags(["aws", "audit-manager", "compliance", "auditmanager-exporter"])
+        .tags(["aws", "audit-manager", "aws-config", "compliance", "auditmanager-exporter"])
         .editable()
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
         .time("now-7d", "now")

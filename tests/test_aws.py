@@ -154,6 +154,20 @@ def test_rate_limiter_below_one_per_second_spaces_single_requests():
     assert not blocked.is_alive()
 
 
+def test_rate_limiter_reports_the_peak_rate_it_let_through_since_last_asked():
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock)
+    for step in (0.0, 0.1, 0.2, 2.0):
+        clock.now += step
+        limiter.acquire()
+    assert limiter.acquired == 4
+    assert limiter.take_peak_rate() == 3.0
+    assert limiter.take_peak_rate() == 0.0
+    slow = RateLimiter(0.5, clock=clock)
+    slow.acquire()
+    assert slow.take_peak_rate() == 0.5
+
+
 def test_account_insights_arrive_as_plain_numbers(simulator):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
     simulator.add_assessment("us-east-1", uuid(2), "A2", status="INACTIVE", insights=insights())

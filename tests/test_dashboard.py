@@ -41,10 +41,16 @@ REQUIRED_PANELS = {
     "Assessment frameworks and status": "auditmanager_assessment_info",
     "Account poll success": "auditmanager_account_poll_success",
     "Control-domain poll success": "auditmanager_assessment_control_domains_poll_success",
+    "Conformance pack compliance score": "awsconfig_conformance_pack_compliance_score",
+    "Conformance pack rules by compliance": "sum by (conformance_pack, compliance) (awsconfig_conformance_pack_rules{",
+    "Noncompliant conformance pack rules": "awsconfig_conformance_pack_rule_compliant",
+    "Conformance pack poll success": "awsconfig_conformance_pack_poll_success",
+    "Time since last successful conformance pack poll": "awsconfig_conformance_pack_last_poll_success_timestamp",
 }
+POLL_SUCCESS = ("auditmanager_assessment_poll_success", "awsconfig_conformance_pack_poll_success")
 ACCOUNT_FILTERS = ('account_id=~"$account"', 'region=~"$region"')
 ASSESSMENT_FILTERS = (*ACCOUNT_FILTERS, 'assessment_name=~"$assessment"')
-SELECTOR = re.compile(r"\b((?:auditmanager_|assessment:|account:)[\w:]+)\s*(\{[^}]*\})?")
+SELECTOR = re.compile(r"\b((?:auditmanager_|awsconfig_|assessment:|account:)[\w:]+)\s*(\{[^}]*\})?")
 
 
 def dashboard() -> dict[str, Any]:
@@ -122,10 +128,18 @@ def test_filter_variable_lists_label_values_and_allows_all(name: str, label: str
     variable = variables()[name]
     assert variable["type"] == "query"
     assert variable["datasource"] == DATASOURCE
-    assert re.fullmatch(rf"label_values\(auditmanager_\w+(\{{.*\}})?, {label}\)", variable["query"])
+    assert re.fullmatch(rf"label_values\((\w+)?(\{{.*\}})?, {label}\)", variable["query"])
     assert variable["multi"] is True
     assert variable["includeAll"] is True
     assert variable["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("name", ["account", "region"])
+def test_account_and_region_choices_come_from_audit_manager_and_conformance_packs(name: str) -> None:
+    # A deployment that polls only AWS Config has no auditmanager_ series; its accounts must still be listed.
+    match = re.search(r'__name__=~"([^"]*)"', variables()[name]["query"])
+    assert match, variables()[name]["query"]
+    assert sorted(match.group(1).split("|")) == sorted(POLL_SUCCESS)
 
 
 def test_region_and_assessment_choices_follow_the_selected_account_and_region() -> None:
@@ -164,6 +178,18 @@ def test_assessment_table_merges_instant_table_queries_keyed_by_assessment() -> 
     assert table["transformations"][0]["id"] == "merge"
 
 
+def test_noncompliant_rules_table_lists_the_rules_that_are_not_compliant_now_by_pack() -> None:
+    table = next(panel for panel in graph_panels() if panel["title"] == "Noncompliant conformance pack rules")
+    (target,) = table["targets"]
+    assert target["instant"] is True and target["format"] == "table"
+    assert re.fullmatch(r"awsconfig_conformance_pack_rule_compliant\{[^}]*\} == 0", target["expr"])
+    columns = ["account_id", "region", "conformance_pack", "config_rule"]
+    shown, ordered = table["transformations"]
+    assert shown == {"id": "filterFieldsByName", "options": {"include": {"names": columns}}}
+    assert ordered["id"] == "organize"
+    assert sorted(ordered["options"]["indexByName"], key=ordered["options"]["indexByName"].get) == columns
+
+
 def test_every_per_assessment_selector_is_filtered_by_account_region_and_assessment() -> None:
     checked = 0
     for expr in queries():
@@ -172,20 +198,22 @@ def test_every_per_assessment_selector_is_filtered_by_account_region_and_assessm
                 checked += 1
                 for wanted in ASSESSMENT_FILTERS:
                     assert wanted in matchers, f"{name}{matchers} lacks {wanted}"
-            elif name.startswith(("auditmanager_account_", "account:")):
+            elif name.startswith(("auditmanager_account_", "account:", "awsconfig_")):
                 checked += 1
                 for wanted in ACCOUNT_FILTERS:
                     assert wanted in matchers, f"{name}{matchers} lacks {wanted}"
             elif name.startswith("auditmanager_api_"):
                 checked += 1
                 assert 'region=~"$region"' in matchers, f"{name}{matchers} lacks the region filter"
-    assert checked > 10
+    assert checked > 15
 
 
 def test_queries_use_only_published_metrics_and_recorded_series() -> None:
     known = CONTRACT_METRICS | {"process_resident_memory_bytes", "process_cpu_seconds_total"} | recorded_names()
     used = {
-        name for expr in queries() for name in re.findall(r"\b(auditmanager_\w+|process_\w+|[a-z_]+:\w+:\w+)\b", expr)
+        name
+        for expr in queries()
+        for name in re.findall(r"\b(auditmanager_\w+|awsconfig_\w+|process_\w+|[a-z_]+:\w+:\w+)\b", expr)
     }
     assert used <= known, f"unknown metrics (typo?): {sorted(used - known)}"
 

@@ -288,6 +288,30 @@ def test_dashboard_variable_query_returns_values(stack: Stack, name: str, query:
     assert wait_for(f"values of variable {name}", values)
 
 
+@pytest.mark.parametrize("name", ["account", "region"])
+def test_account_and_region_variables_match_conformance_pack_series_too(stack: Stack, name: str) -> None:
+    # So that they list the accounts and regions of a deployment that polls only AWS Config.
+    match = re.fullmatch(r"label_values\((.+),\s*\w+\)", to_promql(dict(variable_queries())[name]))
+    assert match, name
+    params = urllib.parse.urlencode({"match[]": match.group(1)})
+
+    def names() -> set[str]:
+        return {series["__name__"] for series in stack.api(f"/api/v1/series?{params}")}
+
+    found = wait_for(f"the series variable {name} reads", names, accept=lambda found: len(found) == 2)
+    assert found == {"auditmanager_assessment_poll_success", "awsconfig_conformance_pack_poll_success"}
+
+
+def test_noncompliant_rules_table_shows_each_packs_noncompliant_rules(stack: Stack) -> None:
+    expr = dict(all_panel_queries())["Noncompliant conformance pack rules [A]"]
+    rows = wait_for("noncompliant rules", non_empty(stack, to_promql(expr)), logs=stack.prometheus_log)
+    for row in rows:
+        assert {"account_id", "region", "conformance_pack", "config_rule"} <= row["metric"].keys(), row
+        assert row["value"][1] == "0", row
+    # Each demo pack keeps one rule noncompliant every day.
+    assert len({row["metric"]["conformance_pack"] for row in rows}) == 2
+
+
 def test_prometheus_scrapes_the_openmetrics_format(stack: Stack) -> None:
     # An OpenMetrics counter family is named without _total, a text-format one with it: the metadata Prometheus
     # keeps of the target shows which format it parsed.

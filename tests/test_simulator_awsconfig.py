@@ -432,3 +432,18 @@ def test_demo_holds_two_conformance_packs_whose_rules_change_from_day_to_day():
     assert len({tuple(s["Score"] for s in scores) for scores, _ in days}) > 1
     kinds = {item["ComplianceType"] for _, rules in days for items in rules.values() for item in items}
     assert {"COMPLIANT", "NON_COMPLIANT"} <= kinds
+
+
+def test_every_demo_pack_has_a_noncompliant_rule_every_day():
+    # The dashboard's noncompliant-rules table and the live dashboard test need one on any day.
+    now = [0.0]
+    sim = demo_simulator(start_time=0.0, day_seconds=100.0, clock=lambda: now[0])
+    with sim:
+        config = client(sim)
+        for day in range(40):
+            now[0] = day * 100.0 + 50.0
+            for pack in sim.awsconfig.conformance_pack_names("us-east-1"):
+                rules = config.describe_conformance_pack_compliance(ConformancePackName=pack)
+                kinds = [item["ComplianceType"] for item in rules["ConformancePackRuleComplianceList"]]
+                assert "NON_COMPLIANT" in kinds, (day, pack)
+                assert "COMPLIANT" in kinds, (day, pack)

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
-from exporter.polling.errors import log_aws_failure, report_unexpected
+from exporter.polling.errors import EXPORTER_ERROR, log_aws_failure, report_unexpected
 from exporter.polling.inventory import NOT_FOUND, Shard, Wanted, refresh_listing, resolve_account, wanted
 from exporter.polling.state import AccountKey, CycleResult, Lookup, TargetMemory, allowed, failed
 from exporter.polling.workers import Lane, Workers
@@ -28,6 +28,7 @@ from exporter.snapshot import (
     AssessmentKey,
     AssessmentState,
     ControlDomainInsights,
+    TargetCycle,
 )
 
 _T = TypeVar("_T")
@@ -88,12 +89,12 @@ class Cycle:
 
     def run(self) -> CycleResult:
         clock = self._settings.monotonic
-        started = clock()
+        started, wall_started = clock(), self._settings.wall_clock()
         work = [_TargetTasks(self._workers.lane(run.target.max_concurrency), run.client, clock) for run in self._runs]
         plans: dict[Future[_Plan], int] = {}
         for i, run in enumerate(self._runs):
             work[i].expect(1)
-            plans[work[i].submit(functools.partial(self._prepare, run))] = i
+            plans[work[i].submit(functools.partial(self._prepare, run, work[i]))] = i
         polls: list[Future[AssessmentState | None]] = []
         account_polls: list[Future[AccountState | None]] = []
         decided: list[AssessmentState] = []
@@ -113,6 +114,7 @@ class Cycle:
             plan = done.result()
             decided += plan.decided
             accounts += plan.accounts
+            work[i].states += plan.decided
             if plan.account_id is None:
                 continue
             account_id, region = plan.account_id, run.target.region
@@ -126,14 +128,18 @@ class Cycle:
             polls_account = self._settings.shard.polls_accounts
             work[i].expect(len(plan.wanted) + polls_account)
             if polls_account:
-                account_polls.append(work[i].submit(functools.partial(self._poll_account, run, account_id)))
-            polls += [work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted]
+                account_polls.append(work[i].submit(functools.partial(self._poll_account, run, work[i], account_id)))
+            work[i].polls = [
+                work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted
+            ]
+            polls += work[i].polls
         wait(polls)
         wait(account_polls)
         durations: dict[str, float] = {}
         for run, tasks in zip(self._runs, work, strict=True):
             region = run.target.region
             durations[region] = max(durations.get(region, 0.0), tasks.finished - started)
+        targets = [tasks.cycle(run, wall_started - started) for run, tasks in zip(self._runs, work, strict=True)]
         # Two targets may reach the same assessment (one configured, one discovering): publish it once.
         states = sorted(
             _unique([*decided, *_results(polls)], lambda s: s.key),
@@ -147,18 +153,23 @@ class Cycle:
             lookups,
             statuses,
             dropped,
+            targets=targets,
         )
 
-    def _prepare(self, run: TargetRun) -> _Plan:
+    def _prepare(self, run: TargetRun, tasks: _TargetTasks) -> _Plan:
         """List (if due) and resolve the account of one target; an unexpected exception fails the target."""
         target, memory = run.target, run.memory
         if self._stopped.is_set():
             return _Plan()
         try:
-            refresh_listing(target, run.client, memory, self._settings.monotonic(), self._settings.discovery_interval)
+            listing = refresh_listing(
+                target, run.client, memory, self._settings.monotonic(), self._settings.discovery_interval
+            )
         except Exception as error:
             report_unexpected(self._settings.counters, "ListAssessments", error, region=target.region)
-            return self._failed_target(run, wanted(target, memory), set())
+            return self._failed_target(run, wanted(target, memory), set(), tasks.fail(_unexpected(error)))
+        if listing is not None:
+            tasks.fail((listing.code, listing.message))
         assessments = wanted(target, memory)
         if not assessments and memory.account_id is None:
             # Nothing to poll and no way to learn the account from Audit Manager: an empty result, not an error.
@@ -168,10 +179,10 @@ class Cycle:
             lookup = resolve_account(run.client, memory, assessments, gone)
         except AwsError as error:
             log_aws_failure("cannot resolve target", error, region=target.region)
-            return self._failed_target(run, assessments, gone)
+            return self._failed_target(run, assessments, gone, tasks.fail((error.code, error.message)))
         except Exception as error:
             report_unexpected(self._settings.counters, "GetAssessment", error, region=target.region)
-            return self._failed_target(run, assessments, gone)
+            return self._failed_target(run, assessments, gone, tasks.fail(_unexpected(error)))
         account_id = memory.account_id or ""
         if lookup is not None:
             # Its answer is this assessment's look-up, tags included: the look-ups between cycles need not ask again.
@@ -187,11 +198,13 @@ class Cycle:
         memory.polled = tuple(w.assessment_id for w in owned)
         return _Plan(account_id, owned, lookup=lookup)
 
-    def _failed_target(self, run: TargetRun, assessments: list[Wanted], gone: set[str]) -> _Plan:
-        """A target that cannot be polled: its assessments are failed polls. Those polled before keep their last
-        values. The others get `poll_success` 0 so the failure shows (and alerts) from the first cycle: under their
-        account if it is known and this shard owns them, else with an empty `account_id` from shard 0 only (no
-        shard owns an assessment before its account is known)."""
+    def _failed_target(
+        self, run: TargetRun, assessments: list[Wanted], gone: set[str], error: tuple[str, str]
+    ) -> _Plan:
+        """A target that cannot be polled (with `error`, code and message): its assessments are failed polls.
+        Those polled before keep their last values. The others get `poll_success` 0 so the failure shows (and
+        alerts) from the first cycle: under their account if it is known and this shard owns them, else with an
+        empty `account_id` from shard 0 only (no shard owns an assessment before its account is known)."""
         target, memory, shard = run.target, run.memory, self._settings.shard
         account_id = memory.account_id
         previous = {
@@ -204,7 +217,7 @@ class Cycle:
             if w.assessment_id in gone:
                 continue
             if w.assessment_id in previous:
-                decided.append(failed(previous[w.assessment_id]))
+                decided.append(failed(previous[w.assessment_id], error))
                 continue
             if account_id is not None and not shard.owns(account_id, target.region, w.assessment_id):
                 continue
@@ -212,14 +225,15 @@ class Cycle:
                 continue
             name = w.name or memory.names.get(w.assessment_id) or w.assessment_id
             domains = False if target.control_domains else None
-            decided.append(
-                AssessmentState(account_id or "", target.region, w.assessment_id, name, None, False, None, (), domains)
+            fresh = AssessmentState(
+                account_id or "", target.region, w.assessment_id, name, None, False, None, (), domains
             )
+            decided.append(failed(fresh, error))
         account = self._known_accounts.get((account_id or "", target.region))
         accounts = [dataclasses.replace(account, poll_success=False)] if account and shard.polls_accounts else []
         return _Plan(decided=decided, accounts=accounts)
 
-    def _poll_account(self, run: TargetRun, account_id: str) -> AccountState | None:
+    def _poll_account(self, run: TargetRun, tasks: _TargetTasks, account_id: str) -> AccountState | None:
         region = run.target.region
         previous = self._known_accounts.get((account_id, region))
         if self._stopped.is_set():
@@ -229,8 +243,10 @@ class Cycle:
         except Exception as error:
             if isinstance(error, AwsError):
                 log_aws_failure("account insights poll failed", error, region=region, account_id=account_id)
+                tasks.fail((error.code, error.message))
             else:
                 report_unexpected(self._settings.counters, "GetInsights", error, region=region, account_id=account_id)
+                tasks.fail(_unexpected(error))
             if previous is None:
                 return AccountState(account_id, region, None, False, None)
             return dataclasses.replace(previous, poll_success=False)
@@ -249,16 +265,19 @@ class Cycle:
         except Exception as error:
             if not isinstance(error, AwsError):
                 report_unexpected(self._settings.counters, "GetInsightsByAssessment", error, **fields)
+                reason = _unexpected(error)
             else:
                 log_aws_failure("poll failed", error, **fields)
                 if error.code == NOT_FOUND:
                     return None
+                reason = (error.code, error.message)
             if previous is not None:
-                return failed(previous)
+                return failed(previous, reason)
             domains_success = False if target.control_domains else None
-            return AssessmentState(
+            fresh = AssessmentState(
                 account_id, target.region, wanted.assessment_id, name, None, False, None, (), domains_success
             )
+            return failed(fresh, reason)
         now = self._settings.wall_clock()
         state = AssessmentState(account_id, target.region, wanted.assessment_id, name, insights, True, now)
         if not target.control_domains:
@@ -283,8 +302,9 @@ class Cycle:
 
 
 class _TargetTasks:
-    """One target's tasks in a cycle: its lane, when its last task ended, and its idle connections closed as soon
-    as it has no task left (a cycle serves targets about one after the other, so few hold connections at once)."""
+    """One target's tasks in a cycle: its lane, when its first task started and its last ended, and its idle
+    connections closed as soon as it has no task left (a cycle serves targets about one after the other, so few
+    hold connections at once); and, for /status, what the target's part of the cycle came to."""
 
     def __init__(self, lane: Lane, client: AuditManagerClient, clock: Callable[[], float]) -> None:
         self._lane = lane
@@ -292,7 +312,36 @@ class _TargetTasks:
         self._clock = clock
         self._lock = threading.Lock()
         self._left = 0
+        self.started: float | None = None
         self.finished = clock()
+        self.states: list[AssessmentState] = []
+        self.polls: list[Future[AssessmentState | None]] = []
+        self.error: tuple[str, str] | None = None
+        self._requests = client.requests_started
+        client.take_peak_rate()
+
+    def fail(self, error: tuple[str, str]) -> tuple[str, str]:
+        """Record a target-wide failure (code, message) of this cycle; the latest one is shown. Returns it."""
+        self.error = error
+        return error
+
+    def cycle(self, run: TargetRun, to_wall: float) -> TargetCycle:
+        """The target's part of the cycle; `to_wall` turns the monotonic clock into Unix time."""
+        states = [*self.states, *_results(self.polls)]
+        started = self.finished if self.started is None else self.started
+        code, message = self.error or (None, None)
+        return TargetCycle(
+            run.target,
+            run.memory.account_id,
+            started + to_wall,
+            self.finished - started,
+            len(states),
+            sum(not s.poll_success for s in states),
+            self._client.requests_started - self._requests,
+            self._client.take_peak_rate(),
+            code,
+            message,
+        )
 
     def expect(self, count: int) -> None:
         """Announce `count` tasks before submitting them, so that the target is not seen idle in between."""
@@ -303,6 +352,9 @@ class _TargetTasks:
         return self._lane.submit(functools.partial(self._run, task))
 
     def _run(self, task: Callable[[], _T]) -> _T:
+        with self._lock:
+            if self.started is None:
+                self.started = self._clock()
         try:
             return task()
         finally:
@@ -324,6 +376,11 @@ def _results(futures: Iterable[Future[_T | None]]) -> list[_T]:
         if result is not None:
             results.append(result)
     return results
+
+
+def _unexpected(error: Exception) -> tuple[str, str]:
+    """An exception of the exporter's own code, as the error /status shows (the log has its traceback)."""
+    return EXPORTER_ERROR, f"{type(error).__name__}: {error}"
 
 
 def _unique(items: Iterable[_T], key: Callable[[_T], object]) -> list[_T]:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from exporter.config import Target
 from exporter.conformance import ConformancePackKey, ConformancePackState
-from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot
+from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
 
 AccountKey = tuple[str, str]
 """(account_id, region)"""
@@ -61,6 +61,7 @@ class CycleResult:
     control_domain_series_dropped: int
     conformance_packs: Sequence[ConformancePackState] = ()
     conformance_pack_rule_series_dropped: int = 0
+    targets: Sequence[TargetCycle] = ()
 
 
 class PollState:
@@ -79,6 +80,7 @@ class PollState:
         self._dropped = 0
         self._packs: dict[ConformancePackKey, ConformancePackState] = {}
         self._rules_dropped = 0
+        self._targets: tuple[TargetCycle, ...] = ()
 
     def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
         """The memory of each target: kept for a target the previous config had too (equal in every setting),
@@ -134,6 +136,7 @@ class PollState:
         self._dropped += result.control_domain_series_dropped
         self._packs = {p.key: p for p in result.conformance_packs}
         self._rules_dropped += result.conformance_pack_rule_series_dropped
+        self._targets = tuple(result.targets)
 
     def record_lookups(
         self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
@@ -163,6 +166,7 @@ class PollState:
             generation,
             tuple(sorted(self._packs.values(), key=lambda p: p.key)),
             self._rules_dropped,
+            self._targets,
             self._tag_labels,
         )
 
@@ -172,7 +176,11 @@ def allowed(tags: Mapping[str, str], tag_labels: tuple[str, ...]) -> Mapping[str
     return MappingProxyType({key: tags[key] for key in tag_labels if key in tags})
 
 
-def failed(state: AssessmentState) -> AssessmentState:
-    """The assessment after a failed poll: its last values stay, its success timestamps do not move."""
+def failed(state: AssessmentState, error: tuple[str, str]) -> AssessmentState:
+    """The assessment after a failed poll with `error` (code, message): its last values stay, its success
+    timestamps do not move."""
     domains = None if state.control_domains_success is None else False
-    return dataclasses.replace(state, poll_success=False, control_domains_success=domains)
+    code, message = error
+    return dataclasses.replace(
+        state, poll_success=False, control_domains_success=domains, error_code=code, error_message=message
+    )

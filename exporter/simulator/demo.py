@@ -93,13 +93,15 @@ _DEMO_TAGS = (
 
 @dataclass(frozen=True)
 class PackDrift:
-    """The daily compliance of a demo conformance pack's rules as a function of wall-clock time: each rule is
-    NON_COMPLIANT with probability `noncompliant` and INSUFFICIENT_DATA with `insufficient` on any one day."""
+    """The daily compliance of a demo conformance pack's rules as a function of wall-clock time: the `persistent`
+    rules are NON_COMPLIANT every day (as a finding nobody has fixed yet is); each other rule is NON_COMPLIANT with
+    probability `noncompliant` and INSUFFICIENT_DATA with `insufficient` on any one day."""
 
     origin: float
     day_seconds: float
     name: str
     rules: tuple[str, ...]
+    persistent: frozenset[str]
     noncompliant: float
     insufficient: float
 
@@ -109,15 +111,16 @@ class PackDrift:
         rules = {}
         for rule in self.rules:
             draw = rng.random()
-            failing = draw < self.noncompliant
+            failing = rule in self.persistent or draw < self.noncompliant
             rules[rule] = (
                 "NON_COMPLIANT" if failing else "INSUFFICIENT_DATA" if draw > 1 - self.insufficient else "COMPLIANT"
             )
         return rules, datetime.fromtimestamp(self.origin + day * self.day_seconds, UTC)
 
 
-# region, name, the rules (AWS names a pack's rules "<managed rule>-conformance-pack-<suffix>"), and the daily
-# chances of a rule being noncompliant or without data.
+# region, name, the rules (AWS names a pack's rules "<managed rule>-conformance-pack-<suffix>"), the rules that
+# fail every day (the findings a real account lives with for months), and the daily chances of any other rule being
+# noncompliant or without data.
 _DEMO_PACKS = (
     (
         "us-east-1",
@@ -136,6 +139,7 @@ _DEMO_PACKS = (
             "s3-account-level-public-access-blocks-periodic",
             "vpc-flow-logs-enabled",
         ),
+        ("root-account-hardware-mfa-enabled",),
         0.2,
         0.05,
     ),
@@ -151,6 +155,7 @@ _DEMO_PACKS = (
             "s3-bucket-ssl-requests-only",
             "s3-bucket-versioning-enabled",
         ),
+        ("s3-bucket-logging-enabled",),
         0.12,
         0.0,
     ),
@@ -168,7 +173,7 @@ def demo_simulator(
     start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
     at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
     assessment sees a spike of several times its usual noncompliant evidence. The packs' rules change compliance
-    at each rollover.
+    at each rollover, except for one noncompliant rule per pack that stays so every day.
     """
     simulator = Simulator(clock=clock)
     origin = 0.0 if start_time is None else start_time
@@ -199,10 +204,18 @@ def demo_simulator(
             _DEMO_DOMAINS,
         )
         simulator._add_drift(region, assessment_id, drift)
-    for region, pack, rules, failing_share, missing_share in _DEMO_PACKS:
+    for region, pack, rules, persistent, failing_share, missing_share in _DEMO_PACKS:
         suffix = uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{pack}").hex[:6]
-        named = tuple(f"{rule}-conformance-pack-{suffix}" for rule in rules)
+        named = {rule: f"{rule}-conformance-pack-{suffix}" for rule in rules}
         simulator.awsconfig.add_conformance_pack(region, pack)
-        pack_drift = PackDrift(origin, day_seconds, pack, named, failing_share, missing_share)
+        pack_drift = PackDrift(
+            origin,
+            day_seconds,
+            pack,
+            tuple(named.values()),
+            frozenset(named[rule] for rule in persistent),
+            failing_share,
+            missing_share,
+        )
         simulator.awsconfig._set_drift(region, pack, pack_drift.at)
     return simulator

@@ -22,6 +22,7 @@ class Fault:
     operation: str | None = None
     rate: float = 0.0
     seconds: float = 0.0
+    message: str = "injected fault"
     conformance_pack: str | None = None
     body: bytes = b""
 
@@ -58,8 +59,8 @@ def fault_answer(fault: Fault, window: deque[float], arrived: float, assessment_
         return None if admits(fault.rate, window, arrived) else error_answer("ThrottlingException", "Rate exceeded")
     if fault.kind == "error":
         if fault.code == "ResourceNotFoundException":
-            return error_answer(fault.code, "injected fault", resourceId=assessment_id or "", resourceType="ASSESSMENT")
-        return error_answer(fault.code, "injected fault")
+            return error_answer(fault.code, fault.message, resourceId=assessment_id or "", resourceType="ASSESSMENT")
+        return error_answer(fault.code, fault.message)
     if fault.kind == "reset":
         return Answer(
             200, encode({"insights": {"noncompliantEvidenceCount": 0, "compliantEvidenceCount": 0}}), reset=True

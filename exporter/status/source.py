@@ -1,0 +1,122 @@
+"""A StatusReport from what the poll service publishes: the Snapshot (its assessments, and the per-target cycle
+records its state owner keeps), the config's targets, the reload status and the scheduler's next poll.
+
+The report holds only fields named in exporter.status.model, so no secret of the config, environment or web config
+reaches it; AWS error messages are shortened and any access key id in them masked.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from exporter.config import AUDIT_MANAGER, Target
+from exporter.snapshot import ReloadStatus, Snapshot
+from exporter.status.model import AssessmentStatus, StatusReport, TargetStatus, ordered_assessments, ordered_targets
+
+# An AWS error message may quote the request's access key id; it is masked before the page shows it.
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
+MAX_MESSAGE = 500
+
+
+def assessment_rows(snapshot: Snapshot) -> tuple[AssessmentStatus, ...]:
+    """The snapshot's assessments with their details, in display order."""
+    rows = []
+    for state in snapshot.assessments:
+        details = snapshot.details.get(state.key)
+        rows.append(
+            AssessmentStatus(
+                state.name,
+                state.assessment_id,
+                state.account_id,
+                state.region,
+                details.framework if details else None,
+                details.status if details else None,
+                state.poll_success,
+                state.last_success,
+                state.error_code,
+                _clean(state.error_message),
+                state.insights.last_updated if state.insights else None,
+            )
+        )
+    return ordered_assessments(rows)
+
+
+class CachedAssessmentRows:
+    """`assessment_rows` built once per snapshot: a snapshot never changes, and /status may be asked for often."""
+
+    def __init__(self) -> None:
+        self._latest: tuple[Snapshot, tuple[AssessmentStatus, ...]] | None = None
+
+    def __call__(self, snapshot: Snapshot) -> tuple[AssessmentStatus, ...]:
+        latest = self._latest
+        if latest is not None and latest[0] is snapshot:
+            return latest[1]
+        rows = assessment_rows(snapshot)
+        self._latest = (snapshot, rows)
+        return rows
+
+
+def report_from_snapshot(
+    snapshot: Snapshot,
+    targets: Sequence[Target],
+    reload: ReloadStatus,
+    *,
+    version: str,
+    started: float,
+    config_file: str | None,
+    next_poll: float | None,
+    now: float | None = None,
+    rows: Callable[[Snapshot], tuple[AssessmentStatus, ...]] = assessment_rows,
+) -> StatusReport:
+    """A StatusReport of the configured `targets`, joined with what the latest cycle in `snapshot` says of each,
+    and of the snapshot's assessments (`rows` may be a CachedAssessmentRows)."""
+    cycles = {cycle.target: cycle for cycle in snapshot.targets}
+    target_rows = []
+    for target in targets:
+        if AUDIT_MANAGER not in target.sources:
+            continue  # an AWS Config-only target: its conformance packs are not on this page
+        row = TargetStatus(
+            target.region,
+            target.role_account_id,
+            target.role_arn,
+            target.discover,
+            target.max_requests_per_second,
+            next_poll=next_poll,
+        )
+        cycle = cycles.get(target)
+        if cycle is not None:
+            row = replace(
+                row,
+                account_id=cycle.account_id or row.account_id,
+                last_cycle_start=cycle.started,
+                last_cycle_seconds=cycle.seconds,
+                assessments=cycle.assessments,
+                failures=cycle.failures,
+                requests=cycle.requests,
+                peak_rate=cycle.peak_rate,
+                error_code=cycle.error_code,
+                error_message=_clean(cycle.error_message),
+            )
+        target_rows.append(row)
+    return StatusReport(
+        version,
+        started,
+        config_file,
+        reload.last_attempt,
+        reload.successful,
+        reload.last_success,
+        snapshot.completed_cycles,
+        time.time() if now is None else now,
+        ordered_targets(target_rows),
+        rows(snapshot),
+    )
+
+
+def _clean(message: str | None) -> str | None:
+    if message is None:
+        return None
+    message = _ACCESS_KEY_ID.sub("[access key id]", message)
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
