@@ -1,4 +1,5 @@
-"""`python -m benchmarks [--smoke] [--output FILE]`: run the harness, print the table, exit 1 if a check failed."""
+"""`python -m benchmarks [--smoke] [--only lookups] [--output FILE]`: run the harness, print the table, exit 1 if a
+check failed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness import Settings, machine, run
+from benchmarks import lookups
+from benchmarks.harness import Report, Settings, machine, run
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
@@ -18,14 +20,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, help=f"also write the table here (default for a full run: {RESULTS.name})"
     )
+    parser.add_argument(
+        "--only", choices=["lookups"], help="only the look-up case (not written to the results unless --output)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.smoke() if args.smoke else Settings.full()
     started = time.monotonic()
-    report = run(settings, lambda message: print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr))
-    command = "python -m benchmarks" + (" --smoke" if args.smoke else "")
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr)
+
+    report = Report(settings) if args.only else run(settings, progress)
+    lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
+    command = (
+        "python -m benchmarks" + (" --smoke" if args.smoke else "") + (f" --only {args.only}" if args.only else "")
+    )
     text = f"{report.table()}\n\nMachine: {machine()}. Run: `{command}`, {time.monotonic() - started:.0f} s.\n"
     print(text)
-    output = args.output or (None if args.smoke else RESULTS)
+    output = args.output or (None if args.smoke or args.only else RESULTS)
     if output is not None:
         output.write_text(text, encoding="utf-8")
     for failure in report.failures:

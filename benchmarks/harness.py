@@ -64,6 +64,11 @@ ORDER = (
     "CPU seconds per cycle (in-process)",
     "exporter start-up + first cycle",
     "idle CPU between polls",
+    "GetAssessment calls per hour (steady)",
+    "ListTagsForResource calls per hour (steady)",
+    "look-up warm-up (every framework read once)",
+    "look-up CPU (steady)",
+    "look-up peak resident memory (VmHWM)",
 )
 
 
@@ -423,11 +428,11 @@ def _exporter_at(
         if largest:
             report.row(
                 "API calls per cycle",
-                f"N={size}, exporter process, first cycle + details refresh",
+                f"N={size}, exporter process, first cycle + look-ups",
                 describe_calls(calls_by_operation(simulator, REGION)),
-                "the refresh: 1 GetAssessment per assessment, once per discovery_interval (1 h)",
+                "the look-ups: 1 GetAssessment per assessment, once",
             )
-        _memory_row(report, exporter, "VmRSS", "after its first cycle and the framework refresh", size, floor, None)
+        _memory_row(report, exporter, "VmRSS", "after its first cycle and the framework look-ups", size, floor, None)
         _scrapes(report, exporter, size, progress)
         _memory_row(report, exporter, "VmRSS", "after the concurrent scrapes", size, floor, 40)
         _memory_row(report, exporter, "VmHWM", "at its peak, first cycle and scrapes included", size, floor, 60)

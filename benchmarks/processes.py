@@ -33,17 +33,18 @@ def assessment_id(region_index: int, n: int) -> str:
     return f"00000000-0000-4000-8000-{region_index * 1_000_000 + n:012d}"
 
 
-def _simulator_main(conn: Connection, regions: dict[str, int], latency: float) -> None:
+def _simulator_main(conn: Connection, regions: dict[str, int], latency: float, framework_controls: int) -> None:
     from exporter.simulator import Insights, Simulator
 
-    simulator = Simulator(latency=latency)
+    simulator = Simulator(latency=latency, framework_controls=framework_controls)
     day = datetime(2026, 11, 23, tzinfo=UTC)
     for r, (region, count) in enumerate(regions.items()):
         for n in range(count):
             # A distinct lastUpdated for every assessment: the worst case for rendering the ages.
             updated = day - timedelta(seconds=n * 61.25)
             insights = Insights(n % 50, 100 + n, n % 7, n % 11, 40 + n % 200, updated)
-            simulator.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights)
+            tags = {"team": f"team-{n % 7}", "cost-center": f"cc-{n % 13}"}
+            simulator.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights, tags=tags)
     simulator.start()
     conn.send(simulator.url)
     while True:
@@ -97,12 +98,15 @@ class FloorProcess:
 
 
 class SimulatorProcess:
-    """An `exporter.simulator.Simulator` with `regions[region]` assessments each, in a process of its own."""
+    """An `exporter.simulator.Simulator` with `regions[region]` tagged assessments each, whose frameworks have
+    `framework_controls` controls, in a process of its own."""
 
-    def __init__(self, regions: dict[str, int], latency: float) -> None:
+    def __init__(self, regions: dict[str, int], latency: float, framework_controls: int = 0) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_simulator_main, args=(child, regions, latency), daemon=True)
+        self._process = context.Process(
+            target=_simulator_main, args=(child, regions, latency, framework_controls), daemon=True
+        )
         self._process.start()
         self.url: str = self._conn.recv()
 

@@ -8,13 +8,15 @@ whose `code` is the AWS error code or a transport class, never as a raw botocore
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import boto3
@@ -36,6 +38,11 @@ PAGE_SIZE = 1000
 # The share of a target's request rate that the framework look-ups (GetAssessment between cycles) may use on top of
 # waiting for the target's own limiter: a cycle running alongside them loses at most this much of its budget.
 BACKGROUND_SHARE = 0.1
+# A GetAssessment answer carries the assessment's whole framework: about 800 KB of JSON for 1,000 controls, several
+# MB once parsed. At most this many are read at once in the whole process, whatever the targets and their
+# concurrency, so that they bound peak memory.
+ASSESSMENT_ANSWERS_AT_ONCE = 2
+_ASSESSMENT_ANSWERS = threading.BoundedSemaphore(ASSESSMENT_ANSWERS_AT_ONCE)
 _T = TypeVar("_T")
 _A = TypeVar("_A")
 
@@ -76,13 +83,26 @@ class AwsError(Exception):
 
 @dataclass(frozen=True)
 class AssessmentMeta:
-    """What AWS says about an assessment besides its insights."""
+    """An assessment as ListAssessments lists it."""
 
     assessment_id: str
     name: str
     status: str
-    account_id: str | None = None
-    framework: str | None = None
+
+
+@dataclass(frozen=True)
+class DescribedAssessment:
+    """What the exporter keeps of a GetAssessment answer. The rest, the framework's every control set and control,
+    is dropped as soon as the answer is read."""
+
+    assessment_id: str
+    name: str
+    status: str
+    account_id: str
+    arn: str
+    framework_id: str
+    framework_name: str
+    tags: Mapping[str, str]
 
 
 class RateLimiter:
@@ -332,19 +352,28 @@ class AuditManagerClient(ServiceClient):
             lambda answer: _domains(_items(answer, "controlDomainInsights")),
         )
 
-    def assessment(self, assessment_id: str, *, background: bool = False) -> AssessmentMeta:
-        """GetAssessment: the assessment's name, status, framework and the account that owns it.
+    def describe_assessment(self, assessment_id: str, *, background: bool = False) -> DescribedAssessment:
+        """GetAssessment, keeping only the assessment's name, status, account, ARN, framework name and id, and tags.
 
-        `background` calls (the framework look-ups between cycles) also wait for their own small slice of the
-        target's rate (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
+        The answer holds one of the process's ASSESSMENT_ANSWERS_AT_ONCE slots from the request until it is parsed.
+        `background` calls (the look-ups between cycles) also wait for their own small slice of the target's rate
+        (BACKGROUND_SHARE), so they never take more than that from a poll cycle running meanwhile.
         """
-        self._background.active = background
-        try:
+        if background:
+            # Waited for before taking a slot, so that no slot is held through the slice's long waits; a retry then
+            # only waits for the target's own limit.
+            self._background_limiter.acquire()
+        with _ASSESSMENT_ANSWERS:
             return self._call(
-                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _assessment
+                "GetAssessment", lambda: self._client.get_assessment(assessmentId=assessment_id), _described
             )
-        finally:
-            self._background.active = False
+
+    def list_tags(self, resource_arn: str, *, background: bool = False) -> Mapping[str, str]:
+        """ListTagsForResource: the resource's tags, key to value; `background` as for `describe_assessment`."""
+        with self._in_background(background):
+            return self._call(
+                "ListTagsForResource", lambda: self._client.list_tags_for_resource(resourceArn=resource_arn), _tags
+            )
 
     def list_assessments(self, status: str | None = None) -> list[AssessmentMeta]:
         """ListAssessments, every page."""
@@ -354,6 +383,15 @@ class AuditManagerClient(ServiceClient):
             lambda: pages(lambda **paging: self._client.list_assessments(maxResults=PAGE_SIZE, **filters, **paging)),
             _assessment_list,
         )
+
+    @contextlib.contextmanager
+    def _in_background(self, background: bool) -> Iterator[None]:
+        """Mark this thread's requests as background ones (or not) for `_before_send`, for the duration."""
+        self._background.active = background
+        try:
+            yield
+        finally:
+            self._background.active = False
 
 
 def _as_aws_error(exc: BaseException) -> AwsError | None:
@@ -439,20 +477,31 @@ def _domain(item: dict[str, Any]) -> ControlDomainInsights:
     )
 
 
-def _assessment(response: dict[str, Any]) -> AssessmentMeta:
+def _described(response: dict[str, Any]) -> DescribedAssessment:
     assessment = response["assessment"]
     metadata = assessment["metadata"]
-    account_id = assessment["awsAccount"]["id"]
-    if not isinstance(account_id, str) or not account_id:
-        raise ValueError(f"awsAccount.id={account_id!r}")
-    framework = (assessment.get("framework") or {}).get("metadata", {}).get("name")
-    return AssessmentMeta(
+    framework = assessment["framework"]
+    account_id = _text(assessment["awsAccount"]["id"])
+    if not account_id:
+        raise ValueError("awsAccount.id is empty")
+    return DescribedAssessment(
         assessment_id=_text(metadata["id"]),
         name=_text(metadata["name"]),
-        status=_shared(metadata.get("status", "")),
+        status=_shared(metadata["status"]),
         account_id=_shared(account_id),
-        framework=None if framework is None else _shared(framework),
+        arn=_text(assessment["arn"]),
+        framework_id=_shared(framework["id"]),
+        framework_name=_shared(framework["metadata"]["name"]),
+        tags=_tags(assessment),
     )
+
+
+def _tags(source: dict[str, Any]) -> Mapping[str, str]:
+    """The `tags` map of an answer (none when absent), as a read-only mapping of strings."""
+    tags = source.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ValueError("tags is not a mapping")
+    return MappingProxyType({_shared(key): _shared(value) for key, value in tags.items()})
 
 
 def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:

@@ -348,6 +348,7 @@ def _demo() -> tuple[Config, SessionFactory]:
     config = parse(
         {
             "poll_interval": DEMO_POLL_INTERVAL,
+            "tag_labels": ["team", "cost-center"],
             "targets": [
                 {
                     "regions": ["us-east-1", "eu-west-1"],

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.conformance import COMPLIANT, INSUFFICIENT_DATA
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
+from exporter.tags import label_name
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]
 ACCOUNT_LABELS = ["account_id", "region"]
@@ -136,6 +137,23 @@ def _info_families(snapshot: Snapshot) -> Iterator[Metric]:
         if details is not None:
             info.add_metric([*_labels(state), details.framework, details.status], 1.0)
     yield info
+    if snapshot.tag_labels:
+        yield _tags_family(snapshot)
+
+
+def _tags_family(snapshot: Snapshot) -> Metric:
+    """One series per assessment whose details are known, a label per allow-listed tag key (empty if untagged)."""
+    tags = GaugeMetricFamily(
+        "auditmanager_assessment_tags",
+        "The assessment's tags named in the config's tag_labels, each as a label tag_<key> (characters outside "
+        "[a-zA-Z0-9_] as _), empty when the assessment lacks it; always 1. Join on account_id, region, assessment_id.",
+        labels=[*ASSESSMENT_LABELS, *(label_name(key) for key in snapshot.tag_labels)],
+    )
+    for state in snapshot.assessments:
+        details = snapshot.details.get(state.key)
+        if details is not None:
+            tags.add_metric([*_labels(state), *(details.tags.get(key, "") for key in snapshot.tag_labels)], 1.0)
+    return tags
 
 
 def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:

@@ -16,6 +16,8 @@ from typing import Any, TypeVar, cast
 
 import yaml
 
+from exporter.tags import label_name
+
 UUID_PATTERN = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[-a-z]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
@@ -203,6 +205,8 @@ class Config:
     max_control_domain_series: int = 10000
     max_conformance_pack_rule_series: int = 10000
     max_workers: int = 32
+    # Tag keys published as labels of auditmanager_assessment_tags, in config order; none: no such metric.
+    tag_labels: tuple[str, ...] = ()
 
     def expanded_targets(self) -> tuple[Target, ...]:
         """Every configured target once per region, in config order."""
@@ -472,6 +476,24 @@ def _assessments(reader: _Reader, value: object, path: str) -> object:
     )
 
 
+def _tag_labels(reader: _Reader, value: object, path: str) -> object:
+    """Tag keys as AWS allows them (1 to 128 characters), no two of which become the same label."""
+    keys = tuple(
+        _string(max_length=128)(reader, key, f"{path}[{k}]") for k, key in enumerate(reader.items(value, path))
+    )
+    labels: dict[str, int] = {}
+    for k, key in enumerate(keys):
+        if not isinstance(key, str):
+            continue
+        first = labels.setdefault(label_name(key), k)
+        if first != k:
+            reader.fail(
+                f"{path}[{k}]",
+                f"{key!r} and tag_labels[{first}] {keys[first]!r} both become the label {label_name(key)}",
+            )
+    return keys
+
+
 def _sources(reader: _Reader, value: object, path: str) -> object:
     sources = reader.items(value, path, required=True)
     for s, source in enumerate(sources):
@@ -557,5 +579,6 @@ _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "max_control_domain_series": (_number(int, inclusive=True), 10000),
     "max_conformance_pack_rule_series": (_number(int, inclusive=True), 10000),
     "max_workers": (_number(int, minimum=2, inclusive=True, maximum=MAX_CONCURRENCY), 32),
+    "tag_labels": (_tag_labels, ()),
     "targets": (lambda reader, value, path: value, _REQUIRED),
 }

@@ -91,10 +91,12 @@ class AssessmentState:
 
 @dataclass(frozen=True, slots=True)
 class AssessmentDetails:
-    """What GetAssessment says about an assessment beyond its insights, for `auditmanager_assessment_info`."""
+    """What AWS says about an assessment beyond its insights, for `auditmanager_assessment_info` and
+    `auditmanager_assessment_tags`; `tags` holds only the allow-listed ones (config `tag_labels`)."""
 
     framework: str
     status: str
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,8 @@ class Snapshot:
     `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
     `control_domain_series_dropped` and `conformance_pack_rule_series_dropped` are cumulative over the exporter's
     life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
-    generation is never published.
+    generation is never published. `tag_labels` are the tag keys the config publishes as labels (none: no tags
+    metric).
     """
 
     assessments: tuple[AssessmentState, ...] = ()
@@ -147,6 +150,7 @@ class Snapshot:
     conformance_packs: tuple[ConformancePackState, ...] = ()
     conformance_pack_rule_series_dropped: int = 0
     targets: tuple[TargetCycle, ...] = ()
+    tag_labels: tuple[str, ...] = ()
 
 
 class SnapshotStore:

@@ -45,6 +45,7 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_assessment_poll_success",
         "auditmanager_assessment_last_poll_success_timestamp_seconds",
         "auditmanager_assessment_info",
+        "auditmanager_assessment_tags",
         "auditmanager_assessment_control_domain_evidence",
         "auditmanager_assessment_control_domain_noncompliant_controls",
         "auditmanager_control_domain_series_dropped_total",

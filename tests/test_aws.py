@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -8,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from exporter.aws import MALFORMED, AuditManagerClient, AwsError, RateLimiter
+from exporter.aws import ASSESSMENT_ANSWERS_AT_ONCE, MALFORMED, AuditManagerClient, AwsError, RateLimiter
 from exporter.config import parse
 from exporter.simulator import ControlDomain, Fault, Simulator
 from exporter.snapshot import ApiCounters
@@ -97,12 +98,6 @@ def test_a_refused_connection_is_an_endpoint_connection_error(simulator):
     with pytest.raises(AwsError) as caught:
         client_for(simulator).assessment_insights(uuid(1))
     assert caught.value.code == "EndpointConnectionError"
-
-
-def test_get_assessment_names_the_owning_account(simulator):
-    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", insights=insights())
-    meta = client_for(simulator).assessment(uuid(1))
-    assert (meta.account_id, meta.name, meta.status) == ("123456789012", "SOC 2", "ACTIVE")
 
 
 def test_list_assessments_follows_every_page(monkeypatch):
@@ -212,12 +207,6 @@ def test_control_domain_insights_follow_every_page(monkeypatch, simulator):
     assert simulator.count("ListControlDomainInsightsByAssessment") == 3
 
 
-def test_get_assessment_names_the_framework(simulator):
-    simulator.add_assessment("us-east-1", uuid(1), "A1", framework="PCI DSS V4.0", status="INACTIVE")
-    meta = client_for(simulator).assessment(uuid(1))
-    assert (meta.framework, meta.status) == ("PCI DSS V4.0", "INACTIVE")
-
-
 def test_calls_from_several_threads_share_the_targets_concurrency_limit():
     with Simulator(latency=0.3) as sim:
         for n in range(6):
@@ -274,3 +263,82 @@ def test_a_repeating_next_token_is_a_malformed_answer_not_an_endless_loop(simula
         with pytest.raises(AwsError) as caught:
             client.list_assessments()
     assert caught.value.code == MALFORMED
+
+
+def test_describe_assessment_keeps_only_the_assessments_own_facts_of_a_real_sized_answer():
+    with Simulator("210987654321", framework_controls=1000) as sim:
+        sim.add_assessment("eu-west-1", uuid(1), "NIST prod", framework="NIST SP 800-53 Rev 5", tags={"team": "sec"})
+        config = parse({"targets": [{"region": "eu-west-1", "endpoint_url": sim.url, "discover": True}]})
+        am = AuditManagerClient(
+            config.expanded_targets()[0],
+            config,
+            ApiCounters(),
+            lambda target: boto3.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region
+            ),
+        )
+
+        described = am.describe_assessment(uuid(1))
+
+    assert {field.name: getattr(described, field.name) for field in dataclasses.fields(described)} == {
+        "assessment_id": uuid(1),
+        "name": "NIST prod",
+        "status": "ACTIVE",
+        "account_id": "210987654321",
+        "arn": f"arn:aws:auditmanager:eu-west-1:210987654321:assessment/{uuid(1)}",
+        "framework_id": described.framework_id,
+        "framework_name": "NIST SP 800-53 Rev 5",
+        "tags": {"team": "sec"},
+    }
+    assert len(described.framework_id) == 36
+
+
+def test_list_tags_reads_the_resources_tags_and_counts_failures(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2", tags={"team": "payments", "cost-center": "cc-1"})
+    counters = ApiCounters()
+    am = client_for(simulator, counters)
+    arn = am.describe_assessment(uuid(1)).arn
+
+    tags = am.list_tags(arn)
+    simulator.set_tags("us-east-1", uuid(1), {})
+    emptied = am.list_tags(arn)
+    with pytest.raises(AwsError) as caught:
+        am.list_tags(arn.replace(uuid(1), uuid(2)))
+
+    assert (dict(tags), dict(emptied)) == ({"team": "payments", "cost-center": "cc-1"}, {})
+    assert caught.value.code == "ResourceNotFoundException"
+    assert counters.requests()[("ListTagsForResource", "us-east-1")] == 3
+    assert counters.errors() == {("ListTagsForResource", "us-east-1", "ResourceNotFoundException"): 1}
+
+
+def test_an_assessment_answer_without_its_framework_is_a_malformed_response(simulator):
+    am = client_for(simulator)
+    assessment = {
+        "arn": f"arn:aws:auditmanager:us-east-1:123456789012:assessment/{uuid(1)}",
+        "awsAccount": {"id": "123456789012"},
+        "metadata": {"id": uuid(1), "name": "SOC 2", "status": "ACTIVE"},
+    }
+    with Stubber(am._client) as stubber:
+        stubber.add_response("get_assessment", {"assessment": assessment})
+        with pytest.raises(AwsError) as caught:
+            am.describe_assessment(uuid(1))
+    assert caught.value.code == MALFORMED
+
+
+def test_at_most_a_fixed_number_of_assessment_answers_are_read_at_once(simulator):
+    latency = 0.3
+    for n in range(8):
+        simulator.add_assessment("us-east-1", uuid(n), f"A{n}", framework_controls=50)
+    simulator.latency = latency
+    am = client_for(simulator, max_concurrency=8, max_requests_per_second=100)
+
+    threads = [threading.Thread(target=am.describe_assessment, args=(uuid(n),)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # A request can only start once an earlier one's answer is read, which the simulator sends `latency` after
+    # that request arrived: so no window shorter than `latency` sees more arrivals than there are slots.
+    assert simulator.count("GetAssessment") == 8
+    assert simulator.max_requests_in_window(latency * 0.9, operation="GetAssessment") == ASSESSMENT_ANSWERS_AT_ONCE

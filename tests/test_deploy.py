@@ -194,19 +194,44 @@ def service_operations() -> dict[str, set[str]]:
 
 def operations_called(source: str) -> set[str]:
     """The IAM actions of the AWS operations a module calls: client methods named after one, and
-    get_paginator("...")."""
+    get_paginator("..."). Within a client class that names its `SERVICE`, a name two services share stands for that
+    service's operation only."""
     operations = service_operations()
     called: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    service_of: dict[ast.AST, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            service = _declared_service(node)
+            if service is not None:
+                service_of.update((inner, service) for inner in ast.walk(node))
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
-        if node.func.attr in operations:
-            called |= operations[node.func.attr]
-        elif node.func.attr == "get_paginator":
-            for argument in node.args:
-                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                    called |= operations[argument.value]
+        names = [node.func.attr]
+        if node.func.attr == "get_paginator":
+            names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        elif node.func.attr not in operations:
+            continue
+        for name in names:
+            actions = operations[name]
+            if node in service_of:
+                actions = {action for action in actions if action.startswith(f"{service_of[node]}:")}
+            called |= actions
     return called
+
+
+def _declared_service(node: ast.ClassDef) -> str | None:
+    """The string a class body assigns to `SERVICE`, if any."""
+    for statement in node.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and any(isinstance(target, ast.Name) and target.id == "SERVICE" for target in statement.targets)
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        ):
+            return statement.value.value
+    return None
 
 
 def exporter_operations() -> set[str]:
@@ -217,6 +242,19 @@ def exporter_operations() -> set[str]:
 
 def policy() -> dict[str, Any]:
     return json.loads(POLICY.read_text(encoding="utf-8"))
+
+
+def test_a_name_two_services_share_stands_for_the_service_its_client_class_names() -> None:
+    source = (
+        "class Tags:\n"
+        "    SERVICE = 'auditmanager'\n"
+        "    def tags(self):\n"
+        "        return self._client.list_tags_for_resource(resourceArn=arn)\n"
+        "client.list_tags_for_resource(ResourceArn=arn)\n"
+    )
+    inside = source.split("client.list_tags_for_resource(ResourceArn", maxsplit=1)[0]
+    assert operations_called(inside) == {"auditmanager:ListTagsForResource"}
+    assert operations_called(source) == {"auditmanager:ListTagsForResource", "config:ListTagsForResource"}
 
 
 def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_calls() -> None:

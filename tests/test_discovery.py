@@ -1,5 +1,5 @@
-"""Discovery: the ACTIVE assessments of a target are found, filtered, refreshed every discovery_interval and
-described (framework, status) outside the poll cycle."""
+"""Discovery: the ACTIVE assessments of a target are found, filtered and refreshed every discovery_interval; each
+one's framework is looked up once outside the poll cycle, and its status comes from the listing."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def test_discovery_polls_every_active_assessment_across_pages_and_no_inactive_on
     snapshot = poller.poll()
     assert names(snapshot) == ["A0", "A1", "A3", "A4", "A6"]
     assert all(s.poll_success and s.account_id == ACCOUNT for s in snapshot.assessments)
-    # Five ACTIVE assessments at two a page: three pages.
-    assert simulator.count("ListAssessments") == 3
+    # One listing of all seven assessments (the statuses of all), at two a page: four pages.
+    assert simulator.count("ListAssessments") == 4
     assert {r.assessment_id for r in simulator.requests("GetInsightsByAssessment")} == {
         uuid(n) for n in (0, 1, 3, 4, 6)
     }
@@ -133,11 +133,11 @@ def test_a_target_with_nothing_to_discover_publishes_nothing_and_does_not_fail(s
     assert (snapshot.assessments, snapshot.accounts, store.get().completed_cycles) == ((), (), 1)
 
 
-def test_frameworks_are_fetched_outside_the_cycle_and_refreshed_every_discovery_interval(simulator):
+def test_frameworks_are_fetched_once_outside_the_cycle_and_statuses_come_from_each_listing(simulator):
     for n in range(4):
         simulator.add_assessment("us-east-1", uuid(n), f"A{n}", framework=f"Framework {n}", insights=insights())
     clock = Clock()
-    poller, store = make_poller(simulator, clock)
+    poller, store = make_poller(simulator, clock, assessments=[{"id": uuid(0)}], include="^A[0-2]$")
     poller.poll()
     # The cycle's only GetAssessment is the account lookup, whose answer already holds one framework.
     assert simulator.count("GetAssessment") == 1
@@ -146,14 +146,25 @@ def test_frameworks_are_fetched_outside_the_cycle_and_refreshed_every_discovery_
     poller.refresh_details()
     details = store.get().details
     assert {key[2]: (d.framework, d.status) for key, d in details.items()} == {
-        uuid(n): (f"Framework {n}", "ACTIVE") for n in range(4)
+        uuid(n): (f"Framework {n}", "ACTIVE") for n in range(3)
     }
-    assert simulator.count("GetAssessment") == 4
+    assert simulator.count("GetAssessment") == 3
     assert not poller.details_due()
-    clock.now += 3600
-    assert poller.details_due()
-    poller.refresh_details()
-    assert simulator.count("GetAssessment") == 8
+    # The configured A0 turns INACTIVE (it stays polled); the discovered A1 too (it leaves).
+    simulator.set_status("us-east-1", uuid(0), "INACTIVE")
+    simulator.set_status("us-east-1", uuid(1), "INACTIVE")
+    for _ in range(3):
+        clock.now += 3600
+        snapshot = poller.poll()
+        assert not poller.details_due()
+        poller.refresh_details()
+    assert snapshot is not None
+    assert {key[2]: (d.framework, d.status) for key, d in snapshot.details.items()} == {
+        uuid(0): ("Framework 0", "INACTIVE"),
+        uuid(2): ("Framework 2", "ACTIVE"),
+    }
+    assert simulator.count("GetAssessment") == 3
+    assert simulator.count("ListAssessments") == 4
 
 
 def test_details_survive_the_next_cycle_and_leave_with_their_assessment(simulator):

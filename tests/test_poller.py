@@ -66,11 +66,12 @@ def test_each_cycle_makes_one_insights_call_per_assessment_and_one_account_call_
     assert simulator.count() == 10 + simulator.count("GetInsights") == 11
 
 
-def test_names_from_the_config_need_no_listing(simulator):
+def test_named_assessments_are_listed_too_for_their_status_once_per_discovery_interval(simulator):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
     poller, _ = make_poller(simulator, [{"id": uuid(1), "name": "Mine"}])
     poller.poll()
-    assert simulator.count("ListAssessments") == 0
+    poller.poll()
+    assert simulator.count("ListAssessments") == 1
 
 
 def test_one_failing_assessment_keeps_its_last_values_and_does_not_disturb_the_others(simulator):
@@ -185,7 +186,7 @@ def test_requests_stay_within_the_rate_limit_in_every_window(simulator):
         max_requests_per_second=4,
     )
     poller.poll()
-    assert simulator.count() == len(sent.all()) == 14
+    assert simulator.count() == len(sent.all()) == 15
     # The limiter admits 4 per 1.02 s; a shorter window leaves room for a loaded machine delaying a record.
     assert max_in_window(sent.all(), 0.9) <= 4
 

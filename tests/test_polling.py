@@ -145,7 +145,7 @@ def test_what_is_known_about_an_unchanged_target_survives_a_new_poller(simulator
 
 def test_discovery_follows_the_monotonic_clock_when_the_wall_clock_steps_backwards(simulator):
     simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
-    config = config_for(simulator, {"region": REGION, "discover": True}, discovery_interval="10m")
+    config = config_for(simulator, {"region": REGION, "discover": True}, discovery_interval="10m", tag_labels=["team"])
     wall, monotonic = Clock(1_800_000_000.0), Clock(1000.0)
     poller = new_poller(config, clients_for(config, ApiCounters()), clock=wall, monotonic=monotonic)
     (first,) = poller.poll().assessments
@@ -160,7 +160,7 @@ def test_discovery_follows_the_monotonic_clock_when_the_wall_clock_steps_backwar
     assert {s.last_success for s in snapshot.assessments} == {wall.now}
     poller.refresh_details()
     assert not poller.details_due()
-    # The frameworks are refreshed every discovery_interval of the monotonic clock too, whatever the wall clock.
+    # The tags are refreshed every discovery_interval of the monotonic clock too, whatever the wall clock.
     wall.now -= 86400
     monotonic.now += 600
     assert poller.details_due()

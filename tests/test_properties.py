@@ -226,7 +226,7 @@ CALLS: dict[str, Callable[[AuditManagerClient], Any]] = {
     "GetInsightsByAssessment": lambda client: [client.assessment_insights(uuid(1))],
     "GetInsights": lambda client: [client.account_insights()],
     "ListControlDomainInsightsByAssessment": lambda client: list(client.control_domain_insights(uuid(1))),
-    "GetAssessment": lambda client: [client.assessment(uuid(1))],
+    "GetAssessment": lambda client: [client.describe_assessment(uuid(1))],
     "ListAssessments": lambda client: client.list_assessments(),
 }
 COUNT_FIELDS = {
@@ -246,8 +246,10 @@ def _assert_allowed(result: Any) -> None:
         assert count is None or (type(count) is int and 0 <= count <= INT_MAX), (name, count)
     if "last_updated" in present and result.last_updated is not None:
         assert LAUNCH <= result.last_updated <= time.time() + 86_400, result.last_updated
-    for name in ("name", "assessment_id", "status"):
+    for name in ("name", "assessment_id", "status", "account_id", "arn", "framework_id", "framework_name"):
         assert name not in present or isinstance(getattr(result, name), str)
+    if "tags" in present:
+        assert all(isinstance(key, str) and isinstance(value, str) for key, value in result.tags.items())
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

@@ -3,6 +3,7 @@
 import contextlib
 import http.client
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -240,6 +241,7 @@ def test_get_assessment_describes_account_metadata_and_framework(sim):
     created = datetime.fromtimestamp(NOW, UTC)
     assert assessment == {
         "arn": f"arn:aws:auditmanager:eu-west-1:123456789012:assessment/{A}",
+        "tags": {},
         "awsAccount": account,
         "metadata": {
             "name": 'Prod "PCI", Zürich',
@@ -260,6 +262,133 @@ def test_get_assessment_describes_account_metadata_and_framework(sim):
         "controlSets": [],
     }
     assert len(framework["id"]) == 36
+
+
+def model_problems(shape, value, path="$"):
+    """Where `value`, as botocore parsed it, breaks `shape`'s constraints: required members, enums, lengths,
+    string patterns, list and map sizes. Parsing alone checks none of them."""
+    problems = []
+    metadata = shape.metadata
+    if shape.type_name == "structure":
+        problems += [f"{path}.{name}: required" for name in shape.required_members if name not in value]
+        for name, member in value.items():
+            if name not in shape.members:
+                problems.append(f"{path}.{name}: not in the model")
+            else:
+                problems += model_problems(shape.members[name], member, f"{path}.{name}")
+    elif shape.type_name == "list":
+        for index, item in enumerate(value):
+            problems += model_problems(shape.member, item, f"{path}[{index}]")
+    elif shape.type_name == "map":
+        for key, item in value.items():
+            problems += model_problems(shape.key, key, f"{path}<key>")
+            problems += model_problems(shape.value, item, f"{path}[{key}]")
+    elif shape.type_name == "string":
+        if "enum" in metadata and value not in metadata["enum"]:
+            problems.append(f"{path}: {value!r} not in {metadata['enum']}")
+        if "pattern" in metadata and not re.search(metadata["pattern"], value):
+            problems.append(f"{path}: {value!r} does not match {metadata['pattern']}")
+    sized = shape.type_name in ("string", "list", "map")
+    if sized and not metadata.get("min", 0) <= len(value) <= metadata.get("max", len(value)):
+        problems.append(f"{path}: length {len(value)} outside [{metadata.get('min')}, {metadata.get('max')}]")
+    return problems
+
+
+def test_model_problems_finds_broken_constraints():
+    shape = MODEL.operation_model("GetAssessment").output_shape
+    broken = {
+        "assessment": {
+            "arn": "arn:aws:s3:::bucket-name",
+            "framework": {"controlSets": [{"status": "DONE", "controls": [{"id": "short"}]}]},
+            "tags": {"aws:reserved": "x"},
+            "surprise": 1,
+        }
+    }
+
+    assert sorted(model_problems(shape, broken)) == sorted(
+        [
+            "$.assessment.arn: 'arn:aws:s3:::bucket-name' does not match ^arn:.*:auditmanager:.*",
+            "$.assessment.framework.controlSets[0].status: 'DONE' not in ['ACTIVE', 'UNDER_REVIEW', 'REVIEWED']",
+            "$.assessment.framework.controlSets[0].controls[0].id: 'short' does not match "
+            + MODEL.shape_for("UUID").metadata["pattern"],
+            "$.assessment.framework.controlSets[0].controls[0].id: length 5 outside [36, 36]",
+            "$.assessment.tags<key>: 'aws:reserved' does not match " + MODEL.shape_for("TagKey").metadata["pattern"],
+            "$.assessment.surprise: not in the model",
+        ]
+    )
+
+
+def test_get_assessment_carries_a_real_sized_framework_that_fits_botocores_model(raw):
+    with Simulator(framework_controls=1000, clock=lambda: NOW) as sim:
+        sim.add_assessment("us-east-1", A, "NIST", framework="NIST SP 800-53 Rev 5", tags={"team": "security"})
+        sim.add_assessment("us-east-1", B, "Small", framework_controls=61)
+        am = client(sim)
+
+        answer = am.get_assessment(assessmentId=A)
+        small = am.get_assessment(assessmentId=B)["assessment"]["framework"]["controlSets"]
+        connection = http.client.HTTPConnection("127.0.0.1", int(sim.url.rsplit(":", 1)[1]), timeout=5)
+        _, raw_body = raw_get(connection, f"/assessments/{A}")
+        connection.close()
+
+    assert model_problems(MODEL.operation_model("GetAssessment").output_shape, body(answer)) == []
+    sets = answer["assessment"]["framework"]["controlSets"]
+    controls = [control for control_set in sets for control in control_set["controls"]]
+    assert (len(sets), len(controls), len({c["id"] for c in controls})) == (20, 1000, 1000)
+    assert all(c["description"] and c["evidenceSources"] and "evidenceCount" in c for c in controls)
+    assert sum(s["systemEvidenceCount"] + s["manualEvidenceCount"] for s in sets) == sum(
+        c["evidenceCount"] for c in controls
+    )
+    assert 700_000 <= len(raw_body) <= 900_000
+    assert sum(len(s["controls"]) for s in small) == 61
+
+
+def test_tags_are_served_by_get_assessment_and_list_tags_for_resource_and_can_change(sim):
+    sim.add_assessment("eu-west-1", A, "Production", tags={"team": "payments", "cost-center": "cc-2040"})
+    sim.add_assessment("eu-west-1", B, "Untagged")
+    am = client(sim, "eu-west-1")
+    arn = am.get_assessment(assessmentId=A)["assessment"]["arn"]
+
+    first = am.list_tags_for_resource(resourceArn=arn)
+    before = am.get_assessment(assessmentId=A)["assessment"]["tags"]
+    sim.set_tags("eu-west-1", A, {"team": "platform"})
+    after = am.list_tags_for_resource(resourceArn=arn)["tags"]
+    untagged = am.list_tags_for_resource(resourceArn=arn.replace(A, B))["tags"]
+
+    assert model_problems(MODEL.operation_model("ListTagsForResource").output_shape, body(first)) == []
+    assert first["tags"] == before == {"team": "payments", "cost-center": "cc-2040"}
+    assert after == am.get_assessment(assessmentId=A)["assessment"]["tags"] == {"team": "platform"}
+    assert untagged == {}
+    records = sim.requests("ListTagsForResource")
+    assert [(r.region, r.assessment_id, r.status) for r in records] == [("eu-west-1", A, 200)] * 2 + [
+        ("eu-west-1", B, 200)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("resource_arn", "error"),
+    [
+        (f"arn:aws:auditmanager:us-east-1:123456789012:assessment/{UNKNOWN}", ("ResourceNotFoundException", 404)),
+        (f"arn:aws:auditmanager:eu-west-1:123456789012:assessment/{A}", ("ResourceNotFoundException", 404)),
+        (f"arn:aws:auditmanager:us-east-1:210987654321:assessment/{A}", ("ResourceNotFoundException", 404)),
+        (f"arn:aws:auditmanager:us-east-1:123456789012:assessmentFramework/{A}", ("ResourceNotFoundException", 404)),
+        ("arn:aws:s3:::a-bucket-of-evidence", ("ValidationException", 400)),
+    ],
+    ids=["unknown", "other-region", "other-account", "not-an-assessment", "not-audit-manager"],
+)
+def test_list_tags_for_resource_finds_only_assessments_of_its_account_and_region(sim, resource_arn, error):
+    sim.add_assessment("us-east-1", A, "Production", tags={"team": "payments"})
+
+    assert error_of(client(sim).list_tags_for_resource, resourceArn=resource_arn) == error
+
+
+def test_tags_aws_would_refuse_are_refused(sim):
+    with pytest.raises(ValueError, match="tag key"):
+        sim.add_assessment("us-east-1", A, "Production", tags={"aws:createdBy": "me"})
+    with pytest.raises(ValueError, match="at most 50"):
+        sim.add_assessment("us-east-1", A, "Production", tags={f"k{i}": "v" for i in range(51)})
+    sim.add_assessment("us-east-1", A, "Production")
+    with pytest.raises(ValueError, match="longer than 256"):
+        sim.set_tags("us-east-1", A, {"team": "x" * 257})
 
 
 def test_get_assessment_uses_the_simulators_account(sim):
@@ -540,6 +669,9 @@ def test_faults_for_one_assessment_leave_the_others_alone(sim):
     assert error_of(am.get_insights_by_assessment, assessmentId=A) == ("AccessDeniedException", 403)
     assert error_of(am.get_assessment, assessmentId=A) == ("AccessDeniedException", 403)
     assert error_of(am.list_control_domain_insights_by_assessment, assessmentId=A) == ("AccessDeniedException", 403)
+    arn = "arn:aws:auditmanager:us-east-1:123456789012:assessment/"
+    assert error_of(am.list_tags_for_resource, resourceArn=arn + A) == ("AccessDeniedException", 403)
+    assert body(am.list_tags_for_resource(resourceArn=arn + B)) == {"tags": {}}
     assert am.get_insights_by_assessment(assessmentId=B)["insights"] == insights_dict(SPARSE)
     assert len(am.list_assessments()["assessmentMetadata"]) == 2
     assert am.get_insights()["insights"]["activeAssessmentsCount"] == 2
@@ -650,6 +782,13 @@ def test_demo_holds_realistic_assessments_in_two_regions():
         domains = ireland.list_control_domain_insights_by_assessment(assessmentId=west[0]["id"])
         account = virginia.get_insights()["insights"]
         insights = demo_insights(demo)
+        answers = [
+            am.get_assessment(assessmentId=a["id"])["assessment"]
+            for am, listed in ((virginia, east), (ireland, west))
+            for a in listed
+        ]
+        described = {a["metadata"]["name"]: a["tags"] for a in answers}
+        frameworks = {a["metadata"]["name"]: a["framework"]["controlSets"] for a in answers}
 
     assert 5 <= len(east) <= 6
     assert 1 <= len(west) <= 2
@@ -663,6 +802,10 @@ def test_demo_holds_realistic_assessments_in_two_regions():
     assert account["activeAssessmentsCount"] == sum(a["status"] == "ACTIVE" for a in east)
     assert len(insights) == len(east) + len(west)
     assert demo.assessment_ids("eu-west-1") == [a["id"] for a in west]
+    assert {frozenset(tags) for tags in described.values()} == {frozenset({"team", "cost-center", "environment"})}
+    sizes = {name: sum(len(s["controls"]) for s in framework) for name, framework in frameworks.items()}
+    assert sizes["SOC 2 Type II - Production"] == 61
+    assert sizes["NIST 800-53 - Shared services"] > 1000
     for values in insights.values():
         assert values["lastUpdated"] == datetime.fromtimestamp(ORIGIN + 1200, UTC)
         assert 0 < values["noncompliantEvidenceCount"] < values["compliantEvidenceCount"]

@@ -16,16 +16,15 @@ from concurrent.futures import CancelledError, Future, as_completed, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from exporter.aws import AssessmentMeta, AuditManagerClient, AwsError
+from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
 from exporter.polling.errors import EXPORTER_ERROR, log_aws_failure, report_unexpected
 from exporter.polling.inventory import NOT_FOUND, Shard, Wanted, refresh_listing, resolve_account, wanted
-from exporter.polling.state import AccountKey, CycleResult, TargetMemory, failed
+from exporter.polling.state import AccountKey, CycleResult, Lookup, TargetMemory, allowed, failed
 from exporter.polling.workers import Lane, Workers
 from exporter.snapshot import (
     AccountState,
     ApiCounters,
-    AssessmentDetails,
     AssessmentKey,
     AssessmentState,
     ControlDomainInsights,
@@ -55,6 +54,7 @@ class CycleSettings:
     wall_clock: Callable[[], float]
     monotonic: Callable[[], float]
     max_rule_series: int = 10000
+    tag_labels: tuple[str, ...] = ()
 
 
 @dataclass
@@ -65,7 +65,7 @@ class _Plan:
     wanted: list[Wanted] = field(default_factory=list)
     decided: list[AssessmentState] = field(default_factory=list)
     accounts: list[AccountState] = field(default_factory=list)
-    lookup: AssessmentMeta | None = None
+    lookup: DescribedAssessment | None = None
 
 
 class Cycle:
@@ -99,7 +99,8 @@ class Cycle:
         account_polls: list[Future[AccountState | None]] = []
         decided: list[AssessmentState] = []
         accounts: list[AccountState] = []
-        details: dict[AssessmentKey, AssessmentDetails] = {}
+        lookups: dict[AssessmentKey, Lookup] = {}
+        statuses: dict[AssessmentKey, str] = {}
         for done in as_completed(plans):
             i, run = plans[done], self._runs[plans[done]]
             if done.cancelled():
@@ -116,10 +117,14 @@ class Cycle:
             work[i].states += plan.decided
             if plan.account_id is None:
                 continue
-            account_id = plan.account_id
-            if plan.lookup is not None and plan.lookup.framework is not None:
-                key = (account_id, run.target.region, plan.lookup.assessment_id)
-                details[key] = AssessmentDetails(plan.lookup.framework, plan.lookup.status)
+            account_id, region = plan.account_id, run.target.region
+            statuses.update(((account_id, region, i), status) for i, status in run.memory.statuses.items())
+            if plan.lookup is not None:
+                described = plan.lookup
+                tags = allowed(described.tags, self._settings.tag_labels)
+                lookups[account_id, region, described.assessment_id] = Lookup(
+                    described.framework_name, described.status, described.arn, tags
+                )
             polls_account = self._settings.shard.polls_accounts
             work[i].expect(len(plan.wanted) + polls_account)
             if polls_account:
@@ -145,7 +150,8 @@ class Cycle:
             states,
             _unique([*accounts, *_results(account_polls)], lambda a: (a.account_id, a.region)),
             durations,
-            details,
+            lookups,
+            statuses,
             dropped,
             targets=targets,
         )
@@ -179,9 +185,11 @@ class Cycle:
             return self._failed_target(run, assessments, gone, tasks.fail(_unexpected(error)))
         account_id = memory.account_id or ""
         if lookup is not None:
+            # Its answer is this assessment's look-up, tags included: the look-ups between cycles need not ask again.
+            now = self._settings.monotonic()
             memory.details_tried.add(lookup.assessment_id)
-            if memory.details_at is None:
-                memory.details_at = self._settings.monotonic()
+            memory.details_at = now if memory.details_at is None else memory.details_at
+            memory.tags_at = now if memory.tags_at is None else memory.tags_at
         owned = [
             w
             for w in assessments

@@ -1,73 +1,133 @@
-"""The framework and status of each polled assessment (GetAssessment, for `auditmanager_assessment_info`), fetched
-between cycles on the small background pool and the background slice of each target's rate."""
+"""The look-ups between cycles, on the small background pool and the background slice of each target's rate: one
+GetAssessment per polled assessment, once (its framework never changes), and, with `tag_labels`, one
+ListTagsForResource per known assessment every discovery interval."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from typing import TypeVar
 
-from exporter.aws import AssessmentMeta, AwsError
+from exporter.aws import AwsError, DescribedAssessment
 from exporter.polling.cycle import TargetRun
 from exporter.polling.errors import log_aws_failure, report_unexpected
-from exporter.polling.state import TargetMemory
+from exporter.polling.state import Lookup, TargetMemory, allowed
 from exporter.polling.workers import Workers
-from exporter.snapshot import ApiCounters, AssessmentDetails, AssessmentKey
+from exporter.snapshot import ApiCounters, AssessmentKey
+
+_T = TypeVar("_T")
 
 # Look-ups of one target at a time: with the background slice of its rate, more would only wait.
 LANE_LIMIT = 2
 
 
-def details_work(memory: TargetMemory, now: float, every: float) -> list[str]:
-    """The polled assessments whose details were never asked for, or all of them once those of the target are
-    older than `every` seconds of the monotonic clock (`now`)."""
+@dataclass(frozen=True)
+class LookupResults:
+    """What one round of look-ups learned: new look-ups, and the refreshed tags of known assessments."""
+
+    lookups: Mapping[AssessmentKey, Lookup]
+    tags: Mapping[AssessmentKey, Mapping[str, str]]
+
+
+def lookup_work(memory: TargetMemory, known: set[str], now: float, every: float) -> list[str]:
+    """The polled assessments never looked up: those not yet tried in the current period, or all of them once
+    the period is older than `every` seconds of the monotonic clock (`now`), so a failed look-up is retried once
+    a period."""
     if memory.account_id is None:
         return []
+    new = [i for i in memory.polled if i not in known]
     if memory.details_at is not None and now - memory.details_at >= every:
-        return list(memory.polled)
-    return [i for i in memory.polled if i not in memory.details_tried]
+        return new
+    return [i for i in new if i not in memory.details_tried]
 
 
-def fetch_details(
+def tags_due(memory: TargetMemory, now: float, every: float) -> bool:
+    """Whether the target's tags are due: never refreshed (a new target, or the allow-list changed), or refreshed
+    `every` seconds ago or more."""
+    return memory.account_id is not None and (memory.tags_at is None or now - memory.tags_at >= every)
+
+
+def fetch_lookups(
     runs: list[TargetRun],
     workers: Workers,
-    now: float,
-    every: float,
+    known: Mapping[AssessmentKey, str],
+    tag_labels: tuple[str, ...],
+    timing: tuple[float, float],
     stopped: Callable[[], bool],
     counters: ApiCounters,
-) -> dict[AssessmentKey, AssessmentDetails]:
-    """GetAssessment for each assessment `details_work` names, every target at once within its lane."""
-    futures: list[tuple[TargetRun, str, Future[AssessmentMeta | None]]] = []
+) -> LookupResults:
+    """GetAssessment for each assessment `lookup_work` names, and, when the tags are due and `tag_labels` names
+    some, ListTagsForResource for each polled assessment looked up before (`known`: its ARN); every target at once
+    within its lane. `timing` is (now on the monotonic clock, the discovery interval)."""
+    now, every = timing
+    lookups: list[tuple[AssessmentKey, Future[DescribedAssessment | None]]] = []
+    refreshes: list[tuple[AssessmentKey, Future[Mapping[str, str] | None]]] = []
     for run in runs:
-        memory, work = run.memory, details_work(run.memory, now, every)
-        if not work or memory.account_id is None:
+        memory, account_id, region = run.memory, run.memory.account_id, run.target.region
+        if account_id is None:
             continue
+        arns = {key[2]: arn for key, arn in known.items() if key[:2] == (account_id, region)}
+        work = lookup_work(memory, set(arns), now, every)
         if memory.details_at is None or now - memory.details_at >= every:
-            memory.details_at = now
+            memory.details_at, memory.details_tried = now, set()
         memory.details_tried.update(work)
+        tagged: list[str] = []
+        if tags_due(memory, now, every):
+            memory.tags_at = now
+            tagged = [i for i in memory.polled if i in arns] if tag_labels else []
         lane = workers.background_lane(min(LANE_LIMIT, run.target.max_concurrency))
-        futures += [
-            (run, memory.account_id, lane.submit(functools.partial(_describe, run, i, stopped, counters))) for i in work
+        lookups += [
+            ((account_id, region, i), lane.submit(functools.partial(_describe, run, i, stopped, counters)))
+            for i in work
         ]
-    wait([future for _, _, future in futures])
-    details = {}
-    for run, account_id, future in futures:
-        meta = None if future.cancelled() or future.exception() is not None else future.result()
-        if meta is not None and meta.framework is not None:
-            details[account_id, run.target.region, meta.assessment_id] = AssessmentDetails(meta.framework, meta.status)
-    return details
+        refreshes += [
+            ((account_id, region, i), lane.submit(functools.partial(_list_tags, run, i, arns[i], stopped, counters)))
+            for i in tagged
+        ]
+    wait([future for _, future in lookups])
+    wait([future for _, future in refreshes])
+    return LookupResults(
+        {
+            key: Lookup(described.framework_name, described.status, described.arn, allowed(described.tags, tag_labels))
+            for key, future in lookups
+            if (described := _result(future)) is not None
+        },
+        {key: tags for key, future in refreshes if (tags := _result(future)) is not None},
+    )
+
+
+def _result(future: Future[_T | None]) -> _T | None:
+    """A task's answer; None if it failed or never ran (a closed pool cancels the queued tasks)."""
+    return None if future.cancelled() or future.exception() is not None else future.result()
 
 
 def _describe(
     run: TargetRun, assessment_id: str, stopped: Callable[[], bool], counters: ApiCounters
-) -> AssessmentMeta | None:
+) -> DescribedAssessment | None:
     if stopped():
         return None
     fields = {"region": run.target.region, "assessment_id": assessment_id}
     try:
-        return run.client.assessment(assessment_id, background=True)
+        return run.client.describe_assessment(assessment_id, background=True)
     except AwsError as error:
         log_aws_failure("cannot read assessment details", error, **fields)
     except Exception as error:
         report_unexpected(counters, "GetAssessment", error, **fields)
+    return None
+
+
+def _list_tags(
+    run: TargetRun, assessment_id: str, arn: str, stopped: Callable[[], bool], counters: ApiCounters
+) -> Mapping[str, str] | None:
+    if stopped():
+        return None
+    fields = {"region": run.target.region, "assessment_id": assessment_id}
+    try:
+        return run.client.list_tags(arn, background=True)
+    except AwsError as error:
+        log_aws_failure("cannot read assessment tags", error, **fields)
+    except Exception as error:
+        report_unexpected(counters, "ListTagsForResource", error, **fields)
     return None

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from exporter.aws import AssessmentMeta, AuditManagerClient, AwsError
+from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
 from exporter.polling.errors import log_aws_failure
 from exporter.polling.state import TargetMemory
@@ -59,24 +59,21 @@ class Wanted:
 def refresh_listing(
     target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float
 ) -> AwsError | None:
-    """ListAssessments at most once every `every` seconds of the monotonic clock (`now`): the ACTIVE assessments
-    for `discover`, and the names of configured assessments the config does not name. On failure the previous
-    listing stays, and the failure is returned."""
-    unnamed = {a.id for a in target.assessments if not a.name}
-    if not (target.discover or unnamed) or (memory.listed_at is not None and now - memory.listed_at < every):
+    """One paged ListAssessments at most once every `every` seconds of the monotonic clock (`now`), for configured
+    and discovered assessments alike: the names and statuses of all, and the ACTIVE ones for `discover`. On
+    failure the previous listing stays, and the failure is returned."""
+    if memory.listed_at is not None and now - memory.listed_at < every:
         return None
     try:
-        active = client.list_assessments(ACTIVE) if target.discover else []
-        listed = active
-        if unnamed - {m.assessment_id for m in active}:
-            listed = [*active, *client.list_assessments()]
+        listed = client.list_assessments()
     except AwsError as error:
         log_aws_failure("cannot list assessments", error, region=target.region)
         return error
     memory.listed_at = now
     memory.names.update((m.assessment_id, m.name) for m in listed)
+    memory.statuses = {m.assessment_id: m.status for m in listed}
     if target.discover:
-        memory.discovered = tuple(m.assessment_id for m in active if m.status == ACTIVE and target.wants(m.name))
+        memory.discovered = tuple(m.assessment_id for m in listed if m.status == ACTIVE and target.wants(m.name))
         log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
     return None
 
@@ -90,9 +87,9 @@ def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:
 
 def resolve_account(
     client: AuditManagerClient, memory: TargetMemory, assessments: list[Wanted], gone: set[str]
-) -> AssessmentMeta | None:
+) -> DescribedAssessment | None:
     """Learn the target's account, if not known (from role_arn), by GetAssessment on its first assessment that
-    answers, once per target; return that answer (it holds a framework). Assessments that do not exist are added
+    answers, once per target; return that answer (the assessment's look-up). Assessments that do not exist are added
     to `gone`. One assessment's failure moves on to the next, up to ACCOUNT_LOOKUP_FAILURES failures a cycle (a
     target-wide failure, such as AccessDenied, would otherwise cost a call per assessment); then the last failure
     is raised."""
@@ -104,14 +101,14 @@ def resolve_account(
         if failures == ACCOUNT_LOOKUP_FAILURES:
             break
         try:
-            meta = client.assessment(assessment.assessment_id)
+            described = client.describe_assessment(assessment.assessment_id)
         except AwsError as error:
             if error.code == NOT_FOUND:
                 gone.add(assessment.assessment_id)
             else:
                 failure, failures = error, failures + 1
             continue
-        memory.names[meta.assessment_id] = meta.name
-        memory.account_id = meta.account_id or ""
-        return meta
+        memory.names[described.assessment_id] = described.name
+        memory.account_id = described.account_id
+        return described
     raise failure

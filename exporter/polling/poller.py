@@ -14,7 +14,7 @@ from exporter.awsconfig import ConformancePackClient
 from exporter.config import Config
 from exporter.conformance import limit_rule_series
 from exporter.polling.cycle import Cycle, CycleSettings, TargetRun
-from exporter.polling.details import details_work, fetch_details
+from exporter.polling.details import fetch_lookups, lookup_work, tags_due
 from exporter.polling.inventory import UNSHARDED, Shard
 from exporter.polling.packs import PackCycle, PackRun
 from exporter.polling.publisher import Publisher
@@ -26,7 +26,7 @@ log = logging.getLogger("exporter.polling")
 
 class Poller:
     """Polls the targets of one config: `poll()` runs one cycle and publishes its Snapshot, `refresh_details()`
-    fetches the frameworks for `auditmanager_assessment_info` between cycles.
+    runs the look-ups between cycles (each assessment's framework, once, and the tags of `tag_labels`).
 
     Building one claims a new generation of the publisher, so the poller it replaces can no longer publish.
     `clock` gives the published timestamps (wall time); `monotonic` every interval.
@@ -46,7 +46,7 @@ class Poller:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         targets = config.expanded_targets()
-        self._generation, memories = publisher.claim(targets)
+        self._generation, memories = publisher.claim(targets, config.tag_labels)
         packs = pack_clients if pack_clients is not None else [None] * len(targets)
         self._runs = [TargetRun(t, c, m) for t, c, m in zip(targets, clients, memories, strict=True) if c is not None]
         self._pack_runs = [PackRun(t, p, m) for t, p, m in zip(targets, packs, memories, strict=True) if p is not None]
@@ -60,6 +60,7 @@ class Poller:
             clock,
             monotonic,
             config.max_conformance_pack_rule_series,
+            config.tag_labels,
         )
         self._stop = threading.Event()
 
@@ -122,22 +123,32 @@ class Poller:
             pack_run.client.close_idle_connections()
 
     def details_due(self) -> bool:
-        """Whether `refresh_details` has work: a polled assessment whose details were never asked for, or a
-        target whose details are older than discovery_interval."""
-        now = self._settings.monotonic()
-        return any(details_work(run.memory, now, self._settings.discovery_interval) for run in self._runs)
+        """Whether `refresh_details` has work: a polled assessment never looked up (or whose look-up failed a
+        discovery_interval ago), or, with `tag_labels`, a target whose tags are older than discovery_interval."""
+        now, every = self._settings.monotonic(), self._settings.discovery_interval
+        known = self._publisher.read(lambda state: state.looked_up())
+        tagging = bool(self._settings.tag_labels)
+        for run in self._runs:
+            account_id, region = run.memory.account_id, run.target.region
+            mine = {key[2] for key in known if key[:2] == (account_id, region)}
+            if lookup_work(run.memory, mine, now, every) or (tagging and tags_due(run.memory, now, every)):
+                return True
+        return False
 
     def refresh_details(self) -> Snapshot | None:
-        """GetAssessment for each polled assessment whose framework and status are unknown or due, then publish
-        them; None if this poller was stopped or replaced meanwhile."""
-        details = fetch_details(
+        """Run the look-ups that are due, then publish what they learned; None if this poller was stopped or
+        replaced meanwhile."""
+        results = fetch_lookups(
             self._runs,
             self._workers,
-            self._settings.monotonic(),
-            self._settings.discovery_interval,
+            self._publisher.read(lambda state: state.looked_up()),
+            self._settings.tag_labels,
+            (self._settings.monotonic(), self._settings.discovery_interval),
             self._stop.is_set,
             self._settings.counters,
         )
         if self._stop.is_set():
             return None
-        return self._publisher.commit(self._generation, lambda state: state.record_details(details))
+        return self._publisher.commit(
+            self._generation, lambda state: state.record_lookups(results.lookups, results.tags)
+        )

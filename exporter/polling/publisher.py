@@ -23,12 +23,14 @@ class Publisher:
         self._lock = threading.Lock()
         self._generation = 0
 
-    def claim(self, targets: Sequence[Target]) -> tuple[int, list[TargetMemory]]:
-        """A new generation for a poller of `targets`, and the memory of each target (kept for unchanged ones);
-        from now on, commits of older generations are refused."""
+    def claim(self, targets: Sequence[Target], tag_labels: tuple[str, ...] = ()) -> tuple[int, list[TargetMemory]]:
+        """A new generation for a poller of `targets` publishing `tag_labels`, and the memory of each target (kept
+        for unchanged ones); from now on, commits of older generations are refused."""
         with self._lock:
             self._generation += 1
-            return self._generation, self._state.memories(targets)
+            memories = self._state.memories(targets)
+            self._state.use_tag_labels(tag_labels)
+            return self._generation, memories
 
     def end(self) -> None:
         """End the current generation without starting a poller (the service stops)."""

@@ -1,7 +1,7 @@
-"""What the poll service knows between cycles: per target (account id, names, listing and details times on the
-monotonic clock, discovered conformance packs) and overall (the last state of every assessment, account and
-conformance pack, the frameworks). The snapshot is
-made from it; nothing reads a snapshot back."""
+"""What the poll service knows between cycles: per target (account id, names and statuses, listing, look-up and
+tags times on the monotonic clock, discovered conformance packs) and overall (the last state of every assessment,
+account and conformance pack, what the look-ups learned). The snapshot is made from it; nothing reads a snapshot
+back."""
 
 from __future__ import annotations
 
@@ -24,13 +24,28 @@ class TargetMemory:
 
     account_id: str | None
     names: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
     discovered: tuple[str, ...] = ()
     listed_at: float | None = None
     polled: tuple[str, ...] = ()
+    # The look-ups' period: GetAssessment was tried for `details_tried` since `details_at`; a failed one is tried
+    # again in the next period.
     details_at: float | None = None
     details_tried: set[str] = field(default_factory=set)
     packs_discovered: tuple[str, ...] = ()
     packs_listed_at: float | None = None
+    tags_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the exporter keeps of an assessment's GetAssessment, asked once: its framework and ARN, its status
+    until a listing gives one, and its allow-listed tags, refreshed with ListTagsForResource."""
+
+    framework: str
+    status: str
+    arn: str
+    tags: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,9 @@ class CycleResult:
     assessments: Sequence[AssessmentState]
     accounts: Sequence[AccountState]
     durations: Mapping[str, float]
-    details: Mapping[AssessmentKey, AssessmentDetails]
+    lookups: Mapping[AssessmentKey, Lookup]
+    # The status the latest listing of each target gives every assessment it lists.
+    statuses: Mapping[AssessmentKey, str]
     control_domain_series_dropped: int
     conformance_packs: Sequence[ConformancePackState] = ()
     conformance_pack_rule_series_dropped: int = 0
@@ -55,7 +72,9 @@ class PollState:
         self._memories: list[tuple[Target, TargetMemory]] = []
         self._assessments: dict[AssessmentKey, AssessmentState] = {}
         self._accounts: dict[AccountKey, AccountState] = {}
-        self._details: dict[AssessmentKey, AssessmentDetails] = {}
+        self._lookups: dict[AssessmentKey, Lookup] = {}
+        self._statuses: dict[AssessmentKey, str] = {}
+        self._tag_labels: tuple[str, ...] = ()
         self._durations: Mapping[str, float] = MappingProxyType({})
         self._completed_cycles = 0
         self._dropped = 0
@@ -75,20 +94,43 @@ class PollState:
         self._memories = memories
         return [memory for _, memory in memories]
 
+    def use_tag_labels(self, tag_labels: tuple[str, ...]) -> None:
+        """Publish these tag keys from now on. When they change, the kept tags lose the keys no longer wanted, and
+        every target's tags are due again (to learn the new keys)."""
+        if tag_labels == self._tag_labels:
+            return
+        self._tag_labels = tag_labels
+        self._lookups = {
+            key: dataclasses.replace(lookup, tags=allowed(lookup.tags, tag_labels))
+            for key, lookup in self._lookups.items()
+        }
+        for _, memory in self._memories:
+            memory.tags_at = None
+
     def known_assessments(self) -> dict[AssessmentKey, AssessmentState]:
         return dict(self._assessments)
 
     def known_accounts(self) -> dict[AccountKey, AccountState]:
         return dict(self._accounts)
 
+    def looked_up(self) -> dict[AssessmentKey, str]:
+        """The ARN of every assessment whose GetAssessment has been read."""
+        return {key: lookup.arn for key, lookup in self._lookups.items()}
+
     def known_packs(self) -> dict[ConformancePackKey, ConformancePackState]:
         return dict(self._packs)
 
     def record_cycle(self, result: CycleResult) -> None:
-        """Keep what a cycle polled and forget every assessment, account and framework it did not."""
+        """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
+        its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
         self._assessments = {s.key: s for s in result.assessments}
         self._accounts = {(a.account_id, a.region): a for a in result.accounts}
-        self._details = {k: v for k, v in {**self._details, **result.details}.items() if k in self._assessments}
+        self._statuses = dict(result.statuses)
+        self._lookups = {
+            key: lookup
+            for key, lookup in {**self._lookups, **result.lookups}.items()
+            if key in self._assessments or key in self._statuses
+        }
         self._durations = MappingProxyType(dict(result.durations))
         self._completed_cycles += 1
         self._dropped += result.control_domain_series_dropped
@@ -96,8 +138,15 @@ class PollState:
         self._rules_dropped += result.conformance_pack_rule_series_dropped
         self._targets = tuple(result.targets)
 
-    def record_details(self, details: Mapping[AssessmentKey, AssessmentDetails]) -> None:
-        self._details.update(details)
+    def record_lookups(
+        self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
+    ) -> None:
+        """Keep new look-ups, and the refreshed tags of known ones."""
+        self._lookups.update(lookups)
+        for key, refreshed in tags.items():
+            lookup = self._lookups.get(key)
+            if lookup is not None:
+                self._lookups[key] = dataclasses.replace(lookup, tags=allowed(refreshed, self._tag_labels))
 
     def snapshot(self, generation: int) -> Snapshot:
         assessments = tuple(sorted(self._assessments.values(), key=lambda s: s.key))
@@ -106,13 +155,25 @@ class PollState:
             self._durations,
             self._completed_cycles,
             tuple(sorted(self._accounts.values(), key=lambda a: (a.account_id, a.region))),
-            MappingProxyType({k: v for k, v in self._details.items() if k in self._assessments}),
+            MappingProxyType(
+                {
+                    key: AssessmentDetails(lookup.framework, self._statuses.get(key, lookup.status), lookup.tags)
+                    for key, lookup in self._lookups.items()
+                    if key in self._assessments
+                }
+            ),
             self._dropped,
             generation,
             tuple(sorted(self._packs.values(), key=lambda p: p.key)),
             self._rules_dropped,
             self._targets,
+            self._tag_labels,
         )
+
+
+def allowed(tags: Mapping[str, str], tag_labels: tuple[str, ...]) -> Mapping[str, str]:
+    """The tags of the allow-listed keys only: the others are never kept."""
+    return MappingProxyType({key: tags[key] for key in tag_labels if key in tags})
 
 
 def failed(state: AssessmentState, error: tuple[str, str]) -> AssessmentState:

@@ -10,8 +10,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator.awsconfig import AwsConfig
 from exporter.simulator.faults import Fault, fault_answer
+from exporter.simulator.framework import control_sets
 from exporter.simulator.http import SimulatorServer
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
 from exporter.simulator.wire import ERROR_STATUS, Answer, ApiError, credential_scope, field_problem, page_of, with_token
@@ -31,6 +32,13 @@ UNKNOWN_OPERATION = "UnknownOperation"
 STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 
 _ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
+_CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
+_ARN = re.compile(r"arn:.*:auditmanager:.*")
+_ASSESSMENT_ARN = re.compile(r"arn:[^:]*:auditmanager:[^:]*:[^:]*:assessment/(.+)")
+# TagMap's limits in botocore's model.
+_TAG_KEY = re.compile(r"(?!aws:)[a-zA-Z+-=._:/]{1,128}")
+_MAX_TAG_VALUE = 256
+_MAX_TAGS = 50
 
 _EVIDENCE_KEYS = (
     ("noncompliantEvidenceCount", "noncompliant_evidence"),
@@ -59,6 +67,8 @@ class _Assessment:
     updated: datetime
     insights: Insights | None
     control_domains: tuple[ControlDomain, ...]
+    framework_controls: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
     drift: Drift | None = None
     per_request: Callable[[int], Insights] | None = None
     served: int = 0
@@ -75,7 +85,9 @@ class Simulator:
 
     `latency` may be changed at any time; every request sleeps that long (plus any latency faults) before
     its answer is sent, without holding the simulator's lock. `clock` (epoch seconds) dates new assessments
-    and drives the demo's drifting counts.
+    and drives the demo's drifting counts. `framework_controls` is how many controls the framework in an
+    added assessment's GetAssessment answer has, unless `add_assessment` says otherwise (0: `controlSets: []`;
+    a real 1,000-control framework is about 800 KB of JSON).
     """
 
     def __init__(
@@ -87,8 +99,10 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        framework_controls: int = 0,
     ) -> None:
         self.account_id = account_id
+        self.framework_controls = framework_controls
         self.latency = latency
         self.page_size = page_size
         self._host = host
@@ -158,14 +172,32 @@ class Simulator:
         compliance_type: str = "SOC2",
         insights: Insights | None = None,
         control_domains: Sequence[ControlDomain] = (),
+        framework_controls: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Add (or replace, keeping its place in listings) an assessment created now by the simulator's clock."""
+        """Add (or replace, keeping its place in listings) an assessment created now by the simulator's clock.
+
+        Its framework has `framework_controls` controls (default: the simulator's `framework_controls`).
+        """
         if not _ASSESSMENT_ID.fullmatch(assessment_id):
             raise ValueError(f"not an Audit Manager assessment id: {assessment_id!r}")
         _check_status(status)
+        controls = self.framework_controls if framework_controls is None else framework_controls
+        if controls < 0:
+            raise ValueError(f"framework_controls must not be negative, not {controls}")
         created = datetime.fromtimestamp(self._clock(), UTC)
         assessment = _Assessment(
-            assessment_id, name, status, framework, compliance_type, created, created, insights, tuple(control_domains)
+            assessment_id,
+            name,
+            status,
+            framework,
+            compliance_type,
+            created,
+            created,
+            insights,
+            tuple(control_domains),
+            controls,
+            _checked_tags(tags or {}),
         )
         with self._lock:
             self._regions.setdefault(region, {})[assessment_id] = assessment
@@ -199,6 +231,12 @@ class Simulator:
             assessment = self._regions[region][assessment_id]
             assessment.status = status
             assessment.updated = updated
+
+    def set_tags(self, region: str, assessment_id: str, tags: Mapping[str, str]) -> None:
+        """Replace an assessment's tags, as GetAssessment and ListTagsForResource answer them."""
+        checked = _checked_tags(tags)
+        with self._lock:
+            self._regions[region][assessment_id].tags = checked
 
     def remove_assessment(self, region: str, assessment_id: str) -> None:
         """Delete an assessment; requests naming it get ResourceNotFoundException."""
@@ -291,7 +329,7 @@ class Simulator:
         access_key, region = credential_scope(authorization, DEFAULT_REGION)
         parts = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        operation, assessment_id = _route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
+        operation, assessment_id, resource_arn = _route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
         delay = 0.0
         with self._lock:
             answer = None
@@ -303,11 +341,18 @@ class Simulator:
                 elif answer is None:
                     answer = fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
             if answer is None:
-                answer = self._operation(operation, region, assessment_id, query)
+                answer = self._operation(operation, region, assessment_id, query, resource_arn)
             self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
         return answer, delay
 
-    def _operation(self, operation: str, region: str, assessment_id: str | None, query: dict[str, str]) -> Answer:
+    def _operation(
+        self,
+        operation: str,
+        region: str,
+        assessment_id: str | None,
+        query: dict[str, str],
+        resource_arn: str | None,
+    ) -> Answer:
         assessments = self._regions.get(region, {})
         now = self._clock()
         try:
@@ -317,6 +362,8 @@ class Simulator:
                 return Answer(200, self._list_assessments(assessments, query))
             if operation == UNKNOWN_OPERATION:
                 raise ApiError("UnknownOperationException", "no such operation", status=404)
+            if operation == "ListTagsForResource":
+                return Answer(200, {"tags": dict(self._tagged(region, resource_arn or "", assessment_id).tags)})
             assessment = _find(assessments, assessment_id)
             if operation == "GetAssessment":
                 return Answer(200, {"assessment": self._assessment_json(region, assessment)})
@@ -354,6 +401,28 @@ class Simulator:
         page, token = page_of(matching, query, self.page_size)
         return with_token({"assessmentMetadata": [_metadata_json(a) for a in page]}, token)
 
+    def _tagged(self, region: str, resource_arn: str, assessment_id: str | None) -> _Assessment:
+        """The assessment a ListTagsForResource ARN names in this account and region; only assessments have tags
+        here, so any other resource is not found."""
+        if not 20 <= len(resource_arn) <= 2048 or not _ARN.fullmatch(resource_arn):
+            raise ApiError(
+                "ValidationException",
+                f"resourceArn {resource_arn!r} is not an Audit Manager ARN",
+                **field_problem("resourceArn", "invalid"),
+            )
+        assessment = self._regions.get(region, {}).get(assessment_id or "")
+        if assessment is None or resource_arn != self._arn(region, assessment):
+            raise ApiError(
+                "ResourceNotFoundException",
+                f"resource {resource_arn} not found",
+                resourceId=resource_arn,
+                resourceType="ASSESSMENT",
+            )
+        return assessment
+
+    def _arn(self, region: str, assessment: _Assessment) -> str:
+        return f"arn:aws:auditmanager:{region}:{self.account_id}:assessment/{assessment.id}"
+
     def _assessment_json(self, region: str, assessment: _Assessment) -> dict[str, Any]:
         account = {
             "id": self.account_id,
@@ -364,32 +433,37 @@ class Simulator:
         arn_prefix = f"arn:aws:auditmanager:{region}:{self.account_id}"
         metadata = _metadata_json(assessment) | {"scope": {"awsAccounts": [account], "awsServices": []}}
         return {
-            "arn": f"{arn_prefix}:assessment/{assessment.id}",
+            "arn": self._arn(region, assessment),
             "awsAccount": account,
             "metadata": metadata,
             "framework": {
                 "id": framework_id,
                 "arn": f"{arn_prefix}:assessmentFramework/{framework_id}",
                 "metadata": {"name": assessment.framework, "complianceType": assessment.compliance_type},
-                "controlSets": [],
+                "controlSets": list(control_sets(assessment.framework, assessment.framework_controls)),
             },
+            "tags": dict(assessment.tags),
         }
 
 
-def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str, str | None]:
+def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str, str | None, str | None]:
+    """The operation a request calls, the assessment it concerns, and the resource ARN it names (tags only)."""
     if method == "GET":
         match segments:
             case ["insights"]:
-                return "GetInsights", None
+                return "GetInsights", None, None
             case ["insights", "assessments", assessment_id]:
-                return "GetInsightsByAssessment", assessment_id
+                return "GetInsightsByAssessment", assessment_id, None
             case ["insights", "control-domains-by-assessment"]:
-                return "ListControlDomainInsightsByAssessment", query.get("assessmentId")
+                return "ListControlDomainInsightsByAssessment", query.get("assessmentId"), None
             case ["assessments"]:
-                return "ListAssessments", None
+                return "ListAssessments", None, None
             case ["assessments", assessment_id]:
-                return "GetAssessment", assessment_id
-    return UNKNOWN_OPERATION, None
+                return "GetAssessment", assessment_id, None
+            case ["tags", resource_arn]:
+                match = _ASSESSMENT_ARN.fullmatch(resource_arn)
+                return "ListTagsForResource", match.group(1) if match else None, resource_arn
+    return UNKNOWN_OPERATION, None, None
 
 
 def _find(assessments: dict[str, _Assessment], assessment_id: str | None) -> _Assessment:
@@ -410,6 +484,18 @@ def _find(assessments: dict[str, _Assessment], assessment_id: str | None) -> _As
             resourceType="ASSESSMENT",
         )
     return assessment
+
+
+def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `tags`, if AWS would accept them (TagMap in botocore's model); else ValueError."""
+    if len(tags) > _MAX_TAGS:
+        raise ValueError(f"at most {_MAX_TAGS} tags, not {len(tags)}")
+    for key, value in tags.items():
+        if not _TAG_KEY.fullmatch(key):
+            raise ValueError(f"not a tag key AWS accepts: {key!r}")
+        if len(value) > _MAX_TAG_VALUE:
+            raise ValueError(f"tag {key!r}: value longer than {_MAX_TAG_VALUE} characters")
+    return dict(tags)
 
 
 def _check_status(status: str) -> None:

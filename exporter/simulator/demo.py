@@ -65,17 +65,29 @@ _DEMO_DOMAINS = (
     ("arn:aws:controlcatalog:::domain/LOGGING_AND_MONITORING", "Logging and monitoring", 0.35),
     ("arn:aws:controlcatalog:::domain/DATA_PROTECTION", "Data protection", 0.25),
 )
-# region, name, status, framework, compliance type, then the total controls and, on an ordinary day, the daily
-# noncompliant, compliant and inconclusive evidence and the controls with noncompliant evidence.
+# region, name, status, framework, compliance type, then the total controls (also the framework's size) and, on
+# an ordinary day, the daily noncompliant, compliant and inconclusive evidence and the controls with noncompliant
+# evidence.
 _DEMO_ASSESSMENTS = (
     ("us-east-1", "SOC 2 Type II - Production", "ACTIVE", "SOC 2", "SOC2", 61, 40, 2200, 300, 9),
     ("us-east-1", "PCI DSS v4.0 - Cardholder data", "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 120, 5400, 800, 31),
     ("us-east-1", "CIS - All accounts", "ACTIVE", "CIS AWS Foundations Benchmark v1.4.0", "CIS", 58, 25, 1800, 90, 6),
     ("us-east-1", "HIPAA - Patient portal", "ACTIVE", "HIPAA Security Rule: Feb 2003", "HIPAA", 77, 18, 950, 140, 5),
-    ("us-east-1", "NIST 800-53 - Shared services", "ACTIVE", "NIST SP 800-53 Rev 5", "NIST", 322, 210, 7600, 1300, 44),
+    ("us-east-1", "NIST 800-53 - Shared services", "ACTIVE", "NIST SP 800-53 Rev 5", "NIST", 1007, 210, 7600, 1300, 44),
     ("us-east-1", "SOC 2 Type II - FY2024 audit", "INACTIVE", "SOC 2", "SOC2", 61, 12, 600, 70, 3),
     ("eu-west-1", 'Prod "PCI", Zürich', "ACTIVE", "PCI DSS V4.0", "PCI DSS", 264, 95, 4100, 620, 27),
     ("eu-west-1", "GDPR - Customer data platform", "ACTIVE", "GDPR 2016", "GDPR", 62, 30, 1500, 210, 8),
+)
+# Each demo assessment's tags, in the order above: team, cost-center, environment.
+_DEMO_TAGS = (
+    ("platform", "cc-1001", "production"),
+    ("payments", "cc-2040", "production"),
+    ("platform", "cc-1001", "production"),
+    ("patient-portal", "cc-3100", "production"),
+    ("security", "cc-1200", "shared"),
+    ("platform", "cc-1001", "production"),
+    ("payments", "cc-2041", "production"),
+    ("data", "cc-4000", "production"),
 )
 
 
@@ -153,8 +165,9 @@ _DEMO_PACKS = (
 def demo_simulator(
     *, start_time: float | None = None, day_seconds: float = 300.0, clock: Callable[[], float] = time.time
 ) -> Simulator:
-    """A simulator (not started) holding a few realistic assessments and two conformance packs that drift with
-    `clock`.
+    """A simulator (not started) holding a few realistic, tagged assessments and two conformance packs that drift
+    with `clock`; each framework has as many controls as its assessment counts (up to 1,007, like NIST SP 800-53
+    Rev 5).
 
     Time is compressed into days of `day_seconds` starting at `start_time` (default: the Unix epoch, so days
     start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
@@ -164,11 +177,18 @@ def demo_simulator(
     """
     simulator = Simulator(clock=clock)
     origin = 0.0 if start_time is None else start_time
-    for index, row in enumerate(_DEMO_ASSESSMENTS):
+    for index, (row, (team, cost_center, environment)) in enumerate(zip(_DEMO_ASSESSMENTS, _DEMO_TAGS, strict=True)):
         region, name, status, framework, compliance, controls, noncompliant, compliant, inconclusive, failing = row
         assessment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-exporter-demo/{name}"))
         simulator.add_assessment(
-            region, assessment_id, name, status=status, framework=framework, compliance_type=compliance
+            region,
+            assessment_id,
+            name,
+            status=status,
+            framework=framework,
+            compliance_type=compliance,
+            framework_controls=controls,
+            tags={"team": team, "cost-center": cost_center, "environment": environment},
         )
         drift = Drift(
             origin,
