@@ -45,7 +45,7 @@ def test_each_target_keeps_its_own_rate_limit_and_targets_poll_in_parallel(simul
     assert all(cycle.calls[region][INSIGHTS] == 12 for region in targets)
     # Measured at the client; the limiter admits 5 per 1.02 s, and a shorter window leaves room for a loaded
     # machine delaying a record.
-    assert all(max_in_window(times, 0.9) <= 5 for times in cycle.sent.values())
+    assert all(max_in_window(times, 0.5) <= 5 for times in cycle.sent.values())
     # Side by side, not one after the other.
     us, eu = cycle.sent["us-east-1"], cycle.sent["eu-west-1"]
     assert min(us) < max(eu) and min(eu) < max(us)

@@ -58,7 +58,7 @@ CASES = [
     Case("access_denied", "AccessDeniedException", lambda a: Fault("error", "AccessDeniedException", a)),
     Case("not_found", "ResourceNotFoundException", lambda a: Fault("error", "ResourceNotFoundException", a), True),
     Case("validation", "ValidationException", lambda a: Fault("error", "ValidationException", a)),
-    Case("slow", "ReadTimeout", lambda a: Fault("latency", assessment_id=a, seconds=1.5)),
+    Case("slow", "ReadTimeout", lambda a: Fault("latency", assessment_id=a, seconds=5.0)),
     Case("reset", "ConnectionClosedError", lambda a: Fault("reset", assessment_id=a)),
     Case("malformed_json", "MalformedResponse", lambda a: Fault("malformed_json", assessment_id=a)),
     Case("empty_body", "MalformedResponse", lambda a: Fault("empty_body", assessment_id=a)),
@@ -111,8 +111,8 @@ def _launch(directory: Path, name: str, simulator: Simulator, a: str, b: str, lo
     config = directory / f"{name}.yml"
     config.write_text(
         f"""poll_interval: 1s
-read_timeout: 300ms
-connect_timeout: 300ms
+read_timeout: 2s
+connect_timeout: 2s
 max_attempts: 1
 targets:
   - region: {REGION}
