@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 from exporter.answers import AnswerRules
 from exporter.aws import ServiceClient, pages
-from exporter.conformance import COMPLIANCE_TYPES, INSUFFICIENT_DATA, PackMeta, PackScore, RuleCompliance
+from exporter.conformance import (
+    COMPLIANCE_TYPES,
+    INSUFFICIENT_DATA,
+    AggregatePackCompliance,
+    PackMeta,
+    PackScore,
+    RuleCompliance,
+)
 
 NOT_FOUND = "NoSuchConformancePackException"
 # AWS Config became generally available on 12 November 2014: no timestamp in its answers is older.
@@ -25,10 +32,13 @@ CONFIG_ANSWERS = AnswerRules(launched=datetime(2014, 11, 12, tzinfo=UTC))
 SCORES_PAGE_SIZE = 20
 RULES_PAGE_SIZE = 1000
 PACKS_PAGE_SIZE = 20
+AGGREGATE_PAGE_SIZE = 100
 
 _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,255}")
 # AWS sends a score as a decimal string ("87.5"); exponents, signs, spaces, NaN and infinities are malformed.
 _SCORE = re.compile(r"\d{1,3}(\.\d+)?")
+_ACCOUNT_ID = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _PACK_ARN = re.compile(r"arn:aws[-a-z]*:config:[a-z0-9-]+:(\d{12}):conformance-pack/.+")
 _T = TypeVar("_T")
 
@@ -83,6 +93,23 @@ class ConformancePackClient(ServiceClient):
             ),
             lambda answers: _unique(
                 (_pack(item) for item in _items(answers, "ConformancePackDetails")), lambda p: p.name
+            ),
+        )
+
+    def aggregate_compliance(self, aggregator: str) -> tuple[AggregatePackCompliance, ...]:
+        """DescribeAggregateComplianceByConformancePacks, every page: the rule counts of every pack of every source
+        account and region of the configuration aggregator."""
+        return self._call(
+            "DescribeAggregateComplianceByConformancePacks",
+            lambda: pages(
+                lambda **paging: self._client.describe_aggregate_compliance_by_conformance_packs(
+                    ConfigurationAggregatorName=aggregator, Limit=AGGREGATE_PAGE_SIZE, **paging
+                ),
+                "NextToken",
+            ),
+            lambda answers: _unique(
+                (_aggregate(item) for item in _items(answers, "AggregateComplianceByConformancePacks")),
+                lambda a: f"{a.account_id}/{a.region}/{a.name}",
             ),
         )
 
@@ -145,3 +172,22 @@ def _pack(item: dict[str, Any]) -> PackMeta:
     if match is None:
         raise ValueError(f"ConformancePackArn={arn!r} of {name}")
     return PackMeta(name, match.group(1))
+
+
+def _aggregate(item: dict[str, Any]) -> AggregatePackCompliance:
+    name = _pack_name(item.get("ConformancePackName"))
+    account_id, region = item.get("AccountId"), item.get("AwsRegion")
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
+        raise ValueError(f"AccountId={account_id!r} of {name}")
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
+        raise ValueError(f"AwsRegion={region!r} of {name}")
+    compliance = item.get("Compliance")
+    if not isinstance(compliance, dict):
+        raise ValueError(f"Compliance={compliance!r} of {name}")
+    counts = []
+    for key in ("CompliantRuleCount", "NonCompliantRuleCount"):
+        count = compliance.get(key)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{key}={count!r} of {name} in {account_id}/{region}")
+        counts.append(count)
+    return AggregatePackCompliance(account_id, region, name, counts[0], counts[1])

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.conformance import COMPLIANT, INSUFFICIENT_DATA
+from exporter.conformance import COMPLIANT, INSUFFICIENT_DATA, NON_COMPLIANT
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
 from exporter.tags import label_name
 
@@ -117,6 +117,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _control_domain_families(snapshot)
     yield from _account_families(snapshot)
     yield from _conformance_pack_families(snapshot)
+    yield from _aggregator_families(snapshot)
     yield from _poll_status_families(snapshot)
     build_info = GaugeMetricFamily(
         "auditmanager_exporter_build_info", "The exporter's version; always 1.", labels=["version"]
@@ -273,6 +274,37 @@ def _conformance_pack_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     dropped.add_metric([], snapshot.conformance_pack_rule_series_dropped)
     yield from (score, rules, rule_compliant, poll_success, last_success, dropped)
+
+
+def _aggregator_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The configuration aggregators' view of every source account and region; no families without `aggregator`."""
+    if not snapshot.aggregators:
+        return
+    rules = GaugeMetricFamily(
+        "awsconfig_aggregate_conformance_pack_rules",
+        "Rules of the conformance pack of a source account and region of the configuration aggregator, by "
+        "compliance type (DescribeAggregateComplianceByConformancePacks).",
+        labels=["aggregator", *PACK_LABELS, "compliance"],
+    )
+    poll_success = GaugeMetricFamily(
+        "awsconfig_aggregator_poll_success",
+        "1 if the exporter's latest poll of the configuration aggregator, from the target's account and region, "
+        "succeeded, else 0.",
+        labels=["aggregator", *ACCOUNT_LABELS],
+    )
+    seen: set[tuple[str, str, str, str]] = set()
+    for aggregator in snapshot.aggregators:
+        poll_success.add_metric(
+            [aggregator.aggregator, aggregator.account_id, aggregator.region], float(aggregator.poll_success)
+        )
+        for pack in aggregator.packs:
+            key = (aggregator.aggregator, pack.account_id, pack.region, pack.name)
+            if key in seen:
+                continue
+            seen.add(key)
+            rules.add_metric([*key, COMPLIANT], pack.compliant)
+            rules.add_metric([*key, NON_COMPLIANT], pack.noncompliant)
+    yield from (rules, poll_success)
 
 
 def _poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:

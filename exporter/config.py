@@ -34,6 +34,7 @@ AUDIT_MANAGER = "auditmanager"
 AWS_CONFIG = "config"
 SOURCES = (AUDIT_MANAGER, AWS_CONFIG)
 CONFORMANCE_PACK_PATTERN = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,255}$")
+AGGREGATOR_PATTERN = re.compile(r"[\w\-]{1,256}", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -157,6 +158,7 @@ class TargetConfig:
     max_requests_per_second: float | None = None
     sources: tuple[str, ...] = (AUDIT_MANAGER,)
     conformance_packs: ConformancePacksConfig | None = None
+    aggregator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class Target:
     control_domains: bool = False
     sources: tuple[str, ...] = (AUDIT_MANAGER,)
     conformance_packs: ConformancePacksConfig | None = None
+    aggregator: str | None = None
 
     @property
     def role_account_id(self) -> str | None:
@@ -227,6 +230,7 @@ class Config:
                 control_domains=target.control_domains,
                 sources=target.sources,
                 conformance_packs=target.conformance_packs,
+                aggregator=target.aggregator,
             )
             for target in self.targets
             for region in (target.regions or (target.region or "",))
@@ -314,8 +318,9 @@ def _source_problems(path: str, target: dict[str, Any], has: set[str]) -> Iterab
                 yield f"{path}.{key}: needs {AUDIT_MANAGER} in sources"
     if AWS_CONFIG in sources and "conformance_packs" not in has:
         yield f"{path}.conformance_packs: required when sources include {AWS_CONFIG}"
-    if AWS_CONFIG not in sources and "conformance_packs" in has:
-        yield f"{path}.conformance_packs: needs {AWS_CONFIG} in sources"
+    for key in ("conformance_packs", "aggregator"):
+        if AWS_CONFIG not in sources and key in has:
+            yield f"{path}.{key}: needs {AWS_CONFIG} in sources"
 
 
 def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
@@ -510,6 +515,12 @@ def _pack_name(value: str) -> str:
     return value
 
 
+def _aggregator(value: str) -> str:
+    if not AGGREGATOR_PATTERN.fullmatch(value):
+        raise ValueError(f"not a configuration aggregator name (1 to 256 letters, digits, _ or -): {value!r}")
+    return value
+
+
 def _pack_names(reader: _Reader, value: object, path: str) -> object:
     names = reader.items(value, path)
     checked = tuple(_string(pattern=_pack_name)(reader, name, f"{path}[{n}]") for n, name in enumerate(names))
@@ -567,6 +578,7 @@ _TARGET_FIELDS: dict[str, tuple[_Check, object]] = {
     "max_requests_per_second": (_number(float), None),
     "sources": (_sources, None),
     "conformance_packs": (_conformance_packs, None),
+    "aggregator": (_string(pattern=_aggregator), None),
 }
 _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "poll_interval": (_duration(_at_least_one_second), 900.0),

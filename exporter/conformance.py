@@ -38,6 +38,37 @@ class PackMeta:
     account_id: str
 
 
+@dataclass(frozen=True)
+class AggregatePackCompliance:
+    """One entry of DescribeAggregateComplianceByConformancePacks: a pack of a source account and region, with how
+    many of its rules are COMPLIANT and NON_COMPLIANT."""
+
+    account_id: str
+    region: str
+    name: str
+    compliant: int
+    noncompliant: int
+
+
+AggregatorKey = tuple[str, str, str]
+"""(aggregator, account_id, region): a configuration aggregator as one target polls it"""
+
+
+@dataclass(frozen=True)
+class AggregatorState:
+    """The published state of one aggregator poll: its last good packs and how its latest poll went."""
+
+    aggregator: str
+    account_id: str
+    region: str
+    packs: tuple[AggregatePackCompliance, ...]
+    poll_success: bool
+
+    @property
+    def key(self) -> AggregatorKey:
+        return (self.aggregator, self.account_id, self.region)
+
+
 ConformancePackKey = tuple[str, str, str]
 """(account_id, region, conformance_pack)"""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
-from exporter.conformance import ConformancePackState
+from exporter.conformance import AggregatorState, ConformancePackState
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +151,7 @@ class Snapshot:
     conformance_pack_rule_series_dropped: int = 0
     targets: tuple[TargetCycle, ...] = ()
     tag_labels: tuple[str, ...] = ()
+    aggregators: tuple[AggregatorState, ...] = ()
 
 
 class SnapshotStore:

@@ -70,6 +70,8 @@ CONTRACT_METRICS = frozenset(
         "awsconfig_conformance_pack_poll_success",
         "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
         "awsconfig_conformance_pack_rule_series_dropped_total",
+        "awsconfig_aggregate_conformance_pack_rules",
+        "awsconfig_aggregator_poll_success",
         "auditmanager_exporter_web_config_last_reload_successful",
     }
 )

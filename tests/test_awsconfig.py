@@ -10,7 +10,7 @@ import pytest
 from exporter.aws import MALFORMED, AuditManagerClient, AwsError
 from exporter.awsconfig import NOT_FOUND, ConformancePackClient
 from exporter.config import parse
-from exporter.conformance import PackMeta, PackScore, RuleCompliance
+from exporter.conformance import AggregatePackCompliance, PackMeta, PackScore, RuleCompliance
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters
 from tests.conftest import insights, uuid
@@ -134,6 +134,73 @@ def test_an_answer_without_its_list_is_a_malformed_response_for_every_operation(
         assert caught.value.code == MALFORMED
     assert set(counters.errors().values()) == {1}
     assert len(counters.errors()) == 3
+
+
+def test_aggregate_compliance_of_every_page_arrives_as_rule_counts_per_source(sim):
+    for n in range(150):
+        sim.awsconfig.set_aggregate_pack("us-east-1", "org", (f"{n:012d}", "eu-west-1", "Pack"), RULES)
+
+    packs = client_for(sim).aggregate_compliance("org")
+
+    assert len(packs) == 150
+    assert packs[7] == AggregatePackCompliance("000000000007", "eu-west-1", "Pack", 1, 1)
+    assert len(sim.requests("DescribeAggregateComplianceByConformancePacks")) == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(
+            "body",
+            body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", '
+            b'"AccountId": "1234", "AwsRegion": "us-east-1", "Compliance": {}}]}',
+        ),
+        Fault(
+            "body",
+            body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", '
+            b'"AccountId": "123456789012", "AwsRegion": "us-east-1", "Compliance": {"CompliantRuleCount": -1, '
+            b'"NonCompliantRuleCount": 0}}]}',
+        ),
+        Fault(
+            "body",
+            body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", '
+            b'"AccountId": "123456789012", "AwsRegion": "us-east-1", "Compliance": {"NonCompliantRuleCount": 0}}]}',
+        ),
+        Fault("no_insights"),
+    ],
+    ids=["account", "negative", "missing-count", "no-list"],
+)
+def test_a_malformed_aggregate_answer_is_a_malformed_response(sim, fault):
+    sim.awsconfig.add_fault(fault)
+    counters = ApiCounters()
+
+    with pytest.raises(AwsError) as caught:
+        client_for(sim, counters).aggregate_compliance("org")
+
+    assert caught.value.code == MALFORMED
+    assert counters.errors() == {("DescribeAggregateComplianceByConformancePacks", "us-east-1", MALFORMED): 1}
+
+
+def test_a_source_pack_answered_twice_is_a_malformed_response(sim):
+    item = (
+        b'{"ConformancePackName": "P", "AccountId": "123456789012", "AwsRegion": "us-east-1", '
+        b'"Compliance": {"CompliantRuleCount": 1, "NonCompliantRuleCount": 0}}'
+    )
+    sim.awsconfig.add_fault(
+        Fault("body", body=b'{"AggregateComplianceByConformancePacks": [' + item + b", " + item + b"]}")
+    )
+
+    with pytest.raises(AwsError) as caught:
+        client_for(sim).aggregate_compliance("org")
+
+    assert caught.value.code == MALFORMED
+
+
+def test_a_missing_aggregator_is_its_error_code(sim):
+    with pytest.raises(AwsError) as caught:
+        client_for(sim).aggregate_compliance("org")
+
+    assert caught.value.code == "NoSuchConfigurationAggregatorException"
 
 
 def test_a_vanished_pack_is_not_found(sim):

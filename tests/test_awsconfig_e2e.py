@@ -95,6 +95,67 @@ def test_scores_rule_counts_and_rule_compliance_are_published_with_one_scores_ca
     assert simulator.count("GetInsightsByAssessment") + simulator.count("ListAssessments") == 0
 
 
+def test_the_aggregator_view_is_off_by_default(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.set_aggregate_pack(REGION, "org", (ACCOUNT, REGION, "CIS"), CIS)
+
+    samples = run_exporter(config_for(simulator, ["CIS"])).scrape()
+
+    assert series(samples, "awsconfig_aggregator_poll_success") == []
+    assert series(samples, "awsconfig_aggregate_conformance_pack_rules") == []
+    assert simulator.count("DescribeAggregateComplianceByConformancePacks") == 0
+
+
+def test_the_aggregator_publishes_rule_counts_per_source_and_keeps_them_while_its_poll_fails(simulator, run_exporter):
+    other = ("210987654321", "eu-west-1", "S3")
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.set_aggregate_pack(REGION, "org", (ACCOUNT, REGION, "CIS"), CIS)
+    simulator.awsconfig.set_aggregate_pack(REGION, "org", other, S3)
+    simulator.awsconfig.page_size = 1
+    exporter = run_exporter(config_for(simulator, ["CIS"], poll_interval="1s", aggregator="org"))
+
+    samples = exporter.scrape()
+    source = {"aggregator": "org", "account_id": other[0], "region": other[1], "conformance_pack": "S3"}
+    status = {"aggregator": "org", "account_id": ACCOUNT, "region": REGION}
+    assert sample(samples, "awsconfig_aggregator_poll_success", **status) == 1
+    assert sample(samples, "awsconfig_aggregate_conformance_pack_rules", **source, compliance="COMPLIANT") == 1
+    assert sample(samples, "awsconfig_aggregate_conformance_pack_rules", **source, compliance="NON_COMPLIANT") == 1
+    cis = {**pack_labels("CIS"), "aggregator": "org"}
+    assert sample(samples, "awsconfig_aggregate_conformance_pack_rules", **cis, compliance="COMPLIANT") == 2
+    assert requests(samples, "DescribeAggregateComplianceByConformancePacks") == 2
+
+    simulator.awsconfig.set_aggregate_pack(REGION, "org", other, {"s3-versioning": "NON_COMPLIANT"})
+    simulator.awsconfig.add_fault(
+        Fault("error", code="ServiceUnavailable", operation="DescribeAggregateComplianceByConformancePacks")
+    )
+    failing = wait_for(exporter, lambda s: sample(s, "awsconfig_aggregator_poll_success", **status) == 0)
+    assert sample(failing, "awsconfig_aggregate_conformance_pack_rules", **source, compliance="COMPLIANT") == 1
+    assert sample(failing, "awsconfig_conformance_pack_poll_success", **pack_labels("CIS")) == 1
+
+    simulator.awsconfig.clear_faults()
+    recovered = wait_for(exporter, lambda s: sample(s, "awsconfig_aggregator_poll_success", **status) == 1)
+    assert sample(recovered, "awsconfig_aggregate_conformance_pack_rules", **source, compliance="COMPLIANT") == 0
+    assert sample(recovered, "awsconfig_aggregate_conformance_pack_rules", **source, compliance="NON_COMPLIANT") == 1
+
+
+def test_a_malformed_aggregate_answer_is_never_published(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_fault(
+        Fault(
+            "body",
+            operation="DescribeAggregateComplianceByConformancePacks",
+            body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", "AccountId": "123456789012",'
+            b' "AwsRegion": "us-east-1", "Compliance": {"CompliantRuleCount": -4, "NonCompliantRuleCount": 0}}]}',
+        )
+    )
+
+    samples = run_exporter(config_for(simulator, ["CIS"], aggregator="org")).scrape()
+
+    assert series(samples, "awsconfig_aggregate_conformance_pack_rules") == []
+    status = {"aggregator": "org", "account_id": ACCOUNT, "region": REGION}
+    assert sample(samples, "awsconfig_aggregator_poll_success", **status) == 0
+
+
 def test_assessments_and_conformance_packs_of_one_target_share_account_and_region(simulator, run_exporter):
     simulator.add_assessment(REGION, uuid(1), "SOC 2", insights=insights())
     simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)

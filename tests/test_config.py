@@ -367,6 +367,30 @@ def test_a_discovering_config_target_filters_packs_by_include_and_exclude():
             {"sources": ["auditmanager"], "assessments": [{"id": uuid(1)}]},
             ["targets[0].conformance_packs: needs config in sources"],
         ),
+        (
+            {"aggregator": "org/aggregator"},
+            [
+                "targets[0].aggregator: not a configuration aggregator name (1 to 256 letters, digits, _ or -):"
+                " 'org/aggregator'"
+            ],
+        ),
+        (
+            {"aggregator": "a" * 257},
+            [
+                "targets[0].aggregator: not a configuration aggregator name (1 to 256 letters, digits, _ or -):"
+                f" '{'a' * 257}'"
+            ],
+        ),
+        ({"aggregator": 7}, ["targets[0].aggregator: must be a string"]),
+        (
+            {
+                "sources": ["auditmanager"],
+                "assessments": [{"id": uuid(1)}],
+                "conformance_packs": None,
+                "aggregator": "org",
+            },
+            ["targets[0].aggregator: needs config in sources"],
+        ),
     ],
 )
 def test_bad_sources_and_conformance_packs_are_named_one_line_each(keys: dict[str, Any], problems: list[str]):
@@ -375,6 +399,27 @@ def test_bad_sources_and_conformance_packs_are_named_one_line_each(keys: dict[st
     raw["targets"][0] = {key: value for key, value in raw["targets"][0].items() if value is not None}
 
     assert problems_of(raw) == problems
+
+
+def test_a_config_target_takes_an_aggregator_off_by_default():
+    (plain,) = parse(config_target(conformance_packs=["Pack"])).expanded_targets()
+    (aggregating,) = parse(config_target(conformance_packs=["Pack"], aggregator="org_aggregator-1")).expanded_targets()
+
+    assert (plain.aggregator, aggregating.aggregator) == (None, "org_aggregator-1")
+
+
+def test_config_check_names_a_bad_aggregator_in_one_line_and_exits_2(tmp_path: Path):
+    path = tmp_path / "bad.yml"
+    path.write_text(
+        "targets:\n  - region: us-east-1\n    sources: [config]\n    conformance_packs: [P]\n    aggregator: a b\n"
+    )
+
+    result = run_check("--config.file", str(path))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: targets[0].aggregator: not a configuration aggregator name (1 to 256 letters, digits, _ or -): 'a b'"
+    ]
 
 
 def test_config_check_names_an_unknown_source_in_one_line_and_exits_2(tmp_path: Path):

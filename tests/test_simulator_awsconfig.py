@@ -17,7 +17,12 @@ from exporter.simulator import CONFIG_ERROR_STATUS, Fault, Simulator, demo_simul
 NOW = 1_795_000_000.25
 MODEL = botocore.session.get_session().get_service_model("config")
 RULES = {"rule-a": "COMPLIANT", "rule-b": "NON_COMPLIANT", "rule-c": "INSUFFICIENT_DATA", "rule-d": "COMPLIANT"}
-OPERATIONS = ("ListConformancePackComplianceScores", "DescribeConformancePackCompliance", "DescribeConformancePacks")
+OPERATIONS = (
+    "ListConformancePackComplianceScores",
+    "DescribeConformancePackCompliance",
+    "DescribeConformancePacks",
+    "DescribeAggregateComplianceByConformancePacks",
+)
 
 
 @pytest.fixture
@@ -182,6 +187,56 @@ def test_conformance_pack_details_page_and_name_the_pack_in_its_arn(sim):
         conforms(MODEL.operation_model("DescribeConformancePacks").output_shape, {"ConformancePackDetails": details})
         == []
     )
+
+
+def test_aggregate_compliance_pages_through_the_source_packs_with_their_rule_counts(sim):
+    sources = [(f"{n:012d}", "eu-west-1", f"Pack-{n}") for n in range(5)]
+    for source in sources:
+        sim.awsconfig.set_aggregate_pack("us-east-1", "org", source, RULES)
+    sim.awsconfig.set_aggregate_pack("us-east-1", "org", sources[0], {"rule-x": "INSUFFICIENT_DATA"})
+    sim.awsconfig.page_size = 2
+
+    first = answer(sim, "DescribeAggregateComplianceByConformancePacks", ConfigurationAggregatorName="org")
+    pages = all_pages(
+        client(sim).describe_aggregate_compliance_by_conformance_packs,
+        "AggregateComplianceByConformancePacks",
+        ConfigurationAggregatorName="org",
+    )
+
+    assert first["AggregateComplianceByConformancePacks"][0] == {
+        "ConformancePackName": "Pack-0",
+        "Compliance": {
+            "ComplianceType": "INSUFFICIENT_DATA",
+            "CompliantRuleCount": 0,
+            "NonCompliantRuleCount": 0,
+            "TotalRuleCount": 1,
+        },
+        "AccountId": "000000000000",
+        "AwsRegion": "eu-west-1",
+    }
+    items = [item for page in pages for item in page]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [(i["AccountId"], i["AwsRegion"], i["ConformancePackName"]) for i in items] == sources
+    assert items[1]["Compliance"] == {
+        "ComplianceType": "NON_COMPLIANT",
+        "CompliantRuleCount": 2,
+        "NonCompliantRuleCount": 1,
+        "TotalRuleCount": 4,
+    }
+
+
+def test_unknown_or_removed_aggregator_is_no_such_configuration_aggregator(sim):
+    sim.awsconfig.set_aggregate_pack("us-east-1", "org", ("111122223333", "us-east-1", "Pack"), RULES)
+    call = client(sim).describe_aggregate_compliance_by_conformance_packs
+
+    elsewhere = error_of(
+        client(sim, "eu-west-1").describe_aggregate_compliance_by_conformance_packs, ConfigurationAggregatorName="org"
+    )
+    unknown = error_of(call, ConfigurationAggregatorName="other")
+    sim.awsconfig.remove_aggregator("us-east-1", "org")
+    removed = error_of(call, ConfigurationAggregatorName="org")
+
+    assert elsewhere == unknown == removed == ("NoSuchConfigurationAggregatorException", 400)
 
 
 def test_unknown_pack_is_no_such_conformance_pack(sim):

@@ -1,6 +1,7 @@
 """One poll cycle's AWS Config part: per target, which conformance packs it polls (named in the config, or
 discovered through DescribeConformancePacks once per discovery_interval), their scores in one paged call, and each
-pack's rules, on the shared workers within the target's AWS Config limits.
+pack's rules, on the shared workers within the target's AWS Config limits; with `aggregator`, the configuration
+aggregator's packs of every source account and region in one more paged call.
 
 A failure never escapes: it becomes `poll_success=0` on the packs it touched and their last good values stay. A pack
 that AWS Config no longer has (NoSuchConformancePackException), or that discovery no longer lists, leaves.
@@ -19,7 +20,13 @@ from dataclasses import dataclass, field
 from exporter.aws import AwsError
 from exporter.awsconfig import NOT_FOUND, ConformancePackClient
 from exporter.config import Target
-from exporter.conformance import ConformancePackKey, ConformancePackState, rule_counts
+from exporter.conformance import (
+    AggregatorKey,
+    AggregatorState,
+    ConformancePackKey,
+    ConformancePackState,
+    rule_counts,
+)
 from exporter.polling.cycle import CycleSettings
 from exporter.polling.errors import log_aws_failure, report_unexpected
 from exporter.polling.state import TargetMemory
@@ -29,6 +36,7 @@ log = logging.getLogger("exporter.polling")
 
 SCORES = "ListConformancePackComplianceScores"
 RULES = "DescribeConformancePackCompliance"
+AGGREGATE = "DescribeAggregateComplianceByConformancePacks"
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class PackPlan:
     wanted: tuple[str, ...] = ()
     scores: Mapping[str, float | None] = field(default_factory=dict)
     decided: tuple[ConformancePackState, ...] = ()
+    aggregate: AggregatorState | None = None
 
 
 class PackCycle:
@@ -62,8 +71,10 @@ class PackCycle:
         workers: Workers,
         stopped: threading.Event,
         known: Mapping[ConformancePackKey, ConformancePackState],
+        known_aggregators: Mapping[AggregatorKey, AggregatorState],
     ) -> None:
         self._runs = runs
+        self._known_aggregators = known_aggregators
         self._settings = settings
         self._workers = workers
         self._stopped = stopped
@@ -75,25 +86,29 @@ class PackCycle:
             lane = self._workers.lane(run.target.max_concurrency)
             self._prepared.append(lane.submit(functools.partial(self._prepare, run, lane)))
 
-    def result(self) -> list[ConformancePackState]:
-        """Every pack polled or decided, in no particular order (a closed pool cancels what had not started)."""
+    def result(self) -> tuple[list[ConformancePackState], list[AggregatorState]]:
+        """Every pack polled or decided and every aggregator polled, in no particular order (a closed pool cancels
+        what had not started)."""
         states: list[ConformancePackState] = []
+        aggregators: list[AggregatorState] = []
         for prepared in self._prepared:
             if prepared.cancelled() or prepared.exception() is not None:
                 continue
             plan, polls = prepared.result()
             states += plan.decided
+            if plan.aggregate is not None:
+                aggregators.append(plan.aggregate)
             wait(polls)
             states += [
                 state
                 for poll in polls
                 if not poll.cancelled() and poll.exception() is None and (state := poll.result()) is not None
             ]
-        return states
+        return states, aggregators
 
     def _prepare(self, run: PackRun, lane: Lane) -> tuple[PackPlan, list[Future[ConformancePackState | None]]]:
         """Plan the target, then queue each pack's poll in its lane (without waiting for them: a task that waited
-        would hold the lane's slot the polls need)."""
+        would hold the lane's slot the polls need), and meanwhile poll the target's aggregator, if it has one."""
         if self._stopped.is_set():
             return PackPlan(), []
         try:
@@ -102,6 +117,9 @@ class PackCycle:
             report_unexpected(self._settings.counters, SCORES, error, region=run.target.region)
             plan = PackPlan(decided=tuple(_failed(s, s.account_id, s.region, s.name) for s in self._of(run)))
         polls = [lane.submit(functools.partial(self._poll, run, plan, name)) for name in plan.wanted]
+        aggregator = run.target.aggregator
+        if aggregator is not None and self._settings.shard.owns(plan.account_id, run.target.region, aggregator):
+            plan = dataclasses.replace(plan, aggregate=self._aggregate(run, aggregator))
         return plan, polls
 
     def _poll(self, run: PackRun, plan: PackPlan, name: str) -> ConformancePackState | None:
@@ -113,6 +131,14 @@ class PackCycle:
         except Exception as error:
             report_unexpected(self._settings.counters, RULES, error, region=run.target.region, conformance_pack=name)
             return _failed(self._known.get(key), plan.account_id, run.target.region, name)
+
+    def _aggregate(self, run: PackRun, aggregator: str) -> AggregatorState:
+        account_id = run.memory.account_id or ""
+        try:
+            return poll_aggregator(run.target, run.client, aggregator, account_id, self._known_aggregators)
+        except Exception as error:
+            report_unexpected(self._settings.counters, AGGREGATE, error, region=run.target.region)
+            return _failed_aggregator(self._known_aggregators, aggregator, account_id, run.target.region)
 
     def _of(self, run: PackRun) -> list[ConformancePackState]:
         """The packs the target published before (another target may poll other packs in the same region)."""
@@ -178,6 +204,32 @@ def poll_pack(
     return ConformancePackState(
         plan.account_id, region, name, score, rule_counts(rules), rules, True, settings.wall_clock()
     )
+
+
+def poll_aggregator(
+    target: Target,
+    client: ConformancePackClient,
+    aggregator: str,
+    account_id: str,
+    known: Mapping[AggregatorKey, AggregatorState],
+) -> AggregatorState:
+    """The aggregator's packs of every source account and region (one paged call); on failure the last good ones
+    stay."""
+    try:
+        packs = client.aggregate_compliance(aggregator)
+    except AwsError as error:
+        log_aws_failure("configuration aggregator poll failed", error, region=target.region, aggregator=aggregator)
+        return _failed_aggregator(known, aggregator, account_id, target.region)
+    return AggregatorState(aggregator, account_id, target.region, packs, True)
+
+
+def _failed_aggregator(
+    known: Mapping[AggregatorKey, AggregatorState], aggregator: str, account_id: str, region: str
+) -> AggregatorState:
+    previous = known.get((aggregator, account_id, region))
+    if previous is not None:
+        return dataclasses.replace(previous, poll_success=False)
+    return AggregatorState(aggregator, account_id, region, (), False)
 
 
 def _refresh_listing(

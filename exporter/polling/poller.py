@@ -75,14 +75,19 @@ class Poller:
         known = self._publisher.read(lambda state: state.known_assessments())
         known_accounts = self._publisher.read(lambda state: state.known_accounts())
         known_packs = self._publisher.read(lambda state: state.known_packs())
-        packs = PackCycle(self._pack_runs, self._settings, self._workers, self._stop, known_packs)
+        known_aggregators = self._publisher.read(lambda state: state.known_aggregators())
+        packs = PackCycle(self._pack_runs, self._settings, self._workers, self._stop, known_packs, known_aggregators)
         packs.start()
         result = Cycle(self._runs, self._settings, self._workers, self._stop, known, known_accounts).run()
+        pack_states, aggregators = packs.result()
         # Two targets may reach the same pack (one naming it, one discovering): publish it once.
-        polled = sorted({p.key: p for p in reversed(packs.result())}.values(), key=lambda p: p.key)
+        polled = sorted({p.key: p for p in reversed(pack_states)}.values(), key=lambda p: p.key)
         limited, rules_dropped = limit_rule_series(polled, self._settings.max_rule_series)
         result = dataclasses.replace(
-            result, conformance_packs=limited, conformance_pack_rule_series_dropped=rules_dropped
+            result,
+            conformance_packs=limited,
+            conformance_pack_rule_series_dropped=rules_dropped,
+            aggregators=sorted({a.key: a for a in aggregators}.values(), key=lambda a: a.key),
         )
         if self._stop.is_set():
             return None

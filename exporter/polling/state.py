@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
-from exporter.conformance import ConformancePackKey, ConformancePackState
+from exporter.conformance import AggregatorKey, AggregatorState, ConformancePackKey, ConformancePackState
 from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
 
 AccountKey = tuple[str, str]
@@ -62,6 +62,7 @@ class CycleResult:
     conformance_packs: Sequence[ConformancePackState] = ()
     conformance_pack_rule_series_dropped: int = 0
     targets: Sequence[TargetCycle] = ()
+    aggregators: Sequence[AggregatorState] = ()
 
 
 class PollState:
@@ -81,6 +82,7 @@ class PollState:
         self._packs: dict[ConformancePackKey, ConformancePackState] = {}
         self._rules_dropped = 0
         self._targets: tuple[TargetCycle, ...] = ()
+        self._aggregators: dict[AggregatorKey, AggregatorState] = {}
 
     def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
         """The memory of each target: kept for a target the previous config had too (equal in every setting),
@@ -120,6 +122,9 @@ class PollState:
     def known_packs(self) -> dict[ConformancePackKey, ConformancePackState]:
         return dict(self._packs)
 
+    def known_aggregators(self) -> dict[AggregatorKey, AggregatorState]:
+        return dict(self._aggregators)
+
     def record_cycle(self, result: CycleResult) -> None:
         """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
         its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
@@ -137,6 +142,7 @@ class PollState:
         self._packs = {p.key: p for p in result.conformance_packs}
         self._rules_dropped += result.conformance_pack_rule_series_dropped
         self._targets = tuple(result.targets)
+        self._aggregators = {a.key: a for a in result.aggregators}
 
     def record_lookups(
         self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
@@ -168,6 +174,7 @@ class PollState:
             self._rules_dropped,
             self._targets,
             self._tag_labels,
+            tuple(sorted(self._aggregators.values(), key=lambda a: a.key)),
         )
 
 

@@ -1,7 +1,9 @@
 """AWS Config's conformance packs in AWS Config's JSON 1.1 protocol (POST / naming the operation in X-Amz-Target),
 answered on the Audit Manager simulator's endpoint as `Simulator.awsconfig`.
 
-Each region holds its packs; a pack holds its rules' compliance types and, unless set, a score computed from them.
+Each region holds its packs and its configuration aggregators; an aggregator holds the rules' compliance types of
+packs of any source account and region, as DescribeAggregateComplianceByConformancePacks counts them. A pack holds
+its rules' compliance types and, unless set, a score computed from them.
 Compliance types and scores are strings, as on the wire, so that tests can store malformed ones.
 """
 
@@ -39,9 +41,13 @@ MAX_LIMIT = {
     "ListConformancePackComplianceScores": 20,
     "DescribeConformancePackCompliance": 1000,
     "DescribeConformancePacks": 20,
+    "DescribeAggregateComplianceByConformancePacks": 100,
 }
 _DEFAULT_REGION = "us-east-1"
 _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]*")
+_AGGREGATOR_NAME = re.compile(r"[\w\-]{1,256}", re.ASCII)
+# An aggregator's packs: (source account, source region, pack) to the pack's rules' compliance types.
+_Aggregate = dict[tuple[str, str, str], dict[str, str]]
 _T = TypeVar("_T")
 
 # The demo's drifting packs: their rules' compliance types at a time, and when they were last evaluated.
@@ -95,6 +101,7 @@ class AwsConfig:
         self._record = record
         self._lock = threading.Lock()
         self._regions: dict[str, dict[str, _Pack]] = {}
+        self._aggregators: dict[str, dict[str, _Aggregate]] = {}
         self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
 
     def add_conformance_pack(
@@ -130,6 +137,19 @@ class AwsConfig:
         """Delete a pack; requests naming it get NoSuchConformancePackException."""
         with self._lock:
             del self._regions[region][name]
+
+    def set_aggregate_pack(
+        self, region: str, aggregator: str, source: tuple[str, str, str], rules: Mapping[str, str]
+    ) -> None:
+        """Add (or replace) in the region's aggregator, created if new, the pack `source` (account, region, name)
+        whose rules have these compliance types."""
+        with self._lock:
+            self._aggregators.setdefault(region, {}).setdefault(aggregator, {})[source] = dict(rules)
+
+    def remove_aggregator(self, region: str, aggregator: str) -> None:
+        """Delete an aggregator; requests naming it get NoSuchConfigurationAggregatorException."""
+        with self._lock:
+            del self._aggregators[region][aggregator]
 
     def conformance_pack_names(self, region: str) -> list[str]:
         """The names of a region's packs, in listing order."""
@@ -198,6 +218,8 @@ class AwsConfig:
                 payload = self._scores(packs, request, now)
             elif operation == "DescribeConformancePackCompliance":
                 payload = self._compliance(packs, request, now)
+            elif operation == "DescribeAggregateComplianceByConformancePacks":
+                payload = self._aggregate(self._aggregators.get(region, {}), request)
             else:
                 payload = self._details(region, packs, request)
             return Answer(200, payload, content_type=JSON_1_1)
@@ -237,6 +259,32 @@ class AwsConfig:
         page, token = self._page(matching, request, "DescribeConformancePackCompliance")
         items = [{"ConfigRuleName": rule, "ComplianceType": kind, "Controls": []} for rule, kind in page]
         return _with_token({"ConformancePackName": name, "ConformancePackRuleComplianceList": items}, token)
+
+    def _aggregate(self, aggregators: dict[str, _Aggregate], request: dict[str, Any]) -> dict[str, Any]:
+        name = request.get("ConfigurationAggregatorName")
+        if not isinstance(name, str) or not _AGGREGATOR_NAME.fullmatch(name):
+            raise _ConfigError("ValidationException", "ConfigurationAggregatorName must match [\\w\\-]+")
+        aggregate = aggregators.get(name)
+        if aggregate is None:
+            raise _ConfigError(
+                "NoSuchConfigurationAggregatorException", f"The configuration aggregator {name} does not exist."
+            )
+        page, token = self._page(list(aggregate.items()), request, "DescribeAggregateComplianceByConformancePacks")
+        items = []
+        for (account_id, region, pack), rules in page:
+            kinds = list(rules.values())
+            compliant, noncompliant = kinds.count("COMPLIANT"), kinds.count("NON_COMPLIANT")
+            overall = "NON_COMPLIANT" if noncompliant else "COMPLIANT" if compliant else INSUFFICIENT_DATA
+            compliance = {
+                "ComplianceType": overall,
+                "CompliantRuleCount": compliant,
+                "NonCompliantRuleCount": noncompliant,
+                "TotalRuleCount": len(kinds),
+            }
+            items.append(
+                {"ConformancePackName": pack, "Compliance": compliance, "AccountId": account_id, "AwsRegion": region}
+            )
+        return _with_token({"AggregateComplianceByConformancePacks": items}, token)
 
     def _details(self, region: str, packs: dict[str, _Pack], request: dict[str, Any]) -> dict[str, Any]:
         names = _strings(request.get("ConformancePackNames"), "ConformancePackNames", 0, 25)
