@@ -238,9 +238,12 @@ class Service:
     def _refresh_listings(self) -> None:
         # Each target's listing (statuses, discovery) when it is due, between cycles and never holding one up, so
         # a status change shows within one discovery interval whatever poll_interval is.
-        with self._listings_lock:
-            seconds = self._poller.refresh_listings()
-        self._schedule_listings(seconds)
+        seconds = self._config.discovery_interval
+        try:
+            with self._listings_lock:
+                seconds = self._poller.refresh_listings()
+        finally:
+            self._schedule_listings(seconds)
 
     def start(self) -> None:
         """Poll at once, then every poll_interval (with a little jitter), never overlapping; list each target
