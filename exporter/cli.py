@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -170,6 +170,7 @@ class Service:
         self._shard = shard
         self._cycle_lock = threading.Lock()
         self._details_lock = threading.Lock()
+        self._listings_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
         self._clients = Clients(
@@ -226,8 +227,27 @@ class Service:
             self._details_lock.release()
         release_freed_memory()
 
+    def _schedule_listings(self, seconds: float) -> None:
+        # A job of its own each time (as for the poll after a reload): replacing by id a one-off job the scheduler
+        # is about to remove would lose it.
+        with contextlib.suppress(SchedulerNotRunningError):
+            self.scheduler.add_job(
+                self._refresh_listings, "date", run_date=datetime.now(UTC) + timedelta(seconds=seconds)
+            )
+
+    def _refresh_listings(self) -> None:
+        # Each target's listing (statuses, discovery) when it is due, between cycles and never holding one up, so
+        # a status change shows within one discovery interval whatever poll_interval is.
+        seconds = self._config.discovery_interval
+        try:
+            with self._listings_lock:
+                seconds = self._poller.refresh_listings()
+        finally:
+            self._schedule_listings(seconds)
+
     def start(self) -> None:
-        """Poll at once, then every poll_interval (with a little jitter), never overlapping."""
+        """Poll at once, then every poll_interval (with a little jitter), never overlapping; list each target
+        again whenever its listing is due, between cycles too."""
         self.scheduler.add_job(
             self._scheduled_cycle,
             self._trigger(self._config),
@@ -238,6 +258,7 @@ class Service:
             misfire_grace_time=None,
         )
         self.scheduler.start()
+        self._schedule_listings(self._config.discovery_interval)
 
     @staticmethod
     def _trigger(config: Config) -> IntervalTrigger:
@@ -311,8 +332,8 @@ class Service:
 
     def close_retired(self) -> None:
         """Close the clients and workers reloads replaced, once the old pollers' cycles and look-ups have ended
-        (the caller holds the cycle lock; this waits for the details lock)."""
-        with self._details_lock, self._reload_lock:
+        (the caller holds the cycle lock; this waits for the details and listings locks)."""
+        with self._details_lock, self._listings_lock, self._reload_lock:
             retired, self._retired = self._retired, []
         for item in retired:
             item.close()
@@ -332,9 +353,9 @@ class Service:
             item.close()
 
     def wait_idle(self, seconds: float) -> bool:
-        """Wait up to `seconds` for a running cycle and details refresh to end; True if none is running."""
+        """Wait up to `seconds` for a running cycle, details refresh and listing to end; True if none is running."""
         deadline = time.monotonic() + seconds
-        for lock in (self._cycle_lock, self._details_lock):
+        for lock in (self._cycle_lock, self._details_lock, self._listings_lock):
             if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 return False
             lock.release()

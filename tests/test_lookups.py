@@ -45,9 +45,13 @@ def config_for(simulator: Simulator, **settings: Any) -> dict[str, Any]:
 
 
 def wait_until(
-    exporter: ExporterProcess, condition: Callable[[Samples], bool], what: str, simulator: Simulator
+    exporter: ExporterProcess,
+    condition: Callable[[Samples], bool],
+    what: str,
+    simulator: Simulator,
+    deadline: float = DEADLINE_SECONDS,
 ) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
+    deadline = time.monotonic() + deadline
     while True:
         samples = exporter.scrape()
         if condition(samples):
@@ -119,17 +123,47 @@ def test_each_framework_is_fetched_once_across_discovery_intervals_and_a_reload(
     }
 
 
-def test_a_status_change_shows_in_assessment_info_within_a_discovery_interval(sized, run_exporter):
+def test_a_status_change_shows_in_assessment_info_within_a_discovery_interval_between_poll_cycles(sized, run_exporter):
+    add_assessments(sized, 3)
+    # One poll cycle (at start) and no other in the test: the listings between cycles must bring the change.
+    exporter = run_exporter(config_for(sized, poll_interval="1h", discovery_interval="2s"))
+    wait_until(exporter, lambda s: len(info(s)) == 3, "3 info series", sized)
+    polled = sized.count("GetInsightsByAssessment")
+
+    sized.set_status(REGION, uuid(0), "INACTIVE")
+    sized.set_status(REGION, uuid(2), "INACTIVE")
+    changed = sized.count("ListAssessments")
+    # Generous on a loaded machine, yet counted in discovery intervals: the next listing, not the next cycle.
+    samples = wait_until(
+        exporter,
+        lambda s: info(s).get("Configured", ("", ""))[1] == info(s).get("A2", ("", ""))[1] == "INACTIVE",
+        "the INACTIVE statuses",
+        sized,
+        deadline=15 * 2.0,
+    )
+
+    assert info(samples) == {
+        "Configured": ("NIST SP 800-53 Rev 5", "INACTIVE"),
+        "A1": ("SOC 2", "ACTIVE"),
+        "A2": ("SOC 2", "INACTIVE"),
+    }
+    # Shown by a listing between cycles, not by a poll cycle.
+    assert sized.count("GetInsightsByAssessment") == polled
+    assert sized.count("ListAssessments") >= changed + 1
+    assert sized.count("GetAssessment") == 3
+
+
+def test_an_inactive_discovered_assessment_leaves_at_the_next_cycle(sized, run_exporter):
     add_assessments(sized, 3)
     exporter = run_exporter(config_for(sized))
     wait_until(exporter, lambda s: len(info(s)) == 3, "3 info series", sized)
 
     sized.set_status(REGION, uuid(0), "INACTIVE")
     sized.set_status(REGION, uuid(2), "INACTIVE")
+    samples = wait_until(exporter, lambda s: "A2" not in info(s), "the INACTIVE A2 leaving", sized)
     samples = wait_until(
         exporter, lambda s: info(s).get("Configured", ("", ""))[1] == "INACTIVE", "the INACTIVE status", sized
     )
-    samples = wait_until(exporter, lambda s: "A2" not in info(s), "the INACTIVE A2 leaving", sized)
 
     # The configured assessment stays polled with its new status; the discovered one is no longer discovered.
     assert info(samples) == {"Configured": ("NIST SP 800-53 Rev 5", "INACTIVE"), "A1": ("SOC 2", "ACTIVE")}

@@ -284,3 +284,39 @@ def test_two_targets_reaching_the_same_assessment_publish_it_once(simulator):
     snapshot = new_poller(config, clients).poll()
     assert [s.assessment_id for s in snapshot.assessments] == [uuid(1)]
     assert len(snapshot.accounts) == 1
+
+
+def test_listings_between_cycles_list_each_target_once_per_discovery_interval_and_publish_the_statuses(simulator):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", framework="SOC 2", insights=insights())
+    now = [1000.0]
+    config = parse(
+        {
+            "max_attempts": 1,
+            "discovery_interval": "60s",
+            "targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}],
+        }
+    )
+    counters = ApiCounters()
+    clients = [AuditManagerClient(t, config, counters, session) for t in config.expanded_targets()]
+    store = SnapshotStore()
+    poller = new_poller(config, clients, store, counters, monotonic=lambda: now[0])
+    poller.poll()
+    poller.refresh_details()
+    key = ("123456789012", "us-east-1", uuid(1))
+    assert store.get().details[key].status == "ACTIVE"
+    simulator.set_status("us-east-1", uuid(1), "INACTIVE")
+
+    now[0] += 59.0
+    assert poller.refresh_listings() == 1.0
+    assert simulator.count("ListAssessments") == 1
+    assert store.get().details[key].status == "ACTIVE"
+
+    now[0] += 1.0
+    assert poller.refresh_listings() == 60.0
+    assert simulator.count("ListAssessments") == 2
+    assert store.get().details[key].status == "INACTIVE"
+    # The cycle that follows finds the listing fresh and does not list again.
+    poller.poll()
+    assert simulator.count("ListAssessments") == 2
+    assert simulator.count("GetInsightsByAssessment") == 2
+    assert store.get().details[key].status == "INACTIVE"

@@ -100,7 +100,6 @@ class Cycle:
         decided: list[AssessmentState] = []
         accounts: list[AccountState] = []
         lookups: dict[AssessmentKey, Lookup] = {}
-        statuses: dict[AssessmentKey, str] = {}
         for done in as_completed(plans):
             i, run = plans[done], self._runs[plans[done]]
             if done.cancelled():
@@ -118,7 +117,6 @@ class Cycle:
             if plan.account_id is None:
                 continue
             account_id, region = plan.account_id, run.target.region
-            statuses.update(((account_id, region, i), status) for i, status in run.memory.statuses.items())
             if plan.lookup is not None:
                 described = plan.lookup
                 tags = allowed(described.tags, self._settings.tag_labels)
@@ -151,7 +149,6 @@ class Cycle:
             _unique([*accounts, *_results(account_polls)], lambda a: (a.account_id, a.region)),
             durations,
             lookups,
-            statuses,
             dropped,
             targets=targets,
         )
@@ -163,7 +160,12 @@ class Cycle:
             return _Plan()
         try:
             listing = refresh_listing(
-                target, run.client, memory, self._settings.monotonic(), self._settings.discovery_interval
+                target,
+                run.client,
+                memory,
+                self._settings.monotonic(),
+                self._settings.discovery_interval,
+                blocking=False,
             )
         except Exception as error:
             report_unexpected(self._settings.counters, "ListAssessments", error, region=target.region)

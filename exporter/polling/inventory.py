@@ -57,25 +57,32 @@ class Wanted:
 
 
 def refresh_listing(
-    target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float
+    target: Target, client: AuditManagerClient, memory: TargetMemory, now: float, every: float, *, blocking: bool = True
 ) -> AwsError | None:
     """One paged ListAssessments at most once every `every` seconds of the monotonic clock (`now`), for configured
     and discovered assessments alike: the names and statuses of all, and the ACTIVE ones for `discover`. On
-    failure the previous listing stays, and the failure is returned."""
-    if memory.listed_at is not None and now - memory.listed_at < every:
+    failure the previous listing stays, and the failure is returned. A target is never listed twice at once: while
+    another thread lists it, a call waits (then finds the listing fresh) or, not `blocking`, keeps the previous
+    listing and returns at once."""
+    if not memory.listing_lock.acquire(blocking=blocking):
         return None
     try:
-        listed = client.list_assessments()
-    except AwsError as error:
-        log_aws_failure("cannot list assessments", error, region=target.region)
-        return error
-    memory.listed_at = now
-    memory.names.update((m.assessment_id, m.name) for m in listed)
-    memory.statuses = {m.assessment_id: m.status for m in listed}
-    if target.discover:
-        memory.discovered = tuple(m.assessment_id for m in listed if m.status == ACTIVE and target.wants(m.name))
-        log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
-    return None
+        if memory.listed_at is not None and now - memory.listed_at < every:
+            return None
+        try:
+            listed = client.list_assessments()
+        except AwsError as error:
+            log_aws_failure("cannot list assessments", error, region=target.region)
+            return error
+        memory.listed_at = now
+        memory.names.update((m.assessment_id, m.name) for m in listed)
+        memory.statuses = {m.assessment_id: m.status for m in listed}
+        if target.discover:
+            memory.discovered = tuple(m.assessment_id for m in listed if m.status == ACTIVE and target.wants(m.name))
+            log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
+        return None
+    finally:
+        memory.listing_lock.release()
 
 
 def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:

@@ -15,7 +15,8 @@ from exporter.config import Config
 from exporter.conformance import limit_rule_series
 from exporter.polling.cycle import Cycle, CycleSettings, TargetRun
 from exporter.polling.details import fetch_lookups, lookup_work, tags_due
-from exporter.polling.inventory import UNSHARDED, Shard
+from exporter.polling.errors import report_unexpected
+from exporter.polling.inventory import UNSHARDED, Shard, refresh_listing
 from exporter.polling.packs import PackCycle, PackRun
 from exporter.polling.publisher import Publisher
 from exporter.polling.workers import Workers
@@ -126,6 +127,31 @@ class Poller:
             run.client.close_idle_connections()
         for pack_run in self._pack_runs:
             pack_run.client.close_idle_connections()
+
+    def refresh_listings(self) -> float:
+        """List the targets whose listing is due and publish the statuses it gives, between cycles: a status change
+        shows within one discovery interval however long poll_interval is (a cycle still lists a target that is
+        due when it starts). Return the seconds until the next listing is due; a target whose listing just failed
+        is tried again one discovery interval later."""
+        every = self._settings.discovery_interval
+        listed = False
+        for run in self._runs:
+            if self._stop.is_set():
+                return every
+            region, before = run.target.region, run.memory.listed_at
+            try:
+                refresh_listing(run.target, run.client, run.memory, self._settings.monotonic(), every)
+            except Exception as error:
+                report_unexpected(self._settings.counters, "ListAssessments", error, region=region)
+                continue
+            listed = listed or run.memory.listed_at != before
+        if listed and not self._stop.is_set():
+            self._publisher.commit(self._generation, lambda state: state.record_listings())
+        now = self._settings.monotonic()
+        waits = [
+            every - (now - run.memory.listed_at) if run.memory.listed_at is not None else every for run in self._runs
+        ]
+        return min((w if w > 0 else every for w in waits), default=every)
 
     def details_due(self) -> bool:
         """Whether `refresh_details` has work: a polled assessment never looked up (or whose look-up failed a

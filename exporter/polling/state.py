@@ -6,6 +6,7 @@ back."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +28,8 @@ class TargetMemory:
     statuses: dict[str, str] = field(default_factory=dict)
     discovered: tuple[str, ...] = ()
     listed_at: float | None = None
+    # Held while the target is listed, so a cycle and the listings job between cycles never list it both at once.
+    listing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     polled: tuple[str, ...] = ()
     # The look-ups' period: GetAssessment was tried for `details_tried` since `details_at`; a failed one is tried
     # again in the next period.
@@ -56,8 +59,6 @@ class CycleResult:
     accounts: Sequence[AccountState]
     durations: Mapping[str, float]
     lookups: Mapping[AssessmentKey, Lookup]
-    # The status the latest listing of each target gives every assessment it lists.
-    statuses: Mapping[AssessmentKey, str]
     control_domain_series_dropped: int
     conformance_packs: Sequence[ConformancePackState] = ()
     conformance_pack_rule_series_dropped: int = 0
@@ -130,7 +131,7 @@ class PollState:
         its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
         self._assessments = {s.key: s for s in result.assessments}
         self._accounts = {(a.account_id, a.region): a for a in result.accounts}
-        self._statuses = dict(result.statuses)
+        self._statuses = self._listed_statuses()
         self._lookups = {
             key: lookup
             for key, lookup in {**self._lookups, **result.lookups}.items()
@@ -153,6 +154,21 @@ class PollState:
             lookup = self._lookups.get(key)
             if lookup is not None:
                 self._lookups[key] = dataclasses.replace(lookup, tags=allowed(refreshed, self._tag_labels))
+
+    def record_listings(self) -> None:
+        """Keep the statuses of the latest listings, made between cycles."""
+        self._statuses = self._listed_statuses()
+
+    def _listed_statuses(self) -> dict[AssessmentKey, str]:
+        """The status the latest listing of each target (whose account is known) gives every assessment it lists,
+        read from the targets' memories when publishing, so a cycle never publishes statuses older than a listing
+        made meanwhile."""
+        return {
+            (memory.account_id, target.region, assessment_id): status
+            for target, memory in self._memories
+            if memory.account_id is not None
+            for assessment_id, status in memory.statuses.items()
+        }
 
     def snapshot(self, generation: int) -> Snapshot:
         assessments = tuple(sorted(self._assessments.values(), key=lambda s: s.key))
