@@ -81,6 +81,12 @@ class AwsError(Exception):
         self.message = message
 
 
+class AnswerError(ValueError):
+    """An answer that botocore's model allows but the exporter cannot use: a field it needs is missing, a name
+    repeats, a value is outside what it means. Counted as `MalformedResponse`; any other exception raised while an
+    answer is read is the exporter's own (`ExporterError`)."""
+
+
 @dataclass(frozen=True)
 class AssessmentMeta:
     """An assessment as ListAssessments lists it."""
@@ -293,7 +299,7 @@ class ServiceClient:
         except AwsError as error:
             self._counters.count_error(operation, self.region, error.code)
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except AnswerError as exc:
             self._counters.count_error(operation, self.region, MALFORMED)
             raise AwsError(MALFORMED, f"unexpected answer: {exc}") from exc
 
@@ -445,14 +451,14 @@ def _counts(source: dict[str, Any], fields: dict[str, str]) -> dict[str, int | N
 def _insights(response: dict[str, Any]) -> Insights:
     insights = response.get("insights")
     if not isinstance(insights, dict):
-        raise ValueError("no insights")
+        raise AnswerError("no insights")
     return Insights(**_counts(insights, _INSIGHT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated")))
 
 
 def _account_insights(response: dict[str, Any]) -> AccountInsights:
     insights = response.get("insights")
     if not isinstance(insights, dict):
-        raise ValueError("no insights")
+        raise AnswerError("no insights")
     return AccountInsights(**_counts(insights, _ACCOUNT_FIELDS), last_updated=_timestamp(insights.get("lastUpdated")))
 
 
@@ -462,7 +468,7 @@ def _domains(items: Iterable[dict[str, Any]]) -> tuple[ControlDomainInsights, ..
     for index, domain in enumerate(domains):
         # The name is the series' only control-domain label: a repeat would publish one series twice.
         if domain.name in seen:
-            raise ValueError(f"controlDomainInsights item {index}: name {domain.name!r} repeats")
+            raise AnswerError(f"controlDomainInsights item {index}: name {domain.name!r} repeats")
         seen.add(domain.name)
     return domains
 
@@ -470,7 +476,7 @@ def _domains(items: Iterable[dict[str, Any]]) -> tuple[ControlDomainInsights, ..
 def _domain(item: dict[str, Any]) -> ControlDomainInsights:
     evidence = item.get("evidenceInsights") or {}
     return ControlDomainInsights(
-        name=_text(item["name"]),
+        name=_text(_field(item, "name")),
         **_counts(evidence, _EVIDENCE_FIELDS),
         **_counts(item, _DOMAIN_CONTROL_FIELDS),
         last_updated=_timestamp(item.get("lastUpdated")),
@@ -478,20 +484,20 @@ def _domain(item: dict[str, Any]) -> ControlDomainInsights:
 
 
 def _described(response: dict[str, Any]) -> DescribedAssessment:
-    assessment = response["assessment"]
-    metadata = assessment["metadata"]
-    framework = assessment["framework"]
-    account_id = _text(assessment["awsAccount"]["id"])
+    assessment = _field(response, "assessment")
+    metadata = _field(assessment, "metadata")
+    framework = _field(assessment, "framework")
+    account_id = _text(_field(_field(assessment, "awsAccount"), "id"))
     if not account_id:
-        raise ValueError("awsAccount.id is empty")
+        raise AnswerError("awsAccount.id is empty")
     return DescribedAssessment(
-        assessment_id=_text(metadata["id"]),
-        name=_text(metadata["name"]),
-        status=_shared(metadata["status"]),
+        assessment_id=_text(_field(metadata, "id")),
+        name=_text(_field(metadata, "name")),
+        status=_shared(_field(metadata, "status")),
         account_id=_shared(account_id),
-        arn=_text(assessment["arn"]),
-        framework_id=_shared(framework["id"]),
-        framework_name=_shared(framework["metadata"]["name"]),
+        arn=_text(_field(assessment, "arn")),
+        framework_id=_shared(_field(framework, "id")),
+        framework_name=_shared(_field(_field(framework, "metadata"), "name")),
         tags=_tags(assessment),
     )
 
@@ -500,28 +506,32 @@ def _tags(source: dict[str, Any]) -> Mapping[str, str]:
     """The `tags` map of an answer (none when absent), as a read-only mapping of strings."""
     tags = source.get("tags") or {}
     if not isinstance(tags, dict):
-        raise ValueError("tags is not a mapping")
+        raise AnswerError("tags is not a mapping")
     return MappingProxyType({_shared(key): _shared(value) for key, value in tags.items()})
 
 
 def _assessment_list(pages: Iterable[dict[str, Any]]) -> list[AssessmentMeta]:
     return [
-        AssessmentMeta(assessment_id=_text(item["id"]), name=_text(item["name"]), status=_shared(item["status"]))
+        AssessmentMeta(
+            assessment_id=_text(_field(item, "id")),
+            name=_text(_field(item, "name")),
+            status=_shared(_field(item, "status")),
+        )
         for item in _items(pages, "assessmentMetadata")
     ]
 
 
 def _items(pages: Iterable[dict[str, Any]], key: str) -> Iterator[dict[str, Any]]:
     for page in pages:
-        items = page[key]
+        items = _field(page, key)
         if not isinstance(items, list):
-            raise ValueError(f"{key} is not a list")
+            raise AnswerError(f"{key} is not a list")
         yield from items
 
 
 def _text(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a string")
+        raise AnswerError(f"{value!r} is not a string")
     return value
 
 
@@ -529,3 +539,11 @@ def _shared(value: object) -> str:
     """A string that many assessments repeat (a status, a framework, an account), kept once however many answers
     carried it, instead of once per answer for as long as the exporter keeps it."""
     return sys.intern(_text(value))
+
+
+def _field(source: object, key: str) -> Any:
+    """`source[key]`, or AnswerError when the answer lacks it: botocore's models mark few output fields required, so
+    the model check lets an answer without them through."""
+    if not isinstance(source, dict) or source.get(key) is None:
+        raise AnswerError(f"{key} is missing")
+    return source[key]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from exporter.answers import AnswerRules
-from exporter.aws import ServiceClient, pages
+from exporter.aws import AnswerError, ServiceClient, pages
 from exporter.conformance import (
     COMPLIANCE_TYPES,
     INSUFFICIENT_DATA,
@@ -68,7 +68,7 @@ class ConformancePackClient(ServiceClient):
         def parse(answers: list[dict[str, Any]]) -> tuple[RuleCompliance, ...]:
             for answer in answers:
                 if answer.get("ConformancePackName") != pack:
-                    raise ValueError(f"answer for pack {answer.get('ConformancePackName')!r}, not {pack!r}")
+                    raise AnswerError(f"answer for pack {answer.get('ConformancePackName')!r}, not {pack!r}")
             return _unique(
                 (_rule(item) for item in _items(answers, "ConformancePackRuleComplianceList")), lambda r: r.rule
             )
@@ -118,10 +118,10 @@ def _items(answers: Iterable[dict[str, Any]], key: str) -> Iterator[dict[str, An
     for answer in answers:
         items = answer.get(key)
         if not isinstance(items, list):
-            raise ValueError(f"{key} is missing or not a list")
+            raise AnswerError(f"{key} is missing or not a list")
         for item in items:
             if not isinstance(item, dict):
-                raise ValueError(f"{key} holds {item!r}")
+                raise AnswerError(f"{key} holds {item!r}")
             yield item
 
 
@@ -132,7 +132,7 @@ def _unique(items: Iterable[_T], key: Callable[[_T], str]) -> tuple[_T, ...]:
     for item in items:
         name = key(item)
         if name in seen:
-            raise ValueError(f"{name!r} answered twice")
+            raise AnswerError(f"{name!r} answered twice")
         seen.add(name)
         result.append(item)
     return tuple(result)
@@ -140,7 +140,7 @@ def _unique(items: Iterable[_T], key: Callable[[_T], str]) -> tuple[_T, ...]:
 
 def _pack_name(value: object) -> str:
     if not isinstance(value, str) or not _PACK_NAME.fullmatch(value):
-        raise ValueError(f"ConformancePackName={value!r}")
+        raise AnswerError(f"ConformancePackName={value!r}")
     return value
 
 
@@ -150,7 +150,7 @@ def _score(item: dict[str, Any]) -> PackScore:
     score = None
     if raw is not None and raw != INSUFFICIENT_DATA:
         if not isinstance(raw, str) or not _SCORE.fullmatch(raw) or float(raw) > 100:
-            raise ValueError(f"Score={raw!r} of {name}, not a percentage")
+            raise AnswerError(f"Score={raw!r} of {name}, not a percentage")
         score = float(raw)
     return PackScore(name, score)
 
@@ -158,10 +158,10 @@ def _score(item: dict[str, Any]) -> PackScore:
 def _rule(item: dict[str, Any]) -> RuleCompliance:
     rule = item.get("ConfigRuleName")
     if not isinstance(rule, str) or not rule.strip() or len(rule) > 128:
-        raise ValueError(f"ConfigRuleName={rule!r}")
+        raise AnswerError(f"ConfigRuleName={rule!r}")
     compliance = item.get("ComplianceType")
     if compliance not in COMPLIANCE_TYPES:
-        raise ValueError(f"ComplianceType={compliance!r} of {rule}")
+        raise AnswerError(f"ComplianceType={compliance!r} of {rule}")
     return RuleCompliance(rule, compliance)
 
 
@@ -170,7 +170,7 @@ def _pack(item: dict[str, Any]) -> PackMeta:
     arn = item.get("ConformancePackArn")
     match = _PACK_ARN.fullmatch(arn) if isinstance(arn, str) else None
     if match is None:
-        raise ValueError(f"ConformancePackArn={arn!r} of {name}")
+        raise AnswerError(f"ConformancePackArn={arn!r} of {name}")
     return PackMeta(name, match.group(1))
 
 
@@ -178,16 +178,16 @@ def _aggregate(item: dict[str, Any]) -> AggregatePackCompliance:
     name = _pack_name(item.get("ConformancePackName"))
     account_id, region = item.get("AccountId"), item.get("AwsRegion")
     if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
-        raise ValueError(f"AccountId={account_id!r} of {name}")
+        raise AnswerError(f"AccountId={account_id!r} of {name}")
     if not isinstance(region, str) or not _REGION.fullmatch(region):
-        raise ValueError(f"AwsRegion={region!r} of {name}")
+        raise AnswerError(f"AwsRegion={region!r} of {name}")
     compliance = item.get("Compliance")
     if not isinstance(compliance, dict):
-        raise ValueError(f"Compliance={compliance!r} of {name}")
+        raise AnswerError(f"Compliance={compliance!r} of {name}")
     counts = []
     for key in ("CompliantRuleCount", "NonCompliantRuleCount"):
         count = compliance.get(key)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{key}={count!r} of {name} in {account_id}/{region}")
+            raise AnswerError(f"{key}={count!r} of {name} in {account_id}/{region}")
         counts.append(count)
     return AggregatePackCompliance(account_id, region, name, counts[0], counts[1])

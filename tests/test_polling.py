@@ -13,7 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from exporter.aws import AuditManagerClient
+from exporter import aws
+from exporter.aws import AuditManagerClient, AwsError
 from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers, shard_of
 from exporter.simulator import Fault, Simulator
@@ -263,3 +264,34 @@ def test_a_closed_pool_cancels_the_tasks_it_has_not_started_instead_of_leaving_t
         waiting.result(timeout=30)
     with pytest.raises(CancelledError):
         lane.submit(lambda: "after").result(timeout=30)
+
+
+def test_a_bug_while_reading_a_valid_answer_is_an_exporter_error_not_a_malformed_answer(simulator, caplog, monkeypatch):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    config = config_for(simulator, {"region": REGION, "assessments": [{"id": uuid(1)}]})
+    counters = ApiCounters()
+    bug = KeyError("a bug in the exporter's own reading of the answer")
+
+    def broken(_: object) -> None:
+        raise bug
+
+    monkeypatch.setattr(aws, "_insights", broken)
+    (state,) = new_poller(config, clients_for(config, counters), counters=counters).poll().assessments
+    assert not state.poll_success
+    assert counters.errors() == {("GetInsightsByAssessment", REGION, "ExporterError"): 1}
+    (record,) = errors_logged(caplog)
+    assert record.exc_info is not None and record.exc_info[1] is bug
+
+
+def test_an_answer_without_a_field_the_exporter_needs_is_malformed(simulator):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    config = config_for(simulator, {"region": REGION, "assessments": [{"id": uuid(1)}]})
+    counters = ApiCounters()
+    (client,) = clients_for(config, counters)
+    simulator.add_fault(
+        Fault("body", operation="ListAssessments", body=f'{{"assessmentMetadata": [{{"id": "{uuid(1)}"}}]}}'.encode())
+    )
+    with pytest.raises(AwsError) as caught:
+        client.list_assessments()
+    assert caught.value.code == "MalformedResponse"
+    assert counters.errors() == {("ListAssessments", REGION, "MalformedResponse"): 1}
