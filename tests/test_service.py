@@ -4,6 +4,7 @@ targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,8 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from benchmarks.organisation import ASSESSMENTS_PER_TARGET, measure_organisation
-from benchmarks.processes import SimulatorProcess
+from benchmarks.organisation import OrganisationSettings, measure
 from exporter.cli import Service
 from exporter.config import Config, parse
 from exporter.simulator import Simulator
@@ -175,14 +175,10 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
 
 
 def test_at_100_targets_of_20_assessments_threads_and_open_files_stay_bounded():
-    simulator = SimulatorProcess({"us-east-1": 100 * ASSESSMENTS_PER_TARGET}, latency=0.0)
-    try:
-        figures = measure_organisation(simulator, 100, "us-east-1", 0, free_port(), cycles=1)
-    finally:
-        simulator.stop()
-    assert figures.cycles >= 1
-    assert figures.peak_threads <= 80, figures
-    assert figures.peak_open_files <= 300, figures
+    settings = dataclasses.replace(OrganisationSettings.smoke(), assessments=2000, max_workers=32, cycles=1)
+    figures = measure(settings, 100)
+    assert figures.peak_threads <= 60, figures
+    assert figures.peak_open_files <= 200, figures
 
 
 def test_a_reload_that_keeps_a_target_asks_aws_nothing_it_already_knows(simulator, run_exporter):
