@@ -1,4 +1,5 @@
-"""Connections: the accept loop with its cap, each connection's plain or TLS stream, and the deadlines on them.
+"""Connections: the accept loop with its cap, the deadlines on each connection, and the web config's rate limit,
+basic auth and headers on each request.
 
 At most `max_connections` are served at once, each by a pool thread; the rest wait in the kernel's listen backlog.
 Request headers have a deadline, idle keep-alive connections are closed, and when the cap is reached while more
@@ -18,19 +19,22 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from OpenSSL import SSL
 
-from exporter.webconfig import WebConfig, WebConfigSource
+from exporter.server.stream import Connection, Stream
+from exporter.webconfig import WebConfigSource
 
 log = logging.getLogger(__name__)
 
+# Request bodies are never used; up to this much is read and dropped to keep the connection usable.
+MAX_DISCARDED_BODY = 65536
 # While the connection cap is reached and connections wait in the backlog, a connection that has waited this long
 # for its request headers (or its next request) gives its place up.
 EVICT_AFTER_SECONDS = 0.25
 _PRESSURE_CHECK_SECONDS = 0.05
-_TLS_CHUNK = 16384
 
 
 @dataclass(frozen=True)
@@ -43,108 +47,9 @@ class Limits:
     response_timeout: float = 30.0
 
 
-class Connection:
-    """One accepted connection, plain or TLS, non-blocking underneath, with a deadline on every read and write."""
-
-    def __init__(self, sock: socket.socket, web: WebConfig, deadline: float) -> None:
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Headers and body go out in separate writes; with Nagle's algorithm the end of the body would wait for
-            # the client's delayed ACK of the headers (~40 ms on Linux).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.web = web
-        self.deadline = deadline
-        # Since when it has waited for a request (None while one is being answered): who gives way under pressure.
-        self.waiting_since: float | None = time.monotonic()
-        self.tls: SSL.Connection | None = None
-        if web.tls is not None:
-            self.tls = SSL.Connection(web.tls, sock)
-            self.tls.set_accept_state()
-
-    def handshake(self) -> None:
-        while self.tls is not None:
-            try:
-                self.tls.do_handshake()
-                return
-            except SSL.WantReadError:
-                self._wait(select.POLLIN)
-            except SSL.WantWriteError:
-                self._wait(select.POLLOUT)
-
-    def recv_into(self, buffer: memoryview | bytearray) -> int:
-        while True:
-            try:
-                if self.tls is None:
-                    return self.sock.recv_into(buffer)
-                return self.tls.recv_into(buffer)
-            except (SSL.WantReadError, BlockingIOError):
-                self._wait(select.POLLIN)
-            except SSL.WantWriteError:
-                self._wait(select.POLLOUT)
-            except SSL.ZeroReturnError:
-                return 0
-            except SSL.Error as error:
-                raise ConnectionError(f"TLS: {error}") from None
-
-    def sendall(self, data: bytes | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            chunk = view[:_TLS_CHUNK]
-            try:
-                sent = self.sock.send(chunk) if self.tls is None else self.tls.send(chunk)
-            except (SSL.WantWriteError, BlockingIOError):
-                self._wait(select.POLLOUT)
-                continue
-            except SSL.WantReadError:
-                self._wait(select.POLLIN)
-                continue
-            except SSL.Error as error:
-                raise ConnectionError(f"TLS: {error}") from None
-            view = view[sent:]
-
-    def _wait(self, events: int) -> None:
-        remaining = self.deadline - time.monotonic()
-        poller = select.poll()
-        poller.register(self.sock, events)
-        if remaining <= 0 or not poller.poll(remaining * 1000):
-            raise TimeoutError("deadline passed")
-
-    def abort(self) -> None:
-        """Cut the connection from another thread; its own thread's next wait ends at once."""
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        if self.tls is not None:
-            with contextlib.suppress(SSL.Error, OSError):
-                self.tls.shutdown()
-        self.sock.close()
-
-
-class _Stream(io.RawIOBase):
-    """A connection as a file, for the request handler's rfile and wfile."""
-
-    def __init__(self, connection: Connection) -> None:
-        super().__init__()
-        self._connection = connection
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        return self._connection.recv_into(buffer)
-
-    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
-        self._connection.sendall(data)
-        return len(data)
-
-
 class TimedRequestHandler(BaseHTTPRequestHandler):
-    """Reads requests from a `Connection` under its deadlines: headers, then the response, then the idle wait."""
+    """Reads requests from a `Connection` under its deadlines (headers, then the response, then the idle wait),
+    admits them through the web config's rate limit and basic auth, and writes answers with its headers."""
 
     server: ConnectionServer  # type: ignore[assignment]
     request: Connection
@@ -152,7 +57,7 @@ class TimedRequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.connection = self.request  # type: ignore[assignment]
-        stream = _Stream(self.request)
+        stream = Stream(self.request)
         self._reader = io.BufferedReader(stream, 65536)
         self.rfile = self._reader
         self.wfile = stream  # type: ignore[assignment]
@@ -183,6 +88,54 @@ class TimedRequestHandler(BaseHTTPRequestHandler):
         self.request.waiting_since = None
         self.request.deadline = time.monotonic() + self.server.limits.response_timeout
         return parsed
+
+    def _admitted(self) -> bool:
+        web = self.request.web
+        if web.rate_limit is not None and not web.rate_limit.allow():
+            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"Too Many Requests\n")
+            return False
+        if web.auth is None or web.auth.check(self.headers.get("Authorization")):
+            return True
+        self._send(
+            HTTPStatus.UNAUTHORIZED,
+            b"unauthorized\n",
+            headers={"WWW-Authenticate": 'Basic realm="auditmanager-exporter", charset="UTF-8"'},
+        )
+        return False
+
+    def _discard_body(self) -> None:
+        if self.headers.get("Transfer-Encoding"):
+            # A chunked body is never read: the connection cannot carry another request after it.
+            self.close_connection = True
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= MAX_DISCARDED_BODY:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._write(status, content_type, (body,), headers or {})
+
+    def _write(self, status: HTTPStatus, content_type: str, parts: Sequence[bytes], headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
+        for name, value in (*self.request.web.headers, *headers.items()):
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            for part in parts:
+                self.wfile.write(part)
 
     def version_string(self) -> str:
         return self.server_version

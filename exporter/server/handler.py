@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 NAME = "auditmanager-exporter"
 DESCRIPTION = "Prometheus exporter for AWS Audit Manager assessment insights"
-# Request bodies are never used; up to this much is read and dropped to keep the connection usable.
-MAX_DISCARDED_BODY = 65536
 # /status has no scripts and loads nothing: the browser is told to allow neither, only its inline style and form.
 STATUS_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -129,6 +127,11 @@ class Handler(TimedRequestHandler):
             return
         self._send_metrics(body)
 
+    def _send_metrics(self, body: Body) -> None:
+        """Write the prepared parts one after the other: never joined, so a scrape copies none of them."""
+        headers = {"Vary": "Accept, Accept-Encoding"} | ({"Content-Encoding": "gzip"} if body.gzipped else {})
+        self._write(HTTPStatus.OK, body.content_type, body.parts, headers)
+
     def _status(self, provider: StatusProvider, params: dict[str, list[str]]) -> None:
         output = (params.get("format") or ["html"])[0]
         if output not in ("html", "json"):
@@ -162,59 +165,6 @@ class Handler(TimedRequestHandler):
             self._send(HTTPStatus.OK, NO_CONFIG_FILE.encode())
         else:
             self._send(HTTPStatus.OK, b"config reloaded\n")
-
-    def _admitted(self) -> bool:
-        web = self.request.web
-        if web.rate_limit is not None and not web.rate_limit.allow():
-            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"Too Many Requests\n")
-            return False
-        if web.auth is None or web.auth.check(self.headers.get("Authorization")):
-            return True
-        self._send(
-            HTTPStatus.UNAUTHORIZED,
-            b"unauthorized\n",
-            headers={"WWW-Authenticate": 'Basic realm="auditmanager-exporter", charset="UTF-8"'},
-        )
-        return False
-
-    def _discard_body(self) -> None:
-        if self.headers.get("Transfer-Encoding"):
-            # A chunked body is never read: the connection cannot carry another request after it.
-            self.close_connection = True
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if 0 <= length <= MAX_DISCARDED_BODY:
-            self.rfile.read(length)
-        else:
-            self.close_connection = True
-
-    def _send(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        content_type: str = "text/plain; charset=utf-8",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self._write(status, content_type, (body,), headers or {})
-
-    def _send_metrics(self, body: Body) -> None:
-        """Write the prepared parts one after the other: never joined, so a scrape copies none of them."""
-        headers = {"Vary": "Accept, Accept-Encoding"} | ({"Content-Encoding": "gzip"} if body.gzipped else {})
-        self._write(HTTPStatus.OK, body.content_type, body.parts, headers)
-
-    def _write(self, status: HTTPStatus, content_type: str, parts: Sequence[bytes], headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
-        for name, value in (*self.request.web.headers, *headers.items()):
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            for part in parts:
-                self.wfile.write(part)
 
 
 def _landing_page(telemetry_path: str) -> bytes:
