@@ -267,6 +267,27 @@ def test_a_known_path_asked_with_a_method_it_does_not_take_is_405_with_allow(ser
     assert method == "HEAD" or body == f"{path} takes {allow.replace(', ', ' or ')}\n".encode()
 
 
+def test_a_chunked_request_body_is_answered_and_the_connection_then_closed(serve):
+    url = serve(SnapshotStore(), reload=ReloadOutcome)
+    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as sock:
+        sock.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"config reloaded\n")
+
+
+def test_the_server_names_its_addresses_as_host_port_with_ipv6_in_brackets():
+    sockets = [bind("127.0.0.1:0"), bind(":0")]
+    server = MetricsServer(sockets, App(Exposition(SnapshotStore(), ApiCounters()), SnapshotStore()))
+    try:
+        ports = [sock.getsockname()[1] for sock in sockets]
+        every = "[::]" if socket.has_dualstack_ipv6() else "0.0.0.0"
+        assert server.addresses == [f"127.0.0.1:{ports[0]}", f"{every}:{ports[1]}"]
+    finally:
+        server.server_close()
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_reload_is_taken_by_post_and_put_as_prometheus_does(serve, method):
     reloads: list[str] = []
