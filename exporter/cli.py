@@ -34,7 +34,16 @@ from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, ConfigError, Targ
 from exporter.exposition import Exposition
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
-from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
+from exporter.server import (
+    App,
+    Limits,
+    ListenAddressError,
+    MetricsServer,
+    ReloadOutcome,
+    bind,
+    parse_listen_address,
+    systemd_sockets,
+)
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
 from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
@@ -288,8 +297,8 @@ class Service:
         release_freed_memory()
         self._schedule_details()
 
-    def reload(self) -> bool:
-        """Re-read the config; on success poll with it at once, on failure keep the old one running."""
+    def reload(self) -> ReloadOutcome:
+        """Re-read the config; on success poll with it at once, on failure keep the old one running and say why."""
         with self._reload_lock:
             try:
                 config = self._load_config()
@@ -298,11 +307,11 @@ class Service:
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=tuple(error.problems))
             except Exception as error:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=(_one_line(str(error)),))
             self._poller.stop()
             self._retired += [*replaced, *replaced_packs]
             if config.max_workers != self._workers.max_workers:
@@ -317,7 +326,7 @@ class Service:
                 self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
-            return True
+            return ReloadOutcome()
 
     def _poll_after_reload(self) -> None:
         with self._reload_lock:
@@ -420,6 +429,18 @@ def _one_line(problem: str) -> str:
     return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
 
 
+def _check_lines(path: Path, problems: Sequence[str]) -> list[str]:
+    """Config problems as `--config.check` prints them, and `POST /-/reload` answers them: one line each."""
+    return [_one_line(f"{path}: {problem}") for problem in problems]
+
+
+def _load_for_reload(path: Path) -> Config:
+    try:
+        return load(path)
+    except ConfigError as error:
+        raise ConfigError(_check_lines(path, error.problems)) from None
+
+
 def _exit_at_once(*_: object) -> None:
     raise SystemExit(0)
 
@@ -450,8 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
-        for problem in error.problems:
-            print(_one_line(f"{config_path}: {problem}"), file=sys.stderr)
+        for line in _check_lines(config_path, error.problems):
+            print(line, file=sys.stderr)
         return USAGE_ERROR
     if args.config_check:
         print("config OK")
@@ -459,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         shard = Shard(args.shard_index, args.shard_count)
-        service = Service(config, lambda: load(config_path), session_factory, shard)
+        service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -10,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.conftest import ROOT, ExporterProcess, Samples, insights, sample, series, uuid, write_config
 
 REGION = "us-east-1"
 DEADLINE_SECONDS = 20.0
@@ -30,8 +32,8 @@ def config_for(simulator: Simulator, numbers: list[int], poll_interval: str = "1
     }
 
 
-def post_reload(exporter: ExporterProcess) -> tuple[int, str]:
-    request = urllib.request.Request(exporter.url + "/-/reload", method="POST", data=b"")
+def post_reload(exporter: ExporterProcess, method: str = "POST") -> tuple[int, str]:
+    request = urllib.request.Request(exporter.url + "/-/reload", method=method, data=b"" if method != "GET" else None)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -130,3 +132,35 @@ def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_
     assert sample(samples, "auditmanager_exporter_config_last_reload_successful") == 0
     assert published(samples) == {"A1"}
     assert "cannot read" in exporter.logs()
+
+
+def test_a_failed_reload_answers_with_the_problems_exactly_as_config_check_prints_them(simulator, run_exporter):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    exporter = run_exporter(config_for(simulator, [1]))
+    assert exporter.config_path is not None
+    exporter.config_path.write_text(
+        "poll_interval: soon\ntargets:\n  - region: us-east-1\n    assessments: [{id: not-a-uuid}]\n    bogus: 1\n",
+        encoding="utf-8",
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", "--config.file", str(exporter.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert check.returncode == 2
+    problems = check.stderr.splitlines()
+    assert len(problems) == 3, problems
+    status, body = post_reload(exporter, "PUT")
+    assert status == 500
+    assert body.splitlines() == ["config reload failed; the previous config stays in use:", *problems]
+
+
+def test_in_demo_mode_reload_re_reads_the_web_config_and_says_the_demo_config_stays(run_exporter):
+    exporter = run_exporter(None, "--demo")
+    for method in ("POST", "PUT"):
+        status, body = post_reload(exporter, method)
+        assert status == 200
+        assert body == "web config reloaded; --demo has no config file to re-read, its built-in config stays in use\n"
+    assert post_reload(exporter, "GET")[0] == 405

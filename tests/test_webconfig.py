@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.exposition import Exposition
-from exporter.server import App, MetricsServer, bind
+from exporter.server import App, MetricsServer, ReloadOutcome, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
 from tests.conftest import ROOT, ExporterProcess, insights, parse_metrics, sample, uuid
@@ -152,7 +152,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         path.write_text(yaml.safe_dump(web), encoding="utf-8")
         store = SnapshotStore(Snapshot(completed_cycles=1))
         reloads: list[bool] = []
-        app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or True)
+        app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or ReloadOutcome())
         server = MetricsServer([bind("127.0.0.1:0")], app, WebConfigSource(path))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
