@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import urllib.request
@@ -119,6 +120,29 @@ def test_a_bad_config_on_reload_is_rejected_and_the_old_one_keeps_running(simula
     write_config(exporter.config_path, config_for(simulator, [1], poll_interval="1s"))
     TRIGGERS[trigger](exporter)
     wait_for(exporter, lambda s: sample(s, "auditmanager_exporter_config_last_reload_successful") == 1)
+
+
+TWO_PROBLEMS = (
+    f"poll_interval: soon\ntargets:\n  - region: us-east-1\n    bogus: 1\n    assessments: [{{id: {uuid(1)}}}]\n"
+)
+PROBLEMS = ["poll_interval: not a duration: 'soon' (use a unit, like 90s, 15m or 1h)", "targets[0].bogus: unknown key"]
+
+
+def test_a_failed_reload_logs_its_problems_as_one_logfmt_value_joined_by_semicolons(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]))
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    [failure] = [line for line in exporter.logs().splitlines() if "config reload failed" in line]
+    assert failure.endswith(" problems=" + json.dumps("; ".join(PROBLEMS)))
+
+
+def test_a_failed_reload_logs_its_problems_as_a_json_list(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]), "--log.format", "json")
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    lines = [json.loads(line) for line in exporter.logs().splitlines() if line.startswith("{")]
+    [failure] = [line for line in lines if line["msg"].startswith("config reload failed")]
+    assert failure["problems"] == PROBLEMS
 
 
 def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_exporter):
