@@ -489,7 +489,15 @@ class MetricsServer:
 
     @property
     def addresses(self) -> list[str]:
-        return [str(sock.getsockname()) for sock in self.sockets]
+        """Where the server listens: `127.0.0.1:10118`, `[::]:10118`, or the path of a unix socket from systemd."""
+        addresses = []
+        for sock in self.sockets:
+            name = sock.getsockname()
+            if isinstance(name, tuple):
+                host = f"[{name[0]}]" if sock.family == socket.AF_INET6 else name[0]
+                name = f"{host}:{name[1]}"
+            addresses.append(str(name))
+        return addresses
 
     def reload_web_config(self) -> bool:
         """Re-read the web config (SIGHUP, /-/reload); a broken one leaves the old one serving."""
