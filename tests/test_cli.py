@@ -212,6 +212,53 @@ def test_bad_flags_are_one_line_and_exit_2(args, message):
     assert message in lines[0]
 
 
+def test_help_shows_every_default_names_the_sources_and_points_to_the_demo_and_the_docs():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for default in (
+        "config.yml",
+        ":10118",
+        "64",
+        "/metrics",
+        "$AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE",
+        "info",
+        "logfmt",
+    ):
+        assert f"(default: {default})" in text
+    assert "--log.level {debug,info,warn,error} lowest level logged" in text
+    assert "--log.format {logfmt,json} logfmt (key=value) or json lines" in text
+    for source in ("AWS Audit Manager", "AWS Config conformance packs", "Security Hub CSPM"):
+        assert source in text
+    assert "auditmanager-exporter --demo" in text
+    assert "docs/" in text
+
+
+def test_without_flags_and_without_a_config_yml_here_says_it_is_the_default_path_and_what_to_do(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "auditmanager-exporter: no config.yml in the current directory (the default --config.file); "
+        "pass --config.file PATH, or try --demo, which needs no AWS account"
+    ]
+
+
+def test_the_listening_line_names_each_address_as_host_and_port(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    port = free_port()
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}]), "--web.listen-address", f":{port}")
+    every_interface = f"[::]:{port}" if socket.has_dualstack_ipv6() else f"0.0.0.0:{port}"
+    [line] = [line for line in exporter.logs().splitlines() if "msg=listening" in line]
+    assert f'addresses="127.0.0.1:{exporter.url.rsplit(":", 1)[1]} {every_interface}"' in line
+
+
 def test_version_prints_the_version():
     result = run_cli("--version")
     assert (result.returncode, result.stdout.strip()) == (0, "auditmanager-exporter 0.1.0")
