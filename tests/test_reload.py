@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
 
 REGION = "us-east-1"
 DEADLINE_SECONDS = 20.0
@@ -52,13 +51,7 @@ def published(samples: Samples) -> set[str]:
 
 
 def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+    return eventually(exporter.scrape, condition, what="the scrape", timeout=DEADLINE_SECONDS, detail=exporter.logs)
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
