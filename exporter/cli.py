@@ -61,20 +61,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+DESCRIPTION = """\
+Prometheus exporter for AWS Audit Manager assessments, AWS Config conformance packs and
+Security Hub CSPM standards: polls them on a timer and serves the latest results over HTTP."""
+EPILOG = """\
+Try it without an AWS account: auditmanager-exporter --demo, then open http://localhost:10118/status.
+Config keys, metrics, alerts and deployment: docs/*.md and config.example.yaml in the source tree."""
+DEFAULT_CONFIG_FILE = "config.yml"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Prometheus-style flags."""
+    """Prometheus-style flags; each help line ends with the flag's default."""
     # No abbreviations: a mistyped flag (`--web.listen`) must be an error, not silently another flag.
     parser = _Parser(
         prog="auditmanager-exporter",
-        description="Prometheus exporter for AWS Audit Manager insights.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
+    # No argparse default: whether the flag was given decides the messages for a missing file and for --demo.
+    parser.add_argument(
+        "--config.file", dest="config_file", metavar="PATH", help=f"YAML config file (default: {DEFAULT_CONFIG_FILE})"
+    )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_addresses",
+        metavar="HOST:PORT",
         action="append",
-        help=f"HOST:PORT to serve on (repeat for more; default :{DEFAULT_PORT})",
+        help=f"HOST:PORT to serve on, repeat for more (default: :{DEFAULT_PORT})",
     )
     parser.add_argument(
         "--web.systemd-socket",
@@ -85,19 +100,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--web.max-connections",
         dest="max_connections",
+        metavar="N",
         type=int,
         default=Limits.max_connections,
-        help="connections served at once; more wait in the listen backlog",
+        help="connections served at once; more wait in the listen backlog (default: %(default)s)",
     )
     parser.add_argument(
         "--healthcheck",
         action="store_true",
         help="probe /healthz of the instance at the first --web.listen-address through --web.config.file; exit 0 or 1",
     )
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path of the metrics (default: %(default)s)",
+    )
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
+        metavar="PATH",
         default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE") or None,
         help="exporter-toolkit web config (TLS, basic auth) for every endpoint "
         "(default: $AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE)",
@@ -105,22 +128,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
     )
-    parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=list(logs.LEVELS),
+        default="info",
+        help="lowest level logged, one of %(choices)s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=["logfmt", "json"],
+        default="logfmt",
+        help="logfmt (key=value) or json lines on stderr (default: %(default)s)",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
         help="poll a built-in Audit Manager and AWS Config simulator; needs no AWS account",
     )
     parser.add_argument(
-        "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
+        "--shard.index",
+        dest="shard_index",
+        metavar="N",
+        type=int,
+        default=0,
+        help="this replica's shard, 0 to --shard.count - 1 (default: %(default)s)",
     )
     parser.add_argument(
-        "--shard.count", dest="shard_count", type=int, default=1, help="replicas sharing the assessments"
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        type=int,
+        default=1,
+        help="replicas sharing the assessments (default: %(default)s)",
     )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
     args.listen_addresses = args.listen_addresses or [f":{DEFAULT_PORT}"]
+    args.config_file_given = args.config_file is not None
+    args.config_file = args.config_file or DEFAULT_CONFIG_FILE
+    if args.demo and args.config_check and args.config_file_given:
+        parser.error("--demo --config.check checks the built-in demo config, not --config.file; drop one of them")
     if not 1 <= args.max_connections <= 100_000:
         parser.error(f"--web.max-connections {args.max_connections} must be from 1 to 100000")
     path = args.telemetry_path
@@ -467,6 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except webconfig.WebConfigError as error:
         for problem in error.problems:
             print(_one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
+        return USAGE_ERROR
+    if not args.demo and not args.config_file_given and not config_path.exists():
+        print(
+            f"auditmanager-exporter: no {config_path} in the current directory (the default --config.file); "
+            "pass --config.file PATH, or try --demo, which needs no AWS account",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
     try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)

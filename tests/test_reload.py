@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import ROOT, ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.conftest import ROOT, ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
 
 REGION = "us-east-1"
 DEADLINE_SECONDS = 20.0
@@ -53,13 +53,7 @@ def published(samples: Samples) -> set[str]:
 
 
 def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+    return eventually(exporter.scrape, condition, what="the scrape", timeout=DEADLINE_SECONDS, detail=exporter.logs)
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
@@ -121,6 +115,29 @@ def test_a_bad_config_on_reload_is_rejected_and_the_old_one_keeps_running(simula
     write_config(exporter.config_path, config_for(simulator, [1], poll_interval="1s"))
     TRIGGERS[trigger](exporter)
     wait_for(exporter, lambda s: sample(s, "auditmanager_exporter_config_last_reload_successful") == 1)
+
+
+TWO_PROBLEMS = (
+    f"poll_interval: soon\ntargets:\n  - region: us-east-1\n    bogus: 1\n    assessments: [{{id: {uuid(1)}}}]\n"
+)
+PROBLEMS = ["poll_interval: not a duration: 'soon' (use a unit, like 90s, 15m or 1h)", "targets[0].bogus: unknown key"]
+
+
+def test_a_failed_reload_logs_its_problems_as_one_logfmt_value_joined_by_semicolons(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]))
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    [failure] = [line for line in exporter.logs().splitlines() if "config reload failed" in line]
+    assert failure.endswith(" problems=" + json.dumps("; ".join(PROBLEMS)))
+
+
+def test_a_failed_reload_logs_its_problems_as_a_json_list(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]), "--log.format", "json")
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    lines = [json.loads(line) for line in exporter.logs().splitlines() if line.startswith("{")]
+    [failure] = [line for line in lines if line["msg"].startswith("config reload failed")]
+    assert failure["problems"] == PROBLEMS
 
 
 def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_exporter):

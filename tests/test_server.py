@@ -30,7 +30,7 @@ from exporter.server import (
     parse_listen_address,
 )
 from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
-from tests.conftest import ROOT, free_port, http_get, insights, parse_metrics, uuid
+from tests.conftest import ROOT, eventually, free_port, http_get, insights, parse_metrics, uuid
 
 STATE = AssessmentState("111122223333", "us-east-1", uuid(1), "SOC 2", Insights(1, 2, 3, 4, 5, 1.0e9), True, 2.0e9)
 
@@ -499,16 +499,18 @@ def test_the_systemd_socket_is_served_when_passed_in(tmp_path):
     )
     listener.close()
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def healthy() -> bool:
             assert process.poll() is None, (tmp_path / "exporter.log").read_text()
-            try:
-                if http_get(f"http://127.0.0.1:{port}/healthz", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "exporter.log").read_text()
-            time.sleep(0.1)
+            return http_get(f"http://127.0.0.1:{port}/healthz", timeout=5)[0] == 200
+
+        eventually(
+            healthy,
+            what="/healthz on the socket from systemd",
+            timeout=60,
+            ignoring=(OSError,),
+            detail=(tmp_path / "exporter.log").read_text,
+        )
     finally:
         process.terminate()
         process.wait(30)
