@@ -104,6 +104,15 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+def within_rate(times: list[float], per_second: float) -> bool:
+    """Whether requests started at `times` keep to a limit of `per_second` as the rate limiter counts it: at most
+    that many in any window of 0.6 of its 1 s (or 1/rate s, below one per second). The limiter's windows are 1.02 s,
+    so a record delayed up to 0.4 s by a loaded machine passes, while twice the rate, evenly spaced, fails."""
+    limit = max(1, int(per_second))
+    seconds = 1.0 if per_second >= 1 else 1.0 / per_second
+    return max_in_window(times, 0.6 * seconds) <= limit
+
+
 class SendTimes:
     """When the exporter's boto3 clients sent each request, by region, measured at the client after its rate
     limiter (the server's arrival times would add the machine's scheduling delays to the rate)."""
