@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from exporter.answers import AnswerRules
 from exporter.aws.client import ServiceClient, pages
 from exporter.aws.errors import AnswerError
+from exporter.config import REGION_PATTERN
 from exporter.conformance import (
     COMPLIANCE_TYPES,
     INSUFFICIENT_DATA,
@@ -38,7 +39,6 @@ _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,255}")
 # AWS sends a score as a decimal string ("87.5"); exponents, signs, spaces, NaN and infinities are malformed.
 _SCORE = re.compile(r"\d{1,3}(\.\d+)?")
 _ACCOUNT_ID = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _PACK_ARN = re.compile(r"arn:aws[-a-z]*:config:[a-z0-9-]+:(\d{12}):conformance-pack/.+")
 _T = TypeVar("_T")
 
@@ -179,7 +179,7 @@ def _aggregate(item: dict[str, Any]) -> AggregatePackCompliance:
     account_id, region = item.get("AccountId"), item.get("AwsRegion")
     if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
         raise AnswerError(f"AccountId={account_id!r} of {name}")
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not REGION_PATTERN.match(region):
         raise AnswerError(f"AwsRegion={region!r} of {name}")
     compliance = item.get("Compliance")
     if not isinstance(compliance, dict):
