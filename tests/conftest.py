@@ -222,6 +222,45 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
+# The account of the role that moto's STS (the `sts` fixture) lets the tests assume.
+ROLE_ACCOUNT = "210987654321"
+ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"
+
+
+@pytest.fixture
+def sts(monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """moto's STS as a real server on loopback, with botocore pointed at it and dummy source credentials."""
+    # Imported here: moto is slow to import, and most tests do not need it.
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "source-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    _sts_backend().assumed_roles.clear()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def _sts_backend() -> Any:
+    from moto.sts.models import sts_backends
+
+    return sts_backends[ROLE_ACCOUNT]["aws"]
+
+
+def assumed_roles() -> list[Any]:
+    """The roles moto's STS let the tests assume, oldest first."""
+    return list(_sts_backend().assumed_roles)
+
+
 def aws_env(tmp_path: Path) -> dict[str, str]:
     """An environment with dummy credentials and no way to reach real AWS or the instance metadata service."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

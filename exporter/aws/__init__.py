@@ -1,5 +1,6 @@
-"""What every AWS source shares: sessions and credentials (session), the request rate limit (ratelimit), errors
-(errors), the client base (client) and the reading of answers (reading).
+"""What every AWS source shares: sessions and credentials (session), sessions and clients shared between targets
+(sessions), the request rate limit (ratelimit), errors (errors), the client base (client) and the reading of answers
+(reading).
 
 The Audit Manager client moved to exporter.sources.auditmanager.client; its names are still importable from here,
 loaded on first use, since that module imports this package.
@@ -14,6 +15,7 @@ from exporter.aws.client import ServiceClient, pages
 from exporter.aws.errors import MALFORMED, AnswerError, AwsError
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.aws.session import SessionFactory, assumed_role_session, default_session, new_session
+from exporter.aws.sessions import ClientLease, ClientSettings, CredentialSource, SessionCache, build_families
 
 if TYPE_CHECKING:
     from exporter.sources.auditmanager.client import (
@@ -52,11 +54,16 @@ __all__ = [
     "AssessmentMeta",
     "AuditManagerClient",
     "AwsError",
+    "ClientLease",
+    "ClientSettings",
+    "CredentialSource",
     "DescribedAssessment",
     "RequestRateLimiter",
     "ServiceClient",
+    "SessionCache",
     "SessionFactory",
     "assumed_role_session",
+    "build_families",
     "default_session",
     "new_session",
     "pages",

@@ -3,17 +3,16 @@ service, every attempt counted, every answer checked against the service model, 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-import botocore.config
-
-from exporter import __version__
 from exporter.answers import AnswerRules, check_answers
 from exporter.aws.errors import MALFORMED, AnswerError, AwsError, as_aws_error
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.aws.session import SessionFactory, default_session
+from exporter.aws.sessions import ClientSettings, SessionCache
 from exporter.config import Config, Target
 from exporter.snapshot import ApiCounters
 
@@ -35,7 +34,11 @@ class ServiceClient:
         config: Config,
         counters: ApiCounters,
         session_factory: SessionFactory = default_session,
+        *,
+        clients: SessionCache | None = None,
     ) -> None:
+        """A client from `session_factory`'s session of the target, or, with `clients`, one lent by that cache (its
+        session shared with every target of the same credentials) until `close`."""
         self.region = target.region
         self._counters = counters
         self._limiter = RequestRateLimiter(target.max_requests_per_second)
@@ -43,18 +46,25 @@ class ServiceClient:
         # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
-        client_config = botocore.config.Config(
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-            retries={"mode": "standard", "total_max_attempts": config.max_attempts},
-            max_pool_connections=target.max_concurrency,
-            user_agent_extra=f"auditmanager-exporter/{__version__}",
-        )
-        self._client = session_factory(target).client(
-            self.SERVICE, region_name=target.region, endpoint_url=target.endpoint_url, config=client_config
-        )
-        self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
-        check_answers(self._client, self.ANSWERS)
+        self._set_up(target)
+        settings = ClientSettings.of(target, config)
+        self._lease = contextlib.ExitStack()
+        if clients is None:
+            self._client = session_factory(target).client(
+                self.SERVICE,
+                region_name=target.region,
+                endpoint_url=target.endpoint_url,
+                config=settings.botocore_config(),
+            )
+            check_answers(self._client, self.ANSWERS)
+            self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
+        else:
+            lease = self._lease.enter_context(clients.lease(target, self.SERVICE, settings, self.ANSWERS))
+            self._client = lease.client
+            lease.register(f"before-send.{self.SERVICE}", self._before_send)
+
+    def _set_up(self, target: Target) -> None:
+        """A subclass's own state for the target, made before any request can start; none here."""
 
     def _before_send(self, event_name: str, **_: Any) -> None:
         self._limiter.acquire()
@@ -70,8 +80,10 @@ class ServiceClient:
         return self._limiter.take_peak_rate()
 
     def close(self) -> None:
-        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping)."""
+        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping); a
+        client lent by a SessionCache goes back to it."""
         self._client.close()
+        self._lease.close()
 
     def close_idle_connections(self) -> None:
         """Close the pooled connections unless a call is in progress; the next call opens new ones. Between poll

@@ -16,9 +16,8 @@ from exporter.aws import reading
 from exporter.aws.client import ServiceClient, pages
 from exporter.aws.errors import AnswerError
 from exporter.aws.ratelimit import RequestRateLimiter
-from exporter.aws.session import SessionFactory, default_session
-from exporter.config import Config, Target
-from exporter.snapshot import AccountInsights, ApiCounters, ControlDomainInsights, Insights
+from exporter.config import Target
+from exporter.snapshot import AccountInsights, ControlDomainInsights, Insights
 
 # Audit Manager became generally available on 8 December 2020: no timestamp in its answers is older.
 AUDIT_MANAGER_ANSWERS = AnswerRules(launched=datetime(2020, 12, 8, tzinfo=UTC))
@@ -79,14 +78,7 @@ class AuditManagerClient(ServiceClient):
     SERVICE = "auditmanager"
     ANSWERS = AUDIT_MANAGER_ANSWERS
 
-    def __init__(
-        self,
-        target: Target,
-        config: Config,
-        counters: ApiCounters,
-        session_factory: SessionFactory = default_session,
-    ) -> None:
-        super().__init__(target, config, counters, session_factory)
+    def _set_up(self, target: Target) -> None:
         self._background_limiter = RequestRateLimiter(target.max_requests_per_second * BACKGROUND_SHARE)
         self._background = threading.local()
 
