@@ -33,7 +33,7 @@ from exporter.exposition import Exposition
 from exporter.server import App, MetricsServer, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
-from tests.conftest import ROOT, ExporterProcess, insights, parse_metrics, sample, uuid
+from tests.conftest import ROOT, ExporterProcess, aws_env, insights, parse_metrics, sample, uuid, write_config
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
@@ -784,7 +784,9 @@ def test_a_broken_web_config_on_disk_keeps_the_old_one_serving(serve, password_h
         ({"cert_file": "server.crt", "key_file": ""}, "tls_server_config.key_file: must not be empty"),
     ],
 )
-def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, tls, problem):
+def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, pki, tls, problem):
+    (tmp_path / "server.crt").write_bytes(pki.server_cert.read_bytes())
+    (tmp_path / "server.key").write_bytes(pki.server_key.read_bytes())
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"tls_server_config": tls}))
     result = subprocess.run(
@@ -796,6 +798,61 @@ def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"auditmanager-exporter: web config {web}: {problem}"]
+
+
+def test_the_config_check_reports_every_problem_of_the_web_config_at_once(tmp_path, pki):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {
+                    "cert_file": "missing.crt",
+                    "key_file": str(pki.server_key),
+                    "max_version": "TLS9",
+                },
+                "http_server_config": {"http2": "sometimes"},
+                "basic_auth_users": {"alice": "hunter2"},
+                "rate_limit": {"burst": -1, "interval": "soon"},
+                "tls_config": {},
+            }
+        )
+    )
+    config = write_config(
+        tmp_path / "config.yml", {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--web.config.file",
+            str(web),
+            "--config.check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=aws_env(tmp_path),
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    problems = [
+        "tls_config: unknown key",
+        "tls_server_config.max_version: 'TLS9' is not one of TLS10, TLS11, TLS12, TLS13",
+        "tls_server_config.cert_file: cannot read",
+        "http_server_config.http2: must be true or false",
+        "basic_auth_users.alice: not a bcrypt hash",
+        "rate_limit.burst: must be a whole number from 0 to 1000000",
+        "rate_limit.interval: not a duration: 'soon'",
+    ]
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(problems), result.stderr
+    for problem in problems:
+        assert any(line.startswith(f"auditmanager-exporter: web config {web}: {problem}") for line in lines), problem
+    assert "hunter2" not in result.stderr
 
 
 def web_reload_metric(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> float:
