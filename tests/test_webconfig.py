@@ -26,7 +26,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.exposition import Exposition
@@ -634,6 +634,58 @@ def test_cipher_suites_by_go_names_limit_tls12_to_those(serve, pki):
     assert not answers(served, tls12_client(pki, "ECDHE-ECDSA-CHACHA20-POLY1305"))
 
 
+def rsa_server_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed RSA certificate and its key: RSA key exchange needs an RSA certificate."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("rsa server"))
+        .issuer_name(_name("rsa server"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return _write(directory, "rsa-server", cert, key)  # type: ignore[arg-type]
+
+
+def unverified_tls12_client(ciphers: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    return context
+
+
+@pytest.mark.parametrize(
+    ("suite", "openssl_name"),
+    [
+        ("TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"),
+        ("TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"),
+        ("TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"),
+        ("TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"),
+    ],
+)
+def test_the_rsa_key_exchange_suites_go_lists_are_served_when_cipher_suites_names_them(
+    serve, tmp_path, suite, openssl_name
+):
+    cert, key = rsa_server_files(tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key), "cipher_suites": [suite]}})
+    assert negotiated(served, unverified_tls12_client(openssl_name)) == ("TLSv1.2", openssl_name)
+
+
+def test_the_rsa_key_exchange_suites_are_off_by_default(serve, tmp_path):
+    cert, key = rsa_server_files(tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    assert not answers(served, unverified_tls12_client("AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA"))
+    assert (
+        negotiated(served, unverified_tls12_client("ECDHE-RSA-AES128-GCM-SHA256"))[1] == "ECDHE-RSA-AES128-GCM-SHA256"
+    )
+
+
 def test_prefer_server_cipher_suites_picks_the_servers_first_choice(serve, pki):
     suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
     client = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -677,6 +729,26 @@ def test_configured_headers_are_sent_on_every_response(serve, password_hash):
         status, sent, _ = request(served, "GET", "/metrics", authorization)
         assert status in (200, 401)
         assert {name: sent.get(name) for name in headers} == headers
+
+
+def test_header_values_yaml_reads_as_numbers_or_booleans_are_sent_as_written(serve, tmp_path):
+    # The toolkit's headers are a map[string]string: `1` is the string "1", and `0x10` stays "0x10".
+    path = tmp_path / "headers.yml"
+    path.write_text(
+        "http_server_config:\n  headers:\n    X-XSS-Protection: 1\n    Strict-Transport-Security: 0x10\n"
+        "    Content-Security-Policy: yes\n",
+        encoding="utf-8",
+    )
+    written = (("X-XSS-Protection", "1"), ("Strict-Transport-Security", "0x10"), ("Content-Security-Policy", "yes"))
+    assert load(path).headers == written
+    served = serve({"http_server_config": {"headers": {"X-XSS-Protection": 1}}})
+    assert request(served, "GET", "/healthz")[1]["X-XSS-Protection"] == "1"
+
+
+def test_a_rate_limit_interval_of_0_means_no_rate_limit_as_in_the_toolkits_tests(serve):
+    served = serve({"rate_limit": {"interval": 0, "burst": 0}})
+    assert served.server.web.current().rate_limit is None
+    assert [request(served, "GET", "/healthz")[0] for _ in range(3)] == [200, 200, 200]
 
 
 def test_http2_is_accepted_and_http11_is_served_to_a_client_offering_h2(serve, pki):

@@ -129,7 +129,8 @@ def request_bucket(raw: dict[Any, Any], problems: list[str]) -> RequestBucket | 
         problems.append(f"{where}.burst: must be a whole number from 0 to 1000000")
     interval = raw.get("interval")
     seconds = 0.0
-    if interval is not None:
+    # The toolkit's own tests write `interval: 0` for no rate limit (YAML's 0 is Go's zero time.Duration).
+    if interval is not None and not (type(interval) is int and interval == 0):
         try:
             seconds = parse_duration(interval)
         except ValueError as error:

@@ -56,7 +56,8 @@ def load(path: str | Path) -> WebConfig:
     directory. Raises `WebConfigError` listing every problem found."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise WebConfigError([f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}"]) from None
     except (yaml.YAMLError, RecursionError) as exc:
@@ -70,7 +71,7 @@ def load(path: str | Path) -> WebConfig:
     http = section(raw, "http_server_config", problems)
     problems.extend(unknown_keys(http, "http_server_config", HTTP_KEYS))
     http2 = boolean(http, "http_server_config", "http2", True, problems)
-    headers = _headers(http.get("headers"), problems)
+    headers = _headers(http.get("headers"), text, problems)
     auth = basic_auth(raw.get("basic_auth_users"), problems)
     bucket = request_bucket(section(raw, "rate_limit", problems), problems)
     context = tls_context(tls, problems) if tls.enabled else None
@@ -89,15 +90,19 @@ def load(path: str | Path) -> WebConfig:
     )
 
 
-def _headers(raw: object, problems: list[str]) -> tuple[tuple[str, str], ...]:
+def _headers(raw: object, text: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
     where = "http_server_config.headers"
     if raw is None:
         return ()
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping of header names to values")
         return ()
+    # The toolkit reads headers into a map[string]string: a value YAML reads as a number or a boolean is the text
+    # written (`X-XSS-Protection: 1` is "1").
+    written = _written_headers(text) if any(isinstance(v, (bool, int, float)) for v in raw.values()) else {}
     headers = []
-    for name, value in raw.items():
+    for name, read in raw.items():
+        value = written.get(name, str(read)) if isinstance(read, (bool, int, float)) else read
         if name not in HEADERS:
             problems.append(f"{where}: HTTP header {name!r} can not be configured (one of {', '.join(HEADERS)})")
         elif not isinstance(value, str) or "\r" in value or "\n" in value:
@@ -107,3 +112,17 @@ def _headers(raw: object, problems: list[str]) -> tuple[tuple[str, str], ...]:
         else:
             headers.append((name, value))
     return tuple(headers)
+
+
+def _written_headers(text: str) -> dict[str, str]:
+    """The scalar values under http_server_config.headers as written in the file, before YAML typed them."""
+    node: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+    for key in ("http_server_config", "headers"):
+        if not isinstance(node, yaml.MappingNode):
+            return {}
+        node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {
+        k.value: v.value for k, v in node.value if isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)
+    }

@@ -24,6 +24,10 @@ TLS_VERSIONS = {
 # OpenSSL's names for them. Go does not let TLS 1.3 suites be configured: the toolkit accepts their names and TLS 1.3
 # keeps all three, as here.
 TLS12_CIPHER_SUITES = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
     "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
     "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
     "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
@@ -133,8 +137,10 @@ class TlsSettings:
         for name in ciphers:
             if name not in TLS12_CIPHER_SUITES and name not in TLS13_CIPHER_SUITES:
                 problems.append(f"{self.where}.cipher_suites: unknown cipher {name!r}")
-        chosen = [TLS12_CIPHER_SUITES[name] for name in ciphers if name in TLS12_CIPHER_SUITES]
-        return ":".join(chosen or TLS12_CIPHER_SUITES.values())
+        chosen = [name for name in ciphers if name in TLS12_CIPHER_SUITES]
+        # As in Go, RSA key exchange (no forward secrecy) only when cipher_suites names it.
+        defaults = [name for name in TLS12_CIPHER_SUITES if name.startswith("TLS_ECDHE_")]
+        return ":".join(TLS12_CIPHER_SUITES[name] for name in chosen or defaults)
 
 
 def tls_context(tls: TlsSettings, problems: list[str]) -> SSL.Context | None:
