@@ -686,6 +686,20 @@ def test_the_rsa_key_exchange_suites_are_off_by_default(serve, tmp_path):
     )
 
 
+def test_the_ecdhe_cbc_suites_and_p521_are_off_by_default_and_on_when_asked_for(serve, pki):
+    cbc = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+    p521 = client_context(pki)
+    p521.set_ecdh_curve("secp521r1")
+    default = serve(tls_config(pki))
+    assert not answers(default, tls12_client(pki, cbc))
+    assert not answers(default, p521)
+    asked = serve(
+        tls_config(pki, cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"], curve_preferences=["CurveP521"])
+    )
+    assert negotiated(asked, tls12_client(pki, cbc))[1] == "ECDHE-ECDSA-AES128-SHA"
+    assert answers(asked, p521)
+
+
 def test_prefer_server_cipher_suites_picks_the_servers_first_choice(serve, pki):
     suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
     client = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"

@@ -40,7 +40,16 @@ TLS12_CIPHER_SUITES = {
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
 }
 TLS13_CIPHER_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+# Without cipher_suites, the TLS 1.2 suites of Mozilla's "intermediate" profile, all ECDHE with AEAD. The ECDHE
+# CBC-SHA suites only when cipher_suites names them or min_version admits TLS 1.0 or 1.1, which have no others;
+# RSA key exchange (no forward secrecy) only when cipher_suites names it.
+DEFAULT_TLS12_CIPHER_SUITES = tuple(n for n in TLS12_CIPHER_SUITES if n.startswith("TLS_ECDHE_") and "_CBC_" not in n)
+OLD_TLS_CIPHER_SUITES = tuple(n for n in TLS12_CIPHER_SUITES if n.startswith("TLS_ECDHE_") and "_CBC_" in n)
 CURVES = {"CurveP256": "P-256", "CurveP384": "P-384", "CurveP521": "P-521", "X25519": "X25519"}
+# Without curve_preferences, the key-exchange groups of Mozilla's "intermediate" profile. P-521 only when
+# curve_preferences names it; OpenSSL's other defaults (X448, the finite-field groups), which the toolkit cannot name,
+# never.
+DEFAULT_CURVES = ("X25519", "CurveP256", "CurveP384")
 CLIENT_AUTH_TYPES = (
     "NoClientCert",
     "RequestClientCert",
@@ -114,7 +123,7 @@ class TlsSettings:
         for name in curves:
             if name not in CURVES:
                 problems.append(f"{where}.curve_preferences: unknown curve {name!r} (one of {', '.join(CURVES)})")
-        self.curves = ":".join(CURVES[name] for name in curves if name in CURVES)
+        self.curves = ":".join(CURVES[name] for name in (curves or DEFAULT_CURVES) if name in CURVES)
         self.prefer_server = boolean(raw, where, "prefer_server_cipher_suites", True, problems)
         sans = string_list(raw, where, "client_allowed_sans", problems)
         self.allowed_sans = frozenset(sans) if raw.get("client_allowed_sans") else None
@@ -138,9 +147,11 @@ class TlsSettings:
             if name not in TLS12_CIPHER_SUITES and name not in TLS13_CIPHER_SUITES:
                 problems.append(f"{self.where}.cipher_suites: unknown cipher {name!r}")
         chosen = [name for name in ciphers if name in TLS12_CIPHER_SUITES]
-        # As in Go, RSA key exchange (no forward secrecy) only when cipher_suites names it.
-        defaults = [name for name in TLS12_CIPHER_SUITES if name.startswith("TLS_ECDHE_")]
-        return ":".join(TLS12_CIPHER_SUITES[name] for name in chosen or defaults)
+        if not chosen:
+            chosen = list(DEFAULT_TLS12_CIPHER_SUITES)
+            if self.versions.get("min_version", SSL.TLS1_2_VERSION) < SSL.TLS1_2_VERSION:
+                chosen += OLD_TLS_CIPHER_SUITES
+        return ":".join(TLS12_CIPHER_SUITES[name] for name in chosen)
 
 
 def tls_context(tls: TlsSettings, problems: list[str]) -> SSL.Context | None:
@@ -190,7 +201,7 @@ def _configure(tls: TlsSettings, context: SSL.Context, problems: list[str]) -> b
         cipher_list += ":@SECLEVEL=0"
     context.set_cipher_list(cipher_list.encode())
     # pyOpenSSL has no public call for a list of key-exchange groups; its own OpenSSL binding does.
-    if tls.curves and not _openssl.SSL_CTX_set1_curves_list(context._context, tls.curves.encode()):
+    if not _openssl.SSL_CTX_set1_curves_list(context._context, tls.curves.encode()):
         problems.append(f"{tls.where}.curve_preferences: not supported by this OpenSSL")
         return False
     return True
