@@ -334,6 +334,7 @@ BAD_WEB_CONFIGS = [
     ("cert_file a number", "tls_server_config: {cert_file: 7, key_file: @K@}", "cert_file: must be a string"),
     ("cert_file not there", "tls_server_config: {cert_file: nope.crt, key_file: @K@}", "cert_file: cannot read"),
     ("key_file not there", "tls_server_config: {cert_file: @S@, key_file: nope.key}", "key_file: cannot read"),
+    ("a NUL in a file name", 'tls_server_config: {cert_file: "a\\0b", key_file: @K@}', "cert_file: cannot read"),
     ("bad min_version", T + "min_version: TLS14}", "tls_server_config.min_version: 'TLS14' is not one of TLS10"),
     ("bad max_version", T + "max_version: SSL3}", "tls_server_config.max_version: 'SSL3' is not one of"),
     ("min above max", T + "min_version: TLS13, max_version: TLS12}", "min_version is above max_version"),

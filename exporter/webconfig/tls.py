@@ -215,7 +215,9 @@ def _read_pem(tls: TlsSettings, key: str, problems: list[str]) -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         problems.append(f"{tls.where}.{key}_file: cannot read {str(path)!r}: {exc.strerror}")
-        return None
+    except ValueError:
+        problems.append(f"{tls.where}.{key}_file: cannot read {str(path)!r}: not a file name")
+    return None
 
 
 def _certificates(pem: bytes, where: str, problems: list[str]) -> list[x509.Certificate]:
