@@ -81,3 +81,17 @@ def test_organisation_targets_are_an_account_and_region_each_sharing_the_same_as
     assert len({target.region for target in expanded}) == targets
     assert len({target.profile for target in expanded}) == -(-targets // 10)
     assert config.poll_interval >= 2 * settings.quota_bound(targets)[0]
+
+
+def test_the_baseline_comparison_runs_both_revisions_and_reports_every_measure_as_a_ratio():
+    from benchmarks.baseline import BaselineSettings, compare
+
+    table, missed = compare("HEAD", BaselineSettings.smoke(), lambda message: None)
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    measures = [row.split(" | ")[0] for row in rows]
+    assert len(rows) == 6, table
+    assert any("poll cycle" in m for m in measures) and any("VmHWM" in m for m in measures), table
+    for row in rows:
+        ratio = row.split(" | ")[3]
+        assert ratio.endswith("x") and float(ratio[:-1]) > 0, row
+    assert missed == [], "the smoke settings judge no bound"

@@ -1,0 +1,1 @@
+"""The AWS services the exporter reads, one package each: client, plan, poll, snapshot part, metrics, status."""
