@@ -28,7 +28,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__, healthcheck, logs, webconfig
-from exporter.aws import AuditManagerClient, SessionFactory, default_session, new_session
+from exporter.aws import AuditManagerClient, SessionCache, SessionFactory, default_session, new_session
+from exporter.aws.session import unknown_profiles
 from exporter.awsconfig import ConformancePackClient
 from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, ConfigError, Target, load, parse
 from exporter.exposition import Exposition
@@ -231,11 +232,14 @@ class Service:
         self._listings_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
+        # One session per credential source for the life of the process; a target's botocore clients exist only
+        # while its work runs, so building the service builds none and the server can listen at once.
+        self.sessions = SessionCache(session_factory)
         self._clients = Clients(
-            AUDIT_MANAGER, lambda target, cfg: AuditManagerClient(target, cfg, self.counters, session_factory)
+            AUDIT_MANAGER, lambda target, cfg: AuditManagerClient(target, cfg, self.counters, clients=self.sessions)
         )
         self._pack_clients = Clients(
-            AWS_CONFIG, lambda target, cfg: ConformancePackClient(target, cfg, self.counters, session_factory)
+            AWS_CONFIG, lambda target, cfg: ConformancePackClient(target, cfg, self.counters, clients=self.sessions)
         )
         self._retired: list[AuditManagerClient | ConformancePackClient | Workers] = []
         self._reload_poll_pending = False
@@ -535,11 +539,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     try:
-        shard = Shard(args.shard_index, args.shard_count)
-        service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
+        profiles = [] if args.demo else unknown_profiles(config.expanded_targets())
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR
+    for profile in profiles:
+        print(
+            f"auditmanager-exporter: cannot set up the AWS client: no profile {profile!r} in the AWS config or "
+            "credentials files",
+            file=sys.stderr,
+        )
+    if profiles:
+        return USAGE_ERROR
+    shard = Shard(args.shard_index, args.shard_count)
+    service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
     runtime = CollectorRegistry(auto_describe=False)
     for standard in (ProcessCollector, PlatformCollector, GCCollector):
         standard(registry=runtime)
@@ -547,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.store,
         service.counters,
         service.reload_status,
-        runtime=[webconfig.WebConfigCollector(web), runtime],
+        runtime=[webconfig.WebConfigCollector(web), service.sessions, runtime],
         after_render=release_freed_memory,
     )
     status = status_provider(service, None if args.demo else str(config_path), started)

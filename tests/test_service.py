@@ -17,6 +17,8 @@ import boto3
 import pytest
 
 from benchmarks.organisation import OrganisationSettings, measure
+from exporter import cli
+from exporter.aws import AuditManagerClient
 from exporter.cli import Service
 from exporter.config import Config, parse
 from exporter.simulator import Simulator
@@ -134,7 +136,7 @@ def counting_sessions() -> tuple[list[str], Callable[[Any], boto3.Session]]:
     return made, session
 
 
-def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others(simulator):
+def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others(simulator, monkeypatch):
     for region in REGIONS:
         simulator.add_assessment(region, uuid(1), "A1", insights=insights())
 
@@ -154,16 +156,27 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
             }
         )
 
+    built: list[str] = []
+
+    class CountedClient(AuditManagerClient):
+        def __init__(self, target: Any, *args: Any, **kwargs: Any) -> None:
+            built.append(target.region)
+            super().__init__(target, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "AuditManagerClient", CountedClient)
     configs = iter([config(5), config(6), config(6)])
     made, session = counting_sessions()
     service = Service(next(configs), lambda: next(configs), session)
     service.start()
     try:
-        assert sorted(made) == ["eu-west-1", "us-east-1"]
+        assert sorted(built) == ["eu-west-1", "us-east-1"]
         assert service.reload()
-        assert sorted(made) == ["eu-west-1", "eu-west-1", "us-east-1"]
+        assert sorted(built) == ["eu-west-1", "eu-west-1", "us-east-1"]
         assert service.reload()
-        assert len(made) == 3
+        assert len(built) == 3
+        service.run_cycle()
+        # Both targets use the same credentials: one session, kept across reloads.
+        assert len(made) == 1
     finally:
         service.stop()
         assert service.wait_idle(30)

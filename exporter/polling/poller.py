@@ -144,6 +144,8 @@ class Poller:
             except Exception as error:
                 report_unexpected(self._settings.counters, "ListAssessments", error, region=region)
                 continue
+            finally:
+                run.client.close_idle_connections()
             listed = listed or run.memory.listed_at != before
         if listed and not self._stop.is_set():
             self._publisher.commit(self._generation, lambda state: state.record_listings())
