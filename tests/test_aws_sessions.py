@@ -133,3 +133,15 @@ def test_client_builds_and_their_seconds_are_counted_by_service(simulator, monke
     # The fake clock ticks once at the start and once at the end of each build.
     assert sample("auditmanager_exporter_aws_client_build_seconds_total", "auditmanager") == 2.0
     assert sample("auditmanager_exporter_aws_client_build_seconds_total", "config") == 2.0
+
+
+def test_a_client_given_the_cache_as_its_session_factory_shares_its_sessions_and_counts(simulator, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    config = config_of({"regions": ["us-east-1", "eu-west-1"], "endpoint_url": simulator.url, "discover": True})
+    cache = SessionCache()
+    for target in config.expanded_targets():
+        ConformancePackClient(target, config, ApiCounters(), cache).conformance_packs()
+    first, second = config.expanded_targets()
+    assert cache(first) is cache(second)
+    assert cache.builds()["config"][0] == 2

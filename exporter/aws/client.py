@@ -38,9 +38,10 @@ class ServiceClient:
         clients: SessionCache | None = None,
     ) -> None:
         """The target's calls, through a botocore client built when its work first needs one and given back when
-        the work is done (`close_idle_connections`): from `clients`, the cache shared with every target (targets of
-        one credential source share its session), or from a cache of its own over `session_factory`. The limits
-        and counts are this object's, and last as long as it does, across the clients it borrows."""
+        the work is done (`close_idle_connections`): from `clients` (or `session_factory`, if that is a SessionCache),
+        the cache shared with every target, so that targets of one credential source share its session; otherwise
+        from a cache of its own over `session_factory`. The limits and counts are this object's, and last as long as
+        it does, across the clients it borrows."""
         self.region = target.region
         self._counters = counters
         self._limiter = RequestRateLimiter(target.max_requests_per_second)
@@ -51,7 +52,9 @@ class ServiceClient:
         self._set_up(target)
         self._target = target
         self._settings = ClientSettings.of(target, config)
-        self._sessions = clients if clients is not None else SessionCache(session_factory)
+        if clients is None:
+            clients = session_factory if isinstance(session_factory, SessionCache) else SessionCache(session_factory)
+        self._sessions = clients
         self._lease_lock = threading.Lock()
         self._lease: contextlib.ExitStack | None = None
         self._borrowed: Any = None

@@ -115,6 +115,11 @@ class SessionCache:
         with source.lock:
             return self._session_of(source, target)
 
+    def __call__(self, target: Target) -> boto3.Session:
+        """The cache as a SessionFactory: the session of the target's credential source. A client given the cache as
+        its session factory also borrows its botocore clients from it (`ServiceClient`)."""
+        return self.session(target)
+
     @contextlib.contextmanager
     def lease(
         self, target: Target, service: str, settings: ClientSettings, answers: AnswerRules
