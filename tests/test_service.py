@@ -17,7 +17,6 @@ import boto3
 import pytest
 
 from benchmarks.organisation import OrganisationSettings, measure
-from exporter import cli
 from exporter.aws import AuditManagerClient
 from exporter.cli import Service
 from exporter.config import Config, parse
@@ -163,7 +162,7 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
             built.append(target.region)
             super().__init__(target, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "AuditManagerClient", CountedClient)
+    monkeypatch.setattr(sys.modules[Service.__module__], "AuditManagerClient", CountedClient)
     configs = iter([config(5), config(6), config(6)])
     made, session = counting_sessions()
     service = Service(next(configs), lambda: next(configs), session)
