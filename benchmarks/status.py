@@ -77,11 +77,21 @@ def snapshot_of(count: int, now: float) -> tuple[Snapshot, list[dict[str, object
     targets = [{"region": region, "discover": True} for region in REGIONS]
     config = parse({"targets": targets})
     cycles = tuple(
-        TargetCycle(target, ACCOUNT, now - 120, 40.0, count // 4, count // 200, count // 4 + 3, 5.0)
+        TargetCycle(
+            source="auditmanager",
+            target=target,
+            account_id=ACCOUNT,
+            started=now - 120,
+            seconds=40.0,
+            units=count // 4,
+            failures=count // 200,
+            requests=count // 4 + 3,
+            peak_rate=5.0,
+        )
         for target in config.expanded_targets()
     )
     snapshot = Snapshot(
-        tuple(sorted(states, key=lambda s: s.key)),
+        assessments=tuple(sorted(states, key=lambda s: s.key)),
         completed_cycles=3,
         details=MappingProxyType(details),
         targets=cycles,

@@ -94,9 +94,23 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
         ]
     }
     polled, _ = parse(raw).expanded_targets()
-    cycle = TargetCycle(polled, "123456789012", NOW - 40, 2.5, 3, 1, 7, 2.0, "AccessDeniedException", "no")
+    cycle = TargetCycle(
+        source="auditmanager",
+        target=polled,
+        account_id="123456789012",
+        started=NOW - 40,
+        seconds=2.5,
+        units=3,
+        failures=1,
+        requests=7,
+        peak_rate=2.0,
+        error_code="AccessDeniedException",
+        error_message="no",
+    )
     details = MappingProxyType({_state(1, "a").key: AssessmentDetails("SOC 2", "ACTIVE")})
-    report = _report(Snapshot((_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)), raw)
+    report = _report(
+        Snapshot(assessments=(_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)), raw
+    )
 
     first, second = report.targets
     assert (first.region, first.account_id, first.role_arn, first.discover) == (
@@ -105,7 +119,7 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
         None,
         False,
     )
-    assert (first.last_cycle_start, first.last_cycle_seconds, first.assessments, first.failures) == (
+    assert (first.last_cycle_start, first.last_cycle_seconds, first.units, first.failures) == (
         NOW - 40,
         2.5,
         3,
@@ -125,7 +139,7 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
     assert report.completed_cycles == 4
 
 
-def test_targets_that_poll_only_aws_config_are_not_listed():
+def test_every_source_of_every_target_is_listed_aws_config_only_targets_too():
     raw = {
         "targets": [
             {"region": "us-east-1", "assessments": [{"id": uuid(1)}]},
@@ -141,12 +155,20 @@ def test_targets_that_poll_only_aws_config_are_not_listed():
 
     report = _report(Snapshot(), raw)
 
-    assert [t.region for t in report.targets] == ["eu-west-2", "us-east-1"]
+    assert [(t.region, t.source) for t in report.targets] == [
+        ("eu-west-1", "config"),
+        ("eu-west-2", "auditmanager"),
+        ("eu-west-2", "config"),
+        ("us-east-1", "auditmanager"),
+    ]
+    assert all(t.state == "waiting" for t in report.targets)
 
 
 def test_failing_rows_come_first_then_by_region_and_name():
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     shown = select(report, Query())
 
@@ -167,7 +189,9 @@ def test_failing_rows_come_first_then_by_region_and_name():
 )
 def test_the_filter_matches_any_shown_field_case_insensitively(query, expected):
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     assert [a.name for a in select(report, query).assessments] == expected
 
@@ -184,7 +208,9 @@ def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
         error_code="InvalidClientTokenId",
         error_message=f"The security token of {ACCESS_KEY_ID} is invalid <b>",
     )
-    report = _report(Snapshot((hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=(hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     page = render_html(report, Query("<script>")).decode()
     document = render_json(report, Query()).decode()
@@ -211,7 +237,7 @@ def test_a_cycle_records_each_target_and_each_failed_assessment_error_until_a_po
     failed = poller.poll()
 
     (cycle,) = failed.targets
-    assert (cycle.target.region, cycle.account_id, cycle.assessments, cycle.failures) == ("us-east-1", ACCOUNT, 3, 1)
+    assert (cycle.target.region, cycle.account_id, cycle.units, cycle.failures) == ("us-east-1", ACCOUNT, 3, 1)
     # GetAssessment for the account, ListAssessments for the names, GetInsights, three GetInsightsByAssessment.
     assert cycle.requests == simulator.count() == 6
     assert 0 < cycle.peak_rate <= 5.0 and cycle.seconds > 0 and cycle.error_code is None
@@ -235,7 +261,7 @@ def test_a_target_wide_failure_is_the_target_error_while_its_assessments_poll(si
     snapshot = poller.poll()
 
     (cycle,) = snapshot.targets
-    assert (cycle.assessments, cycle.failures) == (1, 0)
+    assert (cycle.units, cycle.failures) == (1, 0)
     assert (cycle.error_code, cycle.error_message) == ("AccessDeniedException", "not registered")
     assert [s.poll_success for s in snapshot.assessments] == [True]
 
@@ -250,8 +276,10 @@ def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
 def status_server() -> Iterator[str]:
     """A real MetricsServer whose status provider returns a fixed report; its base URL."""
     states = (_state(1, "fine"), _state(2, "broken", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
-    store = SnapshotStore(Snapshot(states))
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
+    store = SnapshotStore(Snapshot(assessments=states))
     server = MetricsServer([bind("127.0.0.1:0")], App(Exposition(store, ApiCounters()), store, status=lambda: report))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.port}"
@@ -418,7 +446,14 @@ def test_the_json_puts_the_failing_target_and_assessments_first_with_their_error
     assert (hipaa["framework"], hipaa["status"]) == ("HIPAA Security Rule: Feb 2003", "ACTIVE")
     soc2 = next(a for a in assessments if a["name"] == "SOC 2 Type II - Production")
     assert soc2["last_success"] and soc2["insights_last_updated"] and soc2["error_code"] is None
-    assert document["totals"] == {"targets": 3, "targets_failing": 2, "assessments": 8, "assessments_failing": 2}
+    assert document["totals"] == {
+        "targets": 3,
+        "targets_failing": 2,
+        "assessments": 8,
+        "assessments_failing": 2,
+        "units": 0,
+        "units_failing": 0,
+    }
 
     only_pci = demo.json("&q=pci")
     assert sorted(a["name"] for a in only_pci["assessments"]) == [

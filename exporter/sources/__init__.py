@@ -1,6 +1,23 @@
-"""The sources: one package per AWS service, each registered here by its config name, like node_exporter's
-collectors. The pipeline (exporter.polling) runs every registered source the same way and names none."""
+"""The sources: one package per AWS service, each registered here by its config name with a factory, like
+node_exporter's collectors. The pipeline (exporter.polling) runs every registered source the same way and names none.
+Adding a source is a new package and one `register` line below."""
 
-from exporter.sources.base import Source, register, registered
+from __future__ import annotations
 
-__all__ = ["Source", "register", "registered"]
+import functools
+from typing import Any
+
+from exporter.config import AWS_CONFIG
+from exporter.sources.awsconfig import AwsConfigSource
+from exporter.sources.base import Source, SourceClient, register, registered
+
+register(AWS_CONFIG, AwsConfigSource)
+
+
+@functools.cache
+def sources() -> dict[str, Source[Any, Any]]:
+    """One instance of every registered source, by name, in registration order."""
+    return {name: factory() for name, factory in registered().items()}
+
+
+__all__ = ["Source", "SourceClient", "register", "registered", "sources"]

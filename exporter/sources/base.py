@@ -13,22 +13,32 @@ from prometheus_client.core import Metric
 
 from exporter.aws import SessionFactory
 from exporter.config import Config, Target
+from exporter.failures import EXPORTER_ERROR, Failure, failure_of
 from exporter.sharding import Shard
 from exporter.snapshot import ApiCounters
 
-EXPORTER_ERROR = "ExporterError"
-"""The error code of an exception of the exporter's own code (the log has its traceback)."""
+__all__ = [
+    "EXPORTER_ERROR",
+    "Context",
+    "Failure",
+    "Listing",
+    "Memory",
+    "Plan",
+    "Polled",
+    "Source",
+    "SourceClient",
+    "SourcePart",
+    "StatusRow",
+    "Task",
+    "UnitKey",
+    "UnitState",
+    "failure_of",
+    "register",
+    "registered",
+]
 
 UnitKey = tuple[str, ...]
 """A unit's identity within its source, for example (account_id, region, assessment_id)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Failure:
-    """Why something failed: the AWS error code and message (or EXPORTER_ERROR and the exception)."""
-
-    code: str
-    message: str
 
 
 class UnitState(Protocol):
@@ -178,6 +188,9 @@ class Source(ABC, Generic[_S, _C]):
 
     name: ClassVar[str]
     metric_prefix: ClassVar[str]
+    # The AWS operations an unexpected exception in `list` and `plan` is counted under (ExporterError).
+    list_operation: ClassVar[str] = "List"
+    plan_operation: ClassVar[str] = "Plan"
 
     @abstractmethod
     def client(self, target: Target, config: Config, counters: ApiCounters, session: SessionFactory) -> _C:
