@@ -83,9 +83,8 @@ def refresh_listing(
     try:
         listing: Listing = source.list(run.target, run.client, memory, now)
     except Exception as error:
-        failure = failure_of(
-            error, context.counters, source.list_operation, "cannot list the target", region=run.target.region
-        )
+        message = source.list_log_message
+        failure = failure_of(error, context.counters, source.list_operation, message, region=run.target.region)
         return dataclasses.replace(memory, listing_failure=failure, listing_tried_at=now)
     finally:
         run.listing_lock.release()
@@ -200,5 +199,6 @@ class SourceCycle:
         try:
             return task.run()
         except Exception as error:
-            failure = failure_of(error, self._context.counters, task.operation, "poll failed", **task.fields)
+            message = task.log_message
+            failure = failure_of(error, self._context.counters, task.operation, message, **task.fields)
             return task.failed(failure)

@@ -114,6 +114,8 @@ class Task(Generic[_S]):
     run: Callable[[], Polled[_S]]
     failed: Callable[[Failure], Polled[_S]]
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The log message of an AWS failure of `run` (docs/troubleshooting.md lists every one).
+    log_message: str = "poll failed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,9 +190,11 @@ class Source(ABC, Generic[_S, _C]):
 
     name: ClassVar[str]
     metric_prefix: ClassVar[str]
-    # The AWS operations an unexpected exception in `list` and `plan` is counted under (ExporterError).
+    # The AWS operations an unexpected exception in `list` and `plan` is counted under (ExporterError), and the log
+    # message of an AWS failure of `list`.
     list_operation: ClassVar[str] = "List"
     plan_operation: ClassVar[str] = "Plan"
+    list_log_message: ClassVar[str] = "cannot list the target"
 
     @abstractmethod
     def client(self, target: Target, config: Config, counters: ApiCounters, session: SessionFactory) -> _C:

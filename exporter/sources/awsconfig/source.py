@@ -9,6 +9,7 @@ with poll_success 0 and the error. A discovered pack that AWS Config no longer h
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ from exporter.sources.base import (
     UnitKey,
     failure_of,
 )
+
+log = logging.getLogger("exporter.polling")
 
 SCORES = "ListConformancePackComplianceScores"
 RULES = "DescribeConformancePackCompliance"
@@ -66,6 +69,7 @@ class AwsConfigSource(Source[_State, ConformancePackClient]):
     metric_prefix = "awsconfig"
     list_operation = LISTING
     plan_operation = SCORES
+    list_log_message = "cannot list conformance packs"
 
     def client(
         self, target: Target, config: Config, counters: ApiCounters, session: SessionFactory
@@ -83,6 +87,7 @@ class AwsConfigSource(Source[_State, ConformancePackClient]):
         listed = client.conformance_packs()
         packs = target.conformance_packs
         discovered = tuple(p.name for p in listed if packs.wants(p.name)) if packs and packs.discover else ()
+        log.debug("discovered conformance packs", extra={"region": target.region, "count": len(discovered)})
         return Listing(at=now, account_id=listed[0].account_id if listed else None, discovered=discovered)
 
     def plan(
@@ -137,7 +142,13 @@ class AwsConfigSource(Source[_State, ConformancePackClient]):
     def part(self, states: Iterable[_State], previous: SourcePart | None, config: Config) -> SourcePart:
         packs = sorted({s.key: s for s in states if isinstance(s, ConformancePackState)}.values(), key=_key)
         aggregators = sorted({s.key: s for s in states if isinstance(s, AggregatorState)}.values(), key=_key)
-        limited, dropped = limit_rule_series(packs, config.max_conformance_pack_rule_series)
+        limit = config.max_conformance_pack_rule_series
+        limited, dropped = limit_rule_series(packs, limit)
+        if dropped:
+            log.warning(
+                "conformance-pack rule series over max_conformance_pack_rule_series left out",
+                extra={"dropped": dropped, "limit": limit},
+            )
         data = AwsConfigPart(packs=tuple(limited), aggregators=tuple(aggregators))
         return SourcePart(
             states=(*data.packs, *data.aggregators),
@@ -179,7 +190,15 @@ class AwsConfigSource(Source[_State, ConformancePackClient]):
             return Polled(states=(previous.failed(failure),))
 
         fields = {"region": region, "aggregator": aggregator}
-        return (Task(operation=AGGREGATE, run=poll, failed=failed, fields=fields),)
+        return (
+            Task(
+                operation=AGGREGATE,
+                run=poll,
+                failed=failed,
+                fields=fields,
+                log_message="configuration aggregator poll failed",
+            ),
+        )
 
 
 def _pack_task(
@@ -209,7 +228,8 @@ def _pack_task(
             return Polled(states=(_failed_pack({}, key, failure),))  # named, yet gone: no values to keep
         return Polled(states=(_failed_pack(context.known, key, failure),))
 
-    return Task(operation=RULES, run=poll, failed=failed, fields={"region": region, "conformance_pack": name})
+    fields = {"region": region, "conformance_pack": name}
+    return Task(operation=RULES, run=poll, failed=failed, fields=fields, log_message="conformance pack poll failed")
 
 
 def _failed_pack(known: Mapping[UnitKey, Any], key: UnitKey, failure: Failure) -> ConformancePackState:
