@@ -643,3 +643,51 @@ def test_a_person_sees_the_failing_target_and_assessments_first_and_can_filter(
     )
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert screenshot.stat().st_size > 20_000
+
+
+def test_a_person_sees_conformance_packs_and_config_only_targets_and_filters_across_sources(
+    simulator, run_exporter, tmp_path
+):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2 audit", insights=insights())
+    simulator.awsconfig.add_conformance_pack("eu-west-1", "CIS-Pack", {"a": "COMPLIANT", "b": "NON_COMPLIANT"})
+    config = {
+        "poll_interval": "1h",
+        "max_attempts": 1,
+        "targets": [
+            {"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]},
+            {
+                "region": "eu-west-1",
+                "endpoint_url": simulator.url,
+                "sources": ["config"],
+                "conformance_packs": ["CIS-Pack", "Typo-Pack"],
+            },
+        ],
+    }
+    exporter = run_exporter(config)
+
+    page = seen_in_chromium(tmp_path, exporter.url + "/status")
+
+    targets = page.body_rows("targets")
+    assert [(row[0], row[1], row[-2]) for row in targets] == [
+        ("FAILING", "eu-west-1", "config"),
+        ("OK", "us-east-1", "auditmanager"),
+    ]
+    assert targets[0][7] == "1 of 2"
+    units = page.body_rows("units")
+    assert [(row[0], row[2], row[3]) for row in units] == [
+        ("FAILING", "conformance pack", "Typo-Pack"),
+        ("OK", "conformance pack", "CIS-Pack"),
+    ]
+    assert units[0][-1].startswith("NoSuchConformancePackException")
+    assert units[1][6] == "score: 50% · rules: 1 compliant, 1 noncompliant"
+    failing = seen_in_chromium(tmp_path, exporter.url + "/status?failing=1")
+    assert [row[3] for row in failing.body_rows("units")] == ["Typo-Pack"]
+    assert [row[1] for row in failing.body_rows("targets")] == ["eu-west-1"]
+    assert failing.body_rows("assessments")[0][0] == "No assessment matches."
+    by_name = seen_in_chromium(tmp_path, exporter.url + "/status?q=cis")
+    assert [row[3] for row in by_name.body_rows("units")] == ["CIS-Pack"]
+
+    document = json.loads(http_get(exporter.url + "/status?format=json&failing=1")[1])
+    (unit,) = document["units"]
+    assert (unit["source"], unit["name"], unit["poll_success"]) == ("config", "Typo-Pack", False)
+    assert document["totals"]["units_failing"] == 1
