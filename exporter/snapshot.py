@@ -67,7 +67,7 @@ AssessmentKey = tuple[str, str, str]
 """(account_id, region, assessment_id)"""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 

@@ -34,7 +34,14 @@ def state(
     domains: tuple[ControlDomainInsights, ...] = (),
 ) -> AssessmentState:
     return AssessmentState(
-        "111122223333", "us-east-1", uuid(assessment), name, insights, poll_success, last_success, domains
+        account_id="111122223333",
+        region="us-east-1",
+        assessment_id=uuid(assessment),
+        name=name,
+        insights=insights,
+        poll_success=poll_success,
+        last_success=last_success,
+        control_domains=domains,
     )
 
 

@@ -36,7 +36,14 @@ NOW = 1_780_000_000.25
 def state(n: int, insights: Insights | None, name: str | None = None) -> AssessmentState:
     domains = (ControlDomainInsights("Logging", 1, 2, 3, 4, 5, NOW),) if n == 1 else ()
     return AssessmentState(
-        "111122223333", "us-east-1", f"00000000-0000-4000-8000-{n:012d}", name or f"A{n}", insights, True, NOW, domains
+        account_id="111122223333",
+        region="us-east-1",
+        assessment_id=f"00000000-0000-4000-8000-{n:012d}",
+        name=name or f"A{n}",
+        insights=insights,
+        poll_success=True,
+        last_success=NOW,
+        control_domains=domains,
     )
 
 

@@ -80,9 +80,25 @@ def _report(snapshot: Snapshot, yaml_config: dict[str, object]) -> StatusReport:
 def _state(n: int, name: str, region: str = "us-east-1", ok: bool = True) -> AssessmentState:
     counts = Insights(1, 2, 3, 4, 5, NOW - 86400)
     if ok:
-        return AssessmentState("123456789012", region, uuid(n), name, counts, True, NOW - 30)
+        return AssessmentState(
+            account_id="123456789012",
+            region=region,
+            assessment_id=uuid(n),
+            name=name,
+            insights=counts,
+            poll_success=True,
+            last_success=NOW - 30,
+        )
     return AssessmentState(
-        "123456789012", region, uuid(n), name, counts, False, NOW - 3600, error_code="Throttling", error_message="slow"
+        account_id="123456789012",
+        region=region,
+        assessment_id=uuid(n),
+        name=name,
+        insights=counts,
+        poll_success=False,
+        last_success=NOW - 3600,
+        error_code="Throttling",
+        error_message="slow",
     )
 
 
@@ -198,13 +214,13 @@ def test_the_filter_matches_any_shown_field_case_insensitively(query, expected):
 
 def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
     hostile = AssessmentState(
-        "123456789012",
-        "us-east-1",
-        uuid(1),
-        "<script>alert(1)</script>",
-        None,
-        False,
-        None,
+        account_id="123456789012",
+        region="us-east-1",
+        assessment_id=uuid(1),
+        name="<script>alert(1)</script>",
+        insights=None,
+        poll_success=False,
+        last_success=None,
         error_code="InvalidClientTokenId",
         error_message=f"The security token of {ACCESS_KEY_ID} is invalid <b>",
     )

@@ -99,7 +99,15 @@ def scrape(snapshot: Snapshot) -> str:
 
 
 def assessment(n: int, name: str) -> AssessmentState:
-    return AssessmentState(ACCOUNT, "us-east-1", uuid(n), name, None, True, 1_700_000_000.0)
+    return AssessmentState(
+        account_id=ACCOUNT,
+        region="us-east-1",
+        assessment_id=uuid(n),
+        name=name,
+        insights=None,
+        poll_success=True,
+        last_success=1_700_000_000.0,
+    )
 
 
 def details(**tags: str) -> AssessmentDetails:

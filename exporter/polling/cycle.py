@@ -237,7 +237,15 @@ class Cycle:
             name = w.name or memory.names.get(w.assessment_id) or w.assessment_id
             domains = False if target.control_domains else None
             fresh = AssessmentState(
-                account_id or "", target.region, w.assessment_id, name, None, False, None, (), domains
+                account_id=account_id or "",
+                region=target.region,
+                assessment_id=w.assessment_id,
+                name=name,
+                insights=None,
+                poll_success=False,
+                last_success=None,
+                control_domains=(),
+                control_domains_success=domains,
             )
             decided.append(failed(fresh, error))
         account = self._known_accounts.get((account_id or "", target.region))
@@ -288,11 +296,27 @@ class Cycle:
             domains_success = False if target.control_domains else None
             last_success = previous.last_success if previous is not None else None
             fresh = AssessmentState(
-                account_id, target.region, wanted.assessment_id, name, None, False, last_success, (), domains_success
+                account_id=account_id,
+                region=target.region,
+                assessment_id=wanted.assessment_id,
+                name=name,
+                insights=None,
+                poll_success=False,
+                last_success=last_success,
+                control_domains=(),
+                control_domains_success=domains_success,
             )
             return failed(fresh, reason)
         now = self._settings.wall_clock()
-        state = AssessmentState(account_id, target.region, wanted.assessment_id, name, insights, True, now)
+        state = AssessmentState(
+            account_id=account_id,
+            region=target.region,
+            assessment_id=wanted.assessment_id,
+            name=name,
+            insights=insights,
+            poll_success=True,
+            last_success=now,
+        )
         if not target.control_domains:
             return state
         domains: tuple[ControlDomainInsights, ...]

@@ -25,6 +25,7 @@ __all__ = [
     "Memory",
     "Plan",
     "Polled",
+    "Shown",
     "Source",
     "SourceClient",
     "SourcePart",
@@ -144,8 +145,22 @@ class Context(Generic[_S]):
     stopped: Callable[[], bool]
 
 
+class Shown:
+    """What /status derives from a row's `poll_success`: whether it is failing, and its state badge."""
+
+    poll_success: bool
+
+    @property
+    def failing(self) -> bool:
+        return not self.poll_success
+
+    @property
+    def state(self) -> str:
+        return "failing" if self.failing else "ok"
+
+
 @dataclass(frozen=True, kw_only=True)
-class StatusRow:
+class StatusRow(Shown):
     """One unit on /status, for every source alike: `kind` says what it is ("assessment", "conformance pack",
     "aggregator", "standard"); `details` are source-specific columns in display order, e.g. (("score", "87.5"),)."""
 
@@ -160,14 +175,6 @@ class StatusRow:
     error_code: str | None = None
     error_message: str | None = None
     details: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def failing(self) -> bool:
-        return not self.poll_success
-
-    @property
-    def state(self) -> str:
-        return "failing" if self.failing else "ok"
 
 
 @dataclass(frozen=True, kw_only=True)

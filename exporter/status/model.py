@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from exporter.sources.base import StatusRow
+from exporter.sources.base import Shown, StatusRow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +44,7 @@ class TargetStatus:
 
 
 @dataclass(frozen=True)
-class AssessmentStatus:
+class AssessmentStatus(Shown):
     """One assessment: what it is, and how its latest poll went."""
 
     name: str
@@ -58,14 +58,6 @@ class AssessmentStatus:
     error_code: str | None
     error_message: str | None
     insights_last_updated: float | None
-
-    @property
-    def failing(self) -> bool:
-        return not self.poll_success
-
-    @property
-    def state(self) -> str:
-        return "failing" if self.failing else "ok"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,33 +26,28 @@ def status_rows(packs: Iterable[ConformancePackState], aggregators: Iterable[Agg
     for pack in packs:
         counts = dict(pack.rule_counts)
         rules = f"{counts.get(COMPLIANT, 0)} compliant, {counts.get(NON_COMPLIANT, 0)} noncompliant" if counts else ""
-        yield StatusRow(
-            source="config",
-            kind="conformance pack",
-            name=pack.name,
-            id=pack.name,
-            account_id=pack.account_id,
-            region=pack.region,
-            poll_success=pack.poll_success,
-            last_success=pack.last_success,
-            error_code=pack.error_code,
-            error_message=pack.error_message,
-            details=(("score", "" if pack.score is None else f"{pack.score:g}%"), ("rules", rules)),
-        )
+        score = "" if pack.score is None else f"{pack.score:g}%"
+        yield _row("conformance pack", pack.name, pack, (("score", score), ("rules", rules)))
     for aggregator in aggregators:
-        yield StatusRow(
-            source="config",
-            kind="aggregator",
-            name=aggregator.aggregator,
-            id=aggregator.aggregator,
-            account_id=aggregator.account_id,
-            region=aggregator.region,
-            poll_success=aggregator.poll_success,
-            last_success=aggregator.last_success,
-            error_code=aggregator.error_code,
-            error_message=aggregator.error_message,
-            details=(("packs", str(len(aggregator.packs))),),
-        )
+        yield _row("aggregator", aggregator.aggregator, aggregator, (("packs", str(len(aggregator.packs))),))
+
+
+def _row(
+    kind: str, name: str, state: ConformancePackState | AggregatorState, details: tuple[tuple[str, str], ...]
+) -> StatusRow:
+    return StatusRow(
+        source="config",
+        kind=kind,
+        name=name,
+        id=name,
+        account_id=state.account_id,
+        region=state.region,
+        poll_success=state.poll_success,
+        last_success=state.last_success,
+        error_code=state.error_code,
+        error_message=state.error_message,
+        details=details,
+    )
 
 
 def _pack_families(packs: Iterable[ConformancePackState], dropped_series: int) -> Iterator[Metric]:
