@@ -35,11 +35,13 @@ def refresh_listing(
     and discovered assessments alike: the names and statuses of all, and the ACTIVE ones for `discover`. On
     failure the previous listing stays, and the failure is returned. A target is never listed twice at once: while
     another thread lists it, a call waits (then finds the listing fresh) or, not `blocking`, keeps the previous
-    listing and returns at once."""
-    if not memory.listing_lock.acquire(blocking=blocking):
+    listing and returns at once. Each works on its own copy of the memory: one that waited for the other finds the
+    target listed by the gate."""
+    gate = memory.listing_gate
+    if not gate.lock.acquire(blocking=blocking):
         return None
     try:
-        if memory.listed_at is not None and now - memory.listed_at < every:
+        if (memory.listed_at is not None and now - memory.listed_at < every) or gate.fresh(now, every):
             return None
         try:
             listed = client.list_assessments()
@@ -48,6 +50,7 @@ def refresh_listing(
             memory.listing_failed = True
             return error
         memory.listed_at, memory.listing_failed = now, False
+        gate.listed_at = now
         memory.names.update((m.assessment_id, m.name) for m in listed)
         memory.statuses = {m.assessment_id: m.status for m in listed}
         if target.discover:
@@ -55,7 +58,7 @@ def refresh_listing(
             log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
         return None
     finally:
-        memory.listing_lock.release()
+        gate.lock.release()
 
 
 def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:

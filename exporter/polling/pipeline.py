@@ -33,14 +33,28 @@ from exporter.sources.base import (
 log = logging.getLogger("exporter.polling")
 
 
+class ListingGate:
+    """Keeps two listings of one target apart (a cycle's and the listings job's, each with its own copy of the
+    target's memory), and holds when the latest succeeded, so that one that waited for the other does not list
+    again from its older copy. Both are only changed while `lock` is held."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.listed_at: float | None = None
+
+    def fresh(self, now: float, every: float) -> bool:
+        """Whether a listing succeeded less than `every` seconds before `now` (call with `lock` held)."""
+        return self.listed_at is not None and now - self.listed_at < every
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceRun:
-    """A target as a poller runs one source for it: its config, its client, its memory as of the poller's start
-    (read again from the PollState at each cycle) and the lock that keeps two listings of it apart."""
+    """A target as a poller runs one source for it: its config, its client and the gate that keeps two listings of
+    it apart (its memory is read from the PollState at each cycle)."""
 
     target: Target
     client: SourceClient
-    listing_lock: threading.Lock
+    listing_gate: ListingGate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,16 +92,20 @@ def refresh_listing(
         memory, now, context.config.discovery_interval, retry_after_failure=retry_after_failure
     ):
         return memory
-    if not run.listing_lock.acquire(blocking=blocking):
+    gate = run.listing_gate
+    if not gate.lock.acquire(blocking=blocking):
         return memory
     try:
+        if gate.fresh(now, context.config.discovery_interval):
+            return memory  # listed meanwhile by the other job, whose commit brings the listing
         listing: Listing = source.list(run.target, run.client, memory, now)
+        gate.listed_at = now
     except Exception as error:
         message = source.list_log_message
         failure = failure_of(error, context.counters, source.list_operation, message, region=run.target.region)
         return dataclasses.replace(memory, listing_failure=failure, listing_tried_at=now)
     finally:
-        run.listing_lock.release()
+        gate.lock.release()
     return dataclasses.replace(
         memory,
         account_id=memory.account_id or listing.account_id,

@@ -19,7 +19,7 @@ from exporter.polling.inventory import refresh_listing
 from exporter.polling.pipeline import SourceCycle, SourceRun
 from exporter.polling.pipeline import refresh_listing as refresh_source_listing
 from exporter.polling.publisher import Publisher
-from exporter.polling.state import CycleResult, PollState
+from exporter.polling.state import CycleResult, PollState, TargetMemory
 from exporter.polling.workers import Workers
 from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import ApiCounters, Snapshot
@@ -67,13 +67,14 @@ class Poller:
             (
                 source,
                 [
-                    SourceRun(target=target, client=client, listing_lock=entry.listing_lock)
+                    SourceRun(target=target, client=client, listing_gate=entry.listing_gate)
                     for (target, client), entry in zip(runs, entries[source.name], strict=True)
                 ],
             )
             for source, runs in self._sources
         ]
-        self._runs = [TargetRun(t, c, m) for t, c, m in zip(targets, clients, memories, strict=True) if c is not None]
+        del memories  # Audit Manager's are read as copies at each use (`_audit_runs`)
+        self._audit = [(i, t, c) for i, (t, c) in enumerate(zip(targets, clients, strict=True)) if c is not None]
         self._config = config
         self._publisher = publisher
         self._workers = workers
@@ -111,7 +112,7 @@ class Poller:
         known = self._publisher.read(lambda state: state.known_assessments())
         known_accounts = self._publisher.read(lambda state: state.known_accounts())
         cycles = []
-        for source, runs in self._source_runs:
+        for source, source_runs in self._source_runs:
             context, memories, previous = self._publisher.read(
                 lambda state, source=source: (  # type: ignore[misc]
                     self._context(source, state),
@@ -119,10 +120,11 @@ class Poller:
                     state.part(source.name),
                 )
             )
-            cycle = SourceCycle(source, runs, memories, context, self._workers)
+            cycle = SourceCycle(source, source_runs, memories, context, self._workers)
             cycle.start()
             cycles.append((source, cycle, previous))
-        result = Cycle(self._runs, self._settings, self._workers, self._stop, known, known_accounts).run()
+        runs, changes = self._audit_runs()
+        result = Cycle(runs, self._settings, self._workers, self._stop, known, known_accounts).run()
         durations, targets = dict(result.durations), list(result.targets)
         parts, memories = {}, {}
         for source, cycle, previous in cycles:
@@ -132,7 +134,9 @@ class Poller:
             targets += outcome.cycles
             for region, seconds in cycle.durations().items():
                 durations[region] = max(durations.get(region, 0.0), seconds)
-        result = dataclasses.replace(result, durations=durations, targets=targets, parts=parts, memories=memories)
+        result = dataclasses.replace(
+            result, durations=durations, targets=targets, parts=parts, memories=memories, audit_memories=changes
+        )
         if self._stop.is_set():
             return None
         snapshot = self._publisher.commit(self._generation, lambda state: state.record_cycle(result))
@@ -166,8 +170,8 @@ class Poller:
     def close_idle_connections(self) -> None:
         """Close the pooled connections of every client not in use: with minutes between cycles, keeping them
         alive gains nothing."""
-        for run in self._runs:
-            run.client.close_idle_connections()
+        for _, _, client in self._audit:
+            client.close_idle_connections()
         for _, runs in self._source_runs:
             for source_run in runs:
                 source_run.client.close_idle_connections()
@@ -199,10 +203,19 @@ class Poller:
                 )
         return min(waits)
 
+    def _audit_runs(self) -> tuple[list[TargetRun], list[tuple[int, TargetMemory, TargetMemory]]]:
+        """The Audit Manager targets with a copy of their memory each, and (index, the copy as taken, the copy) for
+        the commit that merges what the work changed."""
+        indexes = [i for i, _, _ in self._audit]
+        bases, copies = self._publisher.read(lambda state: (state.memory_copies(indexes), state.memory_copies(indexes)))
+        runs = [TargetRun(t, c, m) for (_, t, c), m in zip(self._audit, copies, strict=True)]
+        return runs, list(zip(indexes, bases, copies, strict=True))
+
     def _refresh_audit_manager_listings(self) -> float:
         every = self._settings.discovery_interval
         listed = False
-        for run in self._runs:
+        runs, changes = self._audit_runs()
+        for run in runs:
             if self._stop.is_set():
                 return every
             region, before = run.target.region, run.memory.listed_at
@@ -213,11 +226,9 @@ class Poller:
                 continue
             listed = listed or run.memory.listed_at != before
         if listed and not self._stop.is_set():
-            self._publisher.commit(self._generation, lambda state: state.record_listings())
+            self._publisher.commit(self._generation, lambda state: state.record_listings(changes))
         now = self._settings.monotonic()
-        waits = [
-            every - (now - run.memory.listed_at) if run.memory.listed_at is not None else every for run in self._runs
-        ]
+        waits = [every - (now - run.memory.listed_at) if run.memory.listed_at is not None else every for run in runs]
         return min((w if w > 0 else every for w in waits), default=every)
 
     def details_due(self) -> bool:
@@ -226,7 +237,7 @@ class Poller:
         now, every = self._settings.monotonic(), self._settings.discovery_interval
         known = self._publisher.read(lambda state: state.looked_up())
         tagging = bool(self._settings.tag_labels)
-        for run in self._runs:
+        for run in self._audit_runs()[0]:
             account_id, region = run.memory.account_id, run.target.region
             mine = {key[2] for key in known if key[:2] == (account_id, region)}
             if lookup_work(run.memory, mine, now, every) or (tagging and tags_due(run.memory, now, every)):
@@ -236,8 +247,9 @@ class Poller:
     def refresh_details(self) -> Snapshot | None:
         """Run the look-ups that are due, then publish what they learned; None if this poller was stopped or
         replaced meanwhile."""
+        runs, changes = self._audit_runs()
         results = fetch_lookups(
-            self._runs,
+            runs,
             self._workers,
             self._publisher.read(lambda state: state.looked_up()),
             self._settings.tag_labels,
@@ -248,7 +260,7 @@ class Poller:
         if self._stop.is_set():
             return None
         return self._publisher.commit(
-            self._generation, lambda state: state.record_lookups(results.lookups, results.tags)
+            self._generation, lambda state: state.record_lookups(results.lookups, results.tags, changes)
         )
 
 

@@ -1,18 +1,17 @@
 """What the poll service knows between cycles: per target (account id, names and statuses, listing, look-up and
-tags times on the monotonic clock, discovered conformance packs) and overall (the last state of every assessment,
+tags times on the monotonic clock; every other source's `Memory`) and overall (the last state of every assessment,
 account and conformance pack, what the look-ups learned). The snapshot is made from it; nothing reads a snapshot
 back."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
-from exporter.polling.pipeline import merge
+from exporter.polling.pipeline import ListingGate, merge
 from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
 from exporter.sources.base import Memory, SourcePart, UnitKey, UnitState
 
@@ -22,7 +21,8 @@ AccountKey = tuple[str, str]
 
 @dataclass
 class TargetMemory:
-    """What is known about one target. Times are on the monotonic clock; a reload that keeps the target keeps it."""
+    """What is known about one target for Audit Manager. Times are on the monotonic clock; a reload that keeps the
+    target keeps it. Workers change copies of it only (`PollState.memory_copies`); the commit merges them back."""
 
     account_id: str | None
     names: dict[str, str] = field(default_factory=dict)
@@ -32,7 +32,7 @@ class TargetMemory:
     # Whether the latest listing failed (then `auditmanager_discovery_success` is 0 for a discovering target).
     listing_failed: bool = False
     # Held while the target is listed, so a cycle and the listings job between cycles never list it both at once.
-    listing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    listing_gate: ListingGate = field(default_factory=ListingGate, repr=False, compare=False)
     polled: tuple[str, ...] = ()
     # The look-ups' period: GetAssessment was tried for `details_tried` since `details_at`; a failed one is tried
     # again in the next period.
@@ -63,6 +63,8 @@ class CycleResult:
     lookups: Mapping[AssessmentKey, Lookup]
     control_domain_series_dropped: int
     targets: Sequence[TargetCycle] = ()
+    # What the cycle changed in the Audit Manager memories: (index, the copy as taken, the copy as it ends).
+    audit_memories: Sequence[tuple[int, TargetMemory, TargetMemory]] = ()
     parts: Mapping[str, SourcePart] = field(default_factory=dict)
     memories: Mapping[str, Mapping[int, Memory]] = field(default_factory=dict)
 
@@ -75,7 +77,7 @@ class SourceEntry:
     target: Target
     memory: Memory
     discovers: bool
-    listing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    listing_gate: ListingGate = field(default_factory=ListingGate, repr=False, compare=False)
 
 
 class PollState:
@@ -107,6 +109,21 @@ class PollState:
             memories.append((target, memory))
         self._memories = memories
         return [memory for _, memory in memories]
+
+    def memory_copies(self, indexes: Sequence[int]) -> list[TargetMemory]:
+        """Copies of the Audit Manager memories at `indexes` (of the targets of the latest claim): a cycle, listing
+        or look-up changes its own copy, and `merge_memories` applies what it changed under the publisher's lock."""
+        return [_copy(self._memories[i][1]) for i in indexes]
+
+    def merge_memories(self, changes: Iterable[tuple[int, TargetMemory, TargetMemory]]) -> None:
+        """Apply to each stored memory what a worker changed in its copy: (index, the copy as it was taken, the copy
+        as it ends). Only the fields it changed are applied, so a listing committed meanwhile stays."""
+        for index, base, learned in changes:
+            stored = self._memories[index][1]
+            for name in _MEMORY_FIELDS:
+                value = getattr(learned, name)
+                if value != getattr(base, name):
+                    setattr(stored, name, value)
 
     def use_tag_labels(self, tag_labels: tuple[str, ...]) -> None:
         """Publish these tag keys from now on. When they change, the kept tags lose the keys no longer wanted, and
@@ -163,6 +180,7 @@ class PollState:
     def record_cycle(self, result: CycleResult) -> None:
         """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
         its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
+        self.merge_memories(result.audit_memories)
         self._assessments = {s.key: s for s in result.assessments}
         self._accounts = {(a.account_id, a.region): a for a in result.accounts}
         self._statuses = self._listed_statuses()
@@ -180,17 +198,22 @@ class PollState:
             self.record_memories(source, memories)
 
     def record_lookups(
-        self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
+        self,
+        lookups: Mapping[AssessmentKey, Lookup],
+        tags: Mapping[AssessmentKey, Mapping[str, str]],
+        changes: Iterable[tuple[int, TargetMemory, TargetMemory]] = (),
     ) -> None:
-        """Keep new look-ups, and the refreshed tags of known ones."""
+        """Keep new look-ups, the refreshed tags of known ones, and when the targets' look-ups were made."""
+        self.merge_memories(changes)
         self._lookups.update(lookups)
         for key, refreshed in tags.items():
             lookup = self._lookups.get(key)
             if lookup is not None:
                 self._lookups[key] = dataclasses.replace(lookup, tags=allowed(refreshed, self._tag_labels))
 
-    def record_listings(self) -> None:
-        """Keep the statuses of the latest listings, made between cycles."""
+    def record_listings(self, changes: Iterable[tuple[int, TargetMemory, TargetMemory]]) -> None:
+        """Keep the latest listings, made between cycles, and the statuses they give."""
+        self.merge_memories(changes)
         self._statuses = self._listed_statuses()
 
     def _listed_statuses(self) -> dict[AssessmentKey, str]:
@@ -253,6 +276,16 @@ def _discovery(entries: Sequence[SourceEntry]) -> tuple[tuple[str, str, bool], .
         key = (memory.account_id or "", entry.target.region)
         outcomes[key] = outcomes.get(key, True) and memory.listing_failure is None
     return tuple((account_id, region, ok) for (account_id, region), ok in sorted(outcomes.items()))
+
+
+_MEMORY_FIELDS = tuple(f.name for f in dataclasses.fields(TargetMemory) if f.name != "listing_gate")
+
+
+def _copy(memory: TargetMemory) -> TargetMemory:
+    """A copy whose containers are its own (the listing gate is shared: it keeps two listings of a target apart)."""
+    return dataclasses.replace(
+        memory, names=dict(memory.names), statuses=dict(memory.statuses), details_tried=set(memory.details_tried)
+    )
 
 
 def allowed(tags: Mapping[str, str], tag_labels: tuple[str, ...]) -> Mapping[str, str]:
