@@ -1,5 +1,5 @@
-"""Command line: flags → config → wire the service (exporter.service), HTTP server → serve until SIGTERM; SIGHUP
-reloads."""
+"""Command line: flags → config → wire the service (exporter.service) and the HTTP server → serve until SIGTERM;
+SIGHUP reloads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import queue
-import re
 import signal
 import socket
 import sys
@@ -22,12 +21,12 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, healthcheck, logs, webconfig
 from exporter.aws import default_session
-from exporter.config import ConfigError, load
+from exporter.config import Config, ConfigError, load
 from exporter.demo import demo
 from exporter.exposition import Exposition
 from exporter.polling import Shard
 from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
-from exporter.service import Service, release_freed_memory, status_provider
+from exporter.service import Service, one_line, release_freed_memory, status_provider
 
 log = logging.getLogger("exporter")
 
@@ -42,20 +41,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+DESCRIPTION = """\
+Prometheus exporter for AWS Audit Manager assessments, AWS Config conformance packs and
+Security Hub CSPM standards: polls them on a timer and serves the latest results over HTTP."""
+EPILOG = """\
+Try it without an AWS account: auditmanager-exporter --demo, then open http://localhost:10118/status.
+Config keys, metrics, alerts and deployment: docs/*.md and config.example.yaml in the source tree."""
+DEFAULT_CONFIG_FILE = "config.yml"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Prometheus-style flags."""
+    """Prometheus-style flags; each help line ends with the flag's default."""
     # No abbreviations: a mistyped flag (`--web.listen`) must be an error, not silently another flag.
     parser = _Parser(
         prog="auditmanager-exporter",
-        description="Prometheus exporter for AWS Audit Manager insights.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
+    # No argparse default: whether the flag was given decides the messages for a missing file and for --demo.
+    parser.add_argument(
+        "--config.file", dest="config_file", metavar="PATH", help=f"YAML config file (default: {DEFAULT_CONFIG_FILE})"
+    )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_addresses",
+        metavar="HOST:PORT",
         action="append",
-        help=f"HOST:PORT to serve on (repeat for more; default :{DEFAULT_PORT})",
+        help=f"HOST:PORT to serve on, repeat for more (default: :{DEFAULT_PORT})",
     )
     parser.add_argument(
         "--web.systemd-socket",
@@ -66,19 +80,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--web.max-connections",
         dest="max_connections",
+        metavar="N",
         type=int,
         default=Limits.max_connections,
-        help="connections served at once; more wait in the listen backlog",
+        help="connections served at once; more wait in the listen backlog (default: %(default)s)",
     )
     parser.add_argument(
         "--healthcheck",
         action="store_true",
         help="probe /healthz of the instance at the first --web.listen-address through --web.config.file; exit 0 or 1",
     )
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path of the metrics (default: %(default)s)",
+    )
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
+        metavar="PATH",
         default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE") or None,
         help="exporter-toolkit web config (TLS, basic auth) for every endpoint "
         "(default: $AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE)",
@@ -86,22 +108,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
     )
-    parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=list(logs.LEVELS),
+        default="info",
+        help="lowest level logged, one of %(choices)s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=["logfmt", "json"],
+        default="logfmt",
+        help="logfmt (key=value) or json lines on stderr (default: %(default)s)",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
         help="poll a built-in Audit Manager and AWS Config simulator; needs no AWS account",
     )
     parser.add_argument(
-        "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
+        "--shard.index",
+        dest="shard_index",
+        metavar="N",
+        type=int,
+        default=0,
+        help="this replica's shard, 0 to --shard.count - 1 (default: %(default)s)",
     )
     parser.add_argument(
-        "--shard.count", dest="shard_count", type=int, default=1, help="replicas sharing the assessments"
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        type=int,
+        default=1,
+        help="replicas sharing the assessments (default: %(default)s)",
     )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
     args.listen_addresses = args.listen_addresses or [f":{DEFAULT_PORT}"]
+    args.config_file_given = args.config_file is not None
+    args.config_file = args.config_file or DEFAULT_CONFIG_FILE
+    if args.demo and args.config_check and args.config_file_given:
+        parser.error("--demo --config.check checks the built-in demo config, not --config.file; drop one of them")
     if not 1 <= args.max_connections <= 100_000:
         parser.error(f"--web.max-connections {args.max_connections} must be from 1 to 100000")
     path = args.telemetry_path
@@ -119,13 +167,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# Control characters and line separators (what str.splitlines and terminals break lines at), escaped so that a
-# problem naming a key such as "\v" stays one line.
-_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+def _check_lines(path: Path, problems: Sequence[str]) -> list[str]:
+    """Config problems as `--config.check` prints them, and `POST /-/reload` answers them: one line each."""
+    return [one_line(f"{path}: {problem}") for problem in problems]
 
 
-def _one_line(problem: str) -> str:
-    return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
+def _load_for_reload(path: Path) -> Config:
+    try:
+        return load(path)
+    except ConfigError as error:
+        raise ConfigError(_check_lines(path, error.problems)) from None
 
 
 def _exit_at_once(*_: object) -> None:
@@ -153,13 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         web = webconfig.WebConfigSource(args.web_config_file)
     except webconfig.WebConfigError as error:
         for problem in error.problems:
-            print(_one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
+            print(one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
+        return USAGE_ERROR
+    if not args.demo and not args.config_file_given and not config_path.exists():
+        print(
+            f"auditmanager-exporter: no {config_path} in the current directory (the default --config.file); "
+            "pass --config.file PATH, or try --demo, which needs no AWS account",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
     try:
         config, session_factory = demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
-        for problem in error.problems:
-            print(_one_line(f"{config_path}: {problem}"), file=sys.stderr)
+        for line in _check_lines(config_path, error.problems):
+            print(line, file=sys.stderr)
         return USAGE_ERROR
     if args.config_check:
         print("config OK")
@@ -167,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         shard = Shard(args.shard_index, args.shard_count)
-        service = Service(config, lambda: load(config_path), session_factory, shard)
+        service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
-from exporter.sources import sources
+from exporter.sources.registry import sources
 from exporter.tags import label_name
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]

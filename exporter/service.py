@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,11 +24,23 @@ from exporter.aws import AuditManagerClient, SessionFactory, default_session
 from exporter.config import AUDIT_MANAGER, Config, ConfigError, Target
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import AllClients, Clients, ServiceClient
+from exporter.server import ReloadOutcome
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
-from exporter.sources import Source, SourceClient, sources
+from exporter.sources.base import Source, SourceClient
+from exporter.sources.registry import sources
 from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
 log = logging.getLogger("exporter")
+
+
+# Control characters and line separators (what str.splitlines and terminals break lines at), escaped so that a
+# problem naming a key such as "\v" stays one line.
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(problem: str) -> str:
+    """A problem as one line of a log, a terminal or a reload's answer: line breaks escaped."""
+    return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -203,8 +216,8 @@ class Service:
         """Run one poll cycle now, after the running one (if any) has ended."""
         self._locked_cycle(wait=True)
 
-    def reload(self) -> bool:
-        """Re-read the config; on success poll with it at once, on failure keep the old one running."""
+    def reload(self) -> ReloadOutcome:
+        """Re-read the config; on success poll with it at once, on failure keep the old one running and say why."""
         with self._reload_lock:
             try:
                 config = self._load_config()
@@ -212,11 +225,11 @@ class Service:
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=tuple(error.problems))
             except Exception as error:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=(one_line(str(error)),))
             self._poller.stop()
             self._retired += replaced
             if config.max_workers != self._workers.max_workers:
@@ -231,7 +244,7 @@ class Service:
                 self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
-            return True
+            return ReloadOutcome()
 
     def _poll_after_reload(self) -> None:
         with self._reload_lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import shutil
 import signal
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -28,9 +30,11 @@ from exporter.aws import AuditManagerClient
 from exporter.config import Config
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import Insights, Simulator
+from exporter.simulator.measure import max_in_window, simulator_session
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -91,42 +95,13 @@ def new_poller(
     return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
 
 
-def _session(target: Any) -> boto3.Session:
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The most of `times` in any half-open interval [t, t + window)."""
-    times = sorted(times)
-    best = first = 0
-    for last, sent in enumerate(times):
-        while times[first] + window <= sent:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-class SendTimes:
-    """When the exporter's boto3 clients sent each request, by region, measured at the client after its rate
-    limiter (the server's arrival times would add the machine's scheduling delays to the rate)."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def session(self, target: Any) -> boto3.Session:
-        session = _session(target)
-        # Registered last for the same event as the client's rate limiter, so it runs after it (a handler for a
-        # more specific event, "before-send.auditmanager.GetInsights", would run before).
-        session.events.register_last("before-send.auditmanager", lambda **_: self._record(target.region))
-        return session
-
-    def _record(self, region: str) -> None:
-        with self._lock:
-            self.times.setdefault(region, []).append(time.monotonic())
-
-    def all(self) -> list[float]:
-        return sorted(t for times in self.times.values() for t in times)
+def within_rate(times: list[float], per_second: float) -> bool:
+    """Whether requests started at `times` keep to a limit of `per_second` as the rate limiter counts it: at most
+    that many in any window of 0.6 of its 1 s (or 1/rate s, below one per second). The limiter's windows are 1.02 s,
+    so a record delayed up to 0.4 s by a loaded machine passes, while twice the rate, evenly spaced, fails."""
+    limit = max(1, int(per_second))
+    seconds = 1.0 if per_second >= 1 else 1.0 / per_second
+    return max_in_window(times, 0.6 * seconds) <= limit
 
 
 class InFlight:
@@ -139,7 +114,7 @@ class InFlight:
         self._total = self.peak_total = 0
 
     def session(self, target: Any) -> boto3.Session:
-        session = _session(target)
+        session = simulator_session(target)
         session.events.register_last("before-send.auditmanager", lambda **_: self._change(target.region, 1))
         session.events.register("response-received.auditmanager", lambda **_: self._change(target.region, -1))
         return session
@@ -152,6 +127,38 @@ class InFlight:
             self.peak_total = max(self.peak_total, self._total)
 
 
+def eventually(
+    probe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    what: str,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    ignoring: tuple[type[Exception], ...] = (),
+    detail: Callable[[], object] = str,
+) -> T:
+    """Call `probe` until `until` accepts its result (by default: until it is truthy) and return that result.
+
+    An exception of a type in `ignoring` counts as not yet (a server still starting); any other one, such as an
+    assertion in `probe` that the process still runs, fails at once. After `timeout` seconds the test fails naming
+    `what`, the last result and `detail()` (say, the exporter's log), which is asked for only then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = probe()
+        except ignoring as error:
+            last: object = error
+        else:
+            if until(result):
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            shown = repr(last)
+            shown = shown if len(shown) <= 500 else shown[:500] + "…"
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {shown})\n{detail()}")
+        time.sleep(interval)
+
+
 def require_binary(name: str) -> str:
     """The path of a tool the test needs; skips without it locally, fails without it in CI."""
     path = shutil.which(name)
@@ -160,6 +167,13 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is required in CI")
         pytest.skip(f"{name} not installed")
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """A Python module the test needs that the test extra installs; skips without it locally, fails without it in CI."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 def free_port() -> int:
@@ -215,6 +229,45 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
+# The account of the role that moto's STS (the `sts` fixture) lets the tests assume.
+ROLE_ACCOUNT = "210987654321"
+ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"
+
+
+@pytest.fixture
+def sts(monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """moto's STS as a real server on loopback, with botocore pointed at it and dummy source credentials."""
+    # Imported here: moto is slow to import, and most tests do not need it.
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "source-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    _sts_backend().assumed_roles.clear()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def _sts_backend() -> Any:
+    from moto.sts.models import sts_backends
+
+    return sts_backends[ROLE_ACCOUNT]["aws"]
+
+
+def assumed_roles() -> list[Any]:
+    """The roles moto's STS let the tests assume, oldest first."""
+    return list(_sts_backend().assumed_roles)
+
+
 def aws_env(tmp_path: Path) -> dict[str, str]:
     """An environment with dummy credentials and no way to reach real AWS or the instance metadata service."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -249,16 +302,16 @@ class ExporterProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        while time.monotonic() < deadline:
+        self.wait_answering("/readyz", timeout or self.ready_timeout)
+
+    def wait_answering(self, path: str, timeout: float = 30.0) -> None:
+        """Wait until `path` answers 200, failing at once if the process exits."""
+
+        def answers() -> bool:
             assert self.process.poll() is None, f"exporter exited early:\n{self.logs()}"
-            try:
-                if http_get(self.url + "/readyz", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"exporter not ready in time:\n{self.logs()}")
+            return http_get(self.url + path, timeout=2)[0] == 200
+
+        eventually(answers, what=f"{path} to answer 200", timeout=timeout, ignoring=(OSError,), detail=self.logs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process and wait for its exit code; the deadline is generous because a loaded machine may
@@ -296,15 +349,7 @@ def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
         if wait == "ready":
             handle.wait_ready()
         elif wait == "healthy":
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                assert process.poll() is None, f"exporter exited early:\n{handle.logs()}"
-                try:
-                    if http_get(handle.url + "/healthz", timeout=2)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.05)
+            handle.wait_answering("/healthz")
         return handle
 
     yield start

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import ROOT, aws_env, free_port, uuid
 
@@ -74,6 +76,7 @@ CASES = [
         "config.yml: max_requests_per_second: must be greater than 0",
     ),
     Case("empty targets", "targets: []\n", (), "config.yml: targets: must not be empty"),
+    Case("empty config file", "# nothing yet\n", (), "config.yml: the file is empty"),
     Case("missing config file", None, (), "config.yml: cannot read"),
     Case("config file is a directory", "@dir@", (), "config.yml: cannot read"),
     Case("port in use", GOOD_TARGETS, ("--web.listen-address", BUSY), "cannot listen on 127.0.0.1:"),
@@ -84,6 +87,12 @@ CASES = [
         "auditmanager-exporter: invalid listen address 'localhost'",
     ),
     Case("unknown flag", GOOD_TARGETS, ("--web.listen", ":1"), "unrecognized arguments: --web.listen"),
+    Case(
+        "--demo --config.check with --config.file",
+        GOOD_TARGETS,
+        ("--demo", "--config.check"),
+        "auditmanager-exporter: error: --demo --config.check checks the built-in demo config, not --config.file",
+    ),
     Case("bad flag value", GOOD_TARGETS, ("--log.level", "loud"), "argument --log.level: invalid choice: 'loud'"),
     Case(
         "missing web config",
@@ -124,9 +133,13 @@ CASES = [
 ]
 WEB_CONFIGS = {
     "unknown.yml": "tls_config: {}\n",
-    "files.yml": "tls_server_config: {cert_file: missing.crt, key_file: files.yml}\n",
+    "files.yml": "tls_server_config: {cert_file: missing.crt, key_file: server.key}\n",
     "plain.yml": "basic_auth_users: {alice: hunter2}\n",
-    "empty-name.yml": 'tls_server_config: {cert_file: "", key_file: files.yml}\n',
+    "empty-name.yml": 'tls_server_config: {cert_file: "", key_file: server.key}\n',
+    # A usable key, so that each case above has one problem (every problem of a web config is reported at once).
+    "server.key": ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    .decode(),
     "header.yml": "http_server_config: {headers: {Server: x}}\n",
 }
 

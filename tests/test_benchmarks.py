@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.harness import PER_TARGET_CALLS
-from benchmarks.polling import INSIGHTS, max_in_window, poll_cycles
+from benchmarks.polling import INSIGHTS, poll_cycles
 from benchmarks.processes import SimulatorProcess, assessment_id
 from benchmarks.scraping import percentile
+from exporter.simulator.measure import max_in_window
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,17 @@ def test_percentile_is_the_nearest_rank():
     assert percentile(values, 0.5) == 50
     assert percentile(values, 0.99) == 99
     assert percentile([3.0], 0.99) == 3
+
+
+def test_the_baseline_comparison_runs_both_revisions_and_reports_every_measure_as_a_ratio():
+    from benchmarks.baseline import BaselineSettings, compare
+
+    table, missed = compare("HEAD", BaselineSettings.smoke(), lambda message: None)
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    measures = [row.split(" | ")[0] for row in rows]
+    assert len(rows) == 6, table
+    assert any("poll cycle" in m for m in measures) and any("VmHWM" in m for m in measures), table
+    for row in rows:
+        ratio = row.split(" | ")[3]
+        assert ratio.endswith("x") and float(ratio[:-1]) > 0, row
+    assert missed == [], "the smoke settings judge no bound"

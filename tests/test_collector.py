@@ -17,8 +17,8 @@ from exporter.snapshot import (
     Snapshot,
     SnapshotStore,
 )
-from exporter.sources.awsconfig import AwsConfigPart, ConformancePackState
-from exporter.sources.awsconfig.state import rule_counts
+from exporter.sources.awsconfig.source import AwsConfigPart
+from exporter.sources.awsconfig.state import ConformancePackState, rule_counts
 from exporter.sources.base import SourcePart
 from tests.conftest import parse_metrics, sample, series, uuid
 

@@ -15,7 +15,8 @@ from exporter.polling import Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
-from exporter.sources.awsconfig import ConformancePackState, packs_of
+from exporter.sources.awsconfig.source import packs_of
+from exporter.sources.awsconfig.state import ConformancePackState
 from tests.conftest import insights, uuid
 
 REGION = "us-east-1"

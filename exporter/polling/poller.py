@@ -23,8 +23,8 @@ from exporter.polling.state import CycleResult, PollState, TargetMemory
 from exporter.polling.workers import Workers
 from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import ApiCounters, Snapshot
-from exporter.sources import Source, SourceClient, sources
-from exporter.sources.base import Context, Memory
+from exporter.sources.base import Context, Memory, Source, SourceClient
+from exporter.sources.registry import sources
 
 log = logging.getLogger("exporter.polling")
 

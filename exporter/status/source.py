@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from exporter.config import AUDIT_MANAGER, Target
 from exporter.snapshot import ReloadStatus, Snapshot, TargetCycle
-from exporter.sources import sources
 from exporter.sources.base import StatusRow
+from exporter.sources.registry import sources
 from exporter.status.model import (
     AssessmentStatus,
     StatusReport,
