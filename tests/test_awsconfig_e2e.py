@@ -9,8 +9,19 @@ from collections.abc import Callable
 import pytest
 
 from exporter.simulator import Fault, Simulator
-from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
-from tests.test_accounts import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, sts  # noqa: F401 (sts is a fixture)
+from tests.conftest import (
+    ROLE_ACCOUNT,
+    ROLE_ARN,
+    ExporterProcess,
+    Samples,
+    assumed_roles,
+    eventually,
+    insights,
+    sample,
+    series,
+    uuid,
+    write_config,
+)
 from tests.test_reload import post_reload
 
 REGION = "us-east-1"
