@@ -335,9 +335,13 @@ def status_units(exporter: ExporterProcess) -> list[dict[str, Any]]:
 
 
 def cycle_failures(exporter: ExporterProcess) -> int:
-    """The `failed` count of the latest "poll cycle finished" log line."""
-    lines = [line for line in exporter.logs().splitlines() if 'msg="poll cycle finished"' in line]
-    assert lines, exporter.logs()
+    """The `failed` count of the latest "poll cycle finished" log line (written just after the cycle publishes, so
+    it may come a moment after the scrape that saw the cycle)."""
+    lines = eventually(
+        lambda: [line for line in exporter.logs().splitlines() if 'msg="poll cycle finished"' in line],
+        what="a poll cycle's log line",
+        detail=exporter.logs,
+    )
     return int(re.search(r" failed=(\d+)", lines[-1]).group(1))  # type: ignore[union-attr]
 
 
