@@ -77,6 +77,8 @@ CONTRACT_METRICS = frozenset(
         "awsconfig_aggregate_conformance_pack_rules",
         "awsconfig_aggregator_poll_success",
         "auditmanager_exporter_web_config_last_reload_successful",
+        "auditmanager_discovery_success",
+        "awsconfig_discovery_success",
     }
 )
 

@@ -1,0 +1,20 @@
+"""The registry of sources: each registers here by its config name with a factory, like node_exporter's collectors.
+The pipeline (exporter.polling), the collector and /status run every registered source the same way and name none.
+Adding a source is a new package and one `register` line below."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from exporter.config import AWS_CONFIG
+from exporter.sources.awsconfig.source import AwsConfigSource
+from exporter.sources.base import Source, register, registered
+
+register(AWS_CONFIG, AwsConfigSource)
+
+
+@functools.cache
+def sources() -> dict[str, Source[Any, Any]]:
+    """One instance of every registered source, by name, in registration order."""
+    return {name: factory() for name, factory in registered().items()}
