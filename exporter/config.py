@@ -2,16 +2,17 @@
 
 `load(path)` returns a `Config` or raises `ConfigError` listing every problem at once, one line each, each
 naming the key path (`targets[0].assessments[1].id: not a UUID`). A target polls the `sources` it names: Audit
-Manager (its assessments) and AWS Config (its `conformance_packs`).
+Manager (its assessments), AWS Config (its `conformance_packs`) and Security Hub CSPM (its `standards`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 import yaml
@@ -32,9 +33,23 @@ MAX_TIMEOUT_SECONDS = 3600
 MAX_CONCURRENCY = 1000
 AUDIT_MANAGER = "auditmanager"
 AWS_CONFIG = "config"
-SOURCES = (AUDIT_MANAGER, AWS_CONFIG)
+SECURITY_HUB = "securityhub"
+SOURCES = (AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB)
 CONFORMANCE_PACK_PATTERN = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,255}$")
 AGGREGATOR_PATTERN = re.compile(r"[\w\-]{1,256}", re.ASCII)
+# Security Hub: a standard's id as findings name it, and the requests per second of each operation the source calls
+# ("default": any other), AWS's quotas per account and region (each allows bursts of twice its rate).
+STANDARD_ID_PATTERN = re.compile(r"(standards|ruleset)/[a-z0-9][a-z0-9-]*/v/\d+(\.\d+)*")
+SECURITYHUB_RATE_LIMITS = MappingProxyType({"GetFindings": 3.0, "default": 10.0})
+SECURITYHUB_OPERATIONS = (
+    "DescribeHub",
+    "GetEnabledStandards",
+    "DescribeStandards",
+    "DescribeStandardsControls",
+    "ListSecurityControlDefinitions",
+    "BatchGetStandardsControlAssociations",
+    "GetFindings",
+)
 
 
 class ConfigError(Exception):
@@ -139,6 +154,26 @@ class ConformancePacksConfig:
 
 
 @dataclass(frozen=True)
+class StandardsConfig:
+    """The Security Hub standards a target polls: `names` (standard ids), and with `discover` every enabled standard
+    whose id passes `include` and `exclude`. A target polling Security Hub without `standards` discovers them all."""
+
+    names: tuple[str, ...] = ()
+    discover: bool = False
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+
+    def wants(self, standard_id: str) -> bool:
+        """Whether a discovered standard of this id passes `include` and `exclude`."""
+        return (self.include is None or self.include.search(standard_id) is not None) and (
+            self.exclude is None or self.exclude.search(standard_id) is None
+        )
+
+
+EVERY_ENABLED_STANDARD = StandardsConfig(discover=True)
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`)."""
 
@@ -159,6 +194,7 @@ class TargetConfig:
     sources: tuple[str, ...] = (AUDIT_MANAGER,)
     conformance_packs: ConformancePacksConfig | None = None
     aggregator: str | None = None
+    standards: StandardsConfig = EVERY_ENABLED_STANDARD
 
 
 @dataclass(frozen=True)
@@ -181,6 +217,7 @@ class Target:
     sources: tuple[str, ...] = (AUDIT_MANAGER,)
     conformance_packs: ConformancePacksConfig | None = None
     aggregator: str | None = None
+    standards: StandardsConfig = EVERY_ENABLED_STANDARD
 
     @property
     def role_account_id(self) -> str | None:
@@ -207,6 +244,8 @@ class Config:
     max_attempts: int = 3
     max_control_domain_series: int = 10000
     max_conformance_pack_rule_series: int = 10000
+    max_securityhub_control_series: int = 10000
+    securityhub_rate_limits: Mapping[str, float] = field(default_factory=lambda: SECURITYHUB_RATE_LIMITS)
     max_workers: int = 32
     # Tag keys published as labels of auditmanager_assessment_tags, in config order; none: no such metric.
     tag_labels: tuple[str, ...] = ()
@@ -231,6 +270,7 @@ class Config:
                 sources=target.sources,
                 conformance_packs=target.conformance_packs,
                 aggregator=target.aggregator,
+                standards=target.standards,
             )
             for target in self.targets
             for region in (target.regions or (target.region or "",))
@@ -321,6 +361,8 @@ def _source_problems(path: str, target: dict[str, Any], has: set[str]) -> Iterab
     for key in ("conformance_packs", "aggregator"):
         if AWS_CONFIG not in sources and key in has:
             yield f"{path}.{key}: needs {AWS_CONFIG} in sources"
+    if SECURITY_HUB not in sources and "standards" in has:
+        yield f"{path}.standards: needs {SECURITY_HUB} in sources"
 
 
 def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:
@@ -521,13 +563,18 @@ def _aggregator(value: str) -> str:
     return value
 
 
-def _pack_names(reader: _Reader, value: object, path: str) -> object:
-    names = reader.items(value, path)
-    checked = tuple(_string(pattern=_pack_name)(reader, name, f"{path}[{n}]") for n, name in enumerate(names))
-    for n, name in enumerate(names):
-        if name in names[:n]:
-            reader.fail(f"{path}[{n}]", f"duplicate of {path}[{names.index(name)}] ({name})")
-    return checked
+def _names(pattern: Callable[[str], str]) -> _Check:
+    """A list of names that each pass `pattern`, none twice."""
+
+    def check(reader: _Reader, value: object, path: str) -> object:
+        names = reader.items(value, path)
+        checked = tuple(_string(pattern=pattern)(reader, name, f"{path}[{n}]") for n, name in enumerate(names))
+        for n, name in enumerate(names):
+            if name in names[:n]:
+                reader.fail(f"{path}[{n}]", f"duplicate of {path}[{names.index(name)}] ({name})")
+        return checked
+
+    return check
 
 
 def _pattern(reader: _Reader, value: object, path: str) -> object:
@@ -539,20 +586,55 @@ def _conformance_packs(reader: _Reader, value: object, path: str) -> object:
     """A list of pack names, or a mapping of names, discover, include and exclude."""
     if isinstance(value, list):
         value = {"names": value}
+    fields = _selection(reader, value, path, _CONFORMANCE_PACK_FIELDS, "conformance pack")
+    return None if fields is None else ConformancePacksConfig(**fields)
+
+
+def _selection(
+    reader: _Reader, value: object, path: str, fields: dict[str, tuple[_Check, object]], what: str
+) -> dict[str, Any] | None:
+    """The checked `names`, `discover`, `include` and `exclude` of a selection of `what`s; None if any is bad."""
     before = len(reader.problems)
-    fields = reader.mapping(value, path, _CONFORMANCE_PACK_FIELDS)
+    checked = reader.mapping(value, path, fields)
     if len(reader.problems) > before:
         return None
-    if not fields.get("names") and not fields.get("discover"):
-        reader.fail(path, "name at least one conformance pack, or set discover: true")
+    if not checked.get("names") and not checked.get("discover"):
+        reader.fail(path, f"name at least one {what}, or set discover: true")
     for key in ("include", "exclude"):
-        if key in fields and not fields.get("discover"):
-            reader.fail(f"{path}.{key}", "needs discover: true (it filters discovered conformance packs)")
-    return ConformancePacksConfig(**fields)
+        if key in checked and not checked.get("discover"):
+            reader.fail(f"{path}.{key}", f"needs discover: true (it filters discovered {what}s)")
+    return checked
 
 
+def _standard_id(value: str) -> str:
+    if not STANDARD_ID_PATTERN.fullmatch(value):
+        raise ValueError(f"not a Security Hub standard id (like standards/pci-dss/v/3.2.1): {value!r}")
+    return value
+
+
+def _standards(reader: _Reader, value: object, path: str) -> object:
+    """A list of standard ids, or a mapping of names, discover, include and exclude."""
+    if isinstance(value, list):
+        names = _names(_standard_id)(reader, value, path)
+        return StandardsConfig(names=cast(tuple[str, ...], names)) if value else _standards(reader, {"names": []}, path)
+    fields = _selection(reader, value, path, _STANDARDS_FIELDS, "standard")
+    return None if fields is None else StandardsConfig(**fields)
+
+
+def _rate_limits(reader: _Reader, value: object, path: str) -> object:
+    """Requests per second by Security Hub operation (or "default"), over SECURITYHUB_RATE_LIMITS."""
+    fields = reader.mapping(value, path, dict.fromkeys((*SECURITYHUB_OPERATIONS, "default"), (_number(float), None)))
+    return MappingProxyType({**SECURITYHUB_RATE_LIMITS, **fields})
+
+
+_STANDARDS_FIELDS: dict[str, tuple[_Check, object]] = {
+    "names": (_names(_standard_id), ()),
+    "discover": (_boolean, False),
+    "include": (_pattern, None),
+    "exclude": (_pattern, None),
+}
 _CONFORMANCE_PACK_FIELDS: dict[str, tuple[_Check, object]] = {
-    "names": (_pack_names, ()),
+    "names": (_names(_pack_name), ()),
     "discover": (_boolean, False),
     "include": (_pattern, None),
     "exclude": (_pattern, None),
@@ -579,6 +661,7 @@ _TARGET_FIELDS: dict[str, tuple[_Check, object]] = {
     "sources": (_sources, None),
     "conformance_packs": (_conformance_packs, None),
     "aggregator": (_string(pattern=_aggregator), None),
+    "standards": (_standards, None),
 }
 _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "poll_interval": (_duration(_at_least_one_second), 900.0),
@@ -590,6 +673,8 @@ _CONFIG_FIELDS: dict[str, tuple[_Check, object]] = {
     "max_attempts": (_number(int, maximum=10), 3),
     "max_control_domain_series": (_number(int, inclusive=True), 10000),
     "max_conformance_pack_rule_series": (_number(int, inclusive=True), 10000),
+    "max_securityhub_control_series": (_number(int, inclusive=True), 10000),
+    "securityhub_rate_limits": (_rate_limits, None),
     "max_workers": (_number(int, minimum=2, inclusive=True, maximum=MAX_CONCURRENCY), 32),
     "tag_labels": (_tag_labels, ()),
     "targets": (lambda reader, value, path: value, _REQUIRED),

@@ -324,7 +324,7 @@ def test_a_discovering_config_target_filters_packs_by_include_and_exclude():
     [
         (
             {"sources": ["config", "awsconfig"]},
-            ["targets[0].sources[1]: unknown source 'awsconfig' (known: auditmanager, config)"],
+            ["targets[0].sources[1]: unknown source 'awsconfig' (known: auditmanager, config, securityhub)"],
         ),
         (
             {"sources": []},
@@ -430,5 +430,5 @@ def test_config_check_names_an_unknown_source_in_one_line_and_exits_2(tmp_path: 
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config)"
+        f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config, securityhub)"
     ]
