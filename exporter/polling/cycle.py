@@ -19,9 +19,10 @@ from typing import TypeVar
 from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
 from exporter.polling.errors import EXPORTER_ERROR, log_aws_failure, report_unexpected
-from exporter.polling.inventory import NOT_FOUND, Shard, Wanted, refresh_listing, resolve_account, wanted
+from exporter.polling.inventory import NOT_FOUND, Wanted, refresh_listing, resolve_account, wanted
 from exporter.polling.state import AccountKey, CycleResult, Lookup, TargetMemory, allowed, failed
 from exporter.polling.workers import Lane, Workers
+from exporter.sharding import Shard
 from exporter.snapshot import (
     AccountState,
     ApiCounters,

@@ -16,10 +16,11 @@ from exporter.conformance import limit_rule_series
 from exporter.polling.cycle import Cycle, CycleSettings, TargetRun
 from exporter.polling.details import fetch_lookups, lookup_work, tags_due
 from exporter.polling.errors import report_unexpected
-from exporter.polling.inventory import UNSHARDED, Shard, refresh_listing
+from exporter.polling.inventory import refresh_listing
 from exporter.polling.packs import PackCycle, PackRun
 from exporter.polling.publisher import Publisher
 from exporter.polling.workers import Workers
+from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import ApiCounters, Snapshot
 
 log = logging.getLogger("exporter.polling")
