@@ -20,27 +20,33 @@ CIS = "ruleset/cis-aws-foundations-benchmark/v/1.2.0"
 FSBP_ARN = f"arn:aws:securityhub:{REGION}::{FSBP}"
 
 
+def with_standards(simulator: Simulator):
+    """Security Hub enabled in REGION with FSBP (READY) and CIS 1.2 (INCOMPLETE) subscribed."""
+    hub = simulator.securityhub
+    hub.enable_hub(REGION)
+    hub.enable_standard(REGION, FSBP)
+    hub.enable_standard(REGION, CIS, status="INCOMPLETE")
+    return hub
+
+
 @pytest.fixture
 def sim():
     with Simulator() as simulator:
-        hub = simulator.securityhub
-        hub.enable_hub(REGION)
-        hub.enable_standard(REGION, FSBP)
-        hub.enable_standard(REGION, CIS, status="INCOMPLETE")
+        hub = with_standards(simulator)
         hub.add_control(REGION, "IAM.1", {FSBP: True, CIS: True}, severity="HIGH")
         hub.add_control(REGION, "S3.1", {FSBP: True})
         hub.add_control(REGION, "EC2.2", {FSBP: False, CIS: True}, severity="CRITICAL")
         yield simulator
 
 
+def session(target):
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
+
+
 def client_for(sim: Simulator, counters: ApiCounters | None = None, **top) -> SecurityHubClient:
     config = parse(
         {"max_attempts": 1, "targets": [{"region": REGION, "endpoint_url": sim.url, "sources": ["securityhub"]}], **top}
     )
-
-    def session(target):
-        return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
-
     return SecurityHubClient(config.expanded_targets()[0], config, counters or ApiCounters(), session)
 
 
