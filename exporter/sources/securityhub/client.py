@@ -120,7 +120,11 @@ class SecurityHubClient(ServiceClient):
 
     def hub(self) -> Hub:
         """DescribeHub."""
-        return self._call("DescribeHub", self._client.describe_hub, _hub)
+
+        def request() -> dict[str, Any]:
+            return self._client.describe_hub()
+
+        return self._call("DescribeHub", request, _hub)
 
     def subscriptions(self) -> tuple[Subscription, ...]:
         """GetEnabledStandards, every page."""
