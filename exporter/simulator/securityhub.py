@@ -66,6 +66,8 @@ class _Region:
     subscriptions: dict[str, str] = field(default_factory=dict)
     controls: dict[str, Control] = field(default_factory=dict)
     findings: list[FindingSet] = field(default_factory=list)
+    # The demo's findings as a function of the clock, instead of `findings`.
+    drift: Callable[[float], Sequence[FindingSet]] | None = None
 
 
 class SecurityHub:
@@ -123,6 +125,10 @@ class SecurityHub:
     def clear_findings(self, region: str) -> None:
         with self._lock:
             self._regions[region].findings.clear()
+
+    def _set_drift(self, region: str, drift: Callable[[float], Sequence[FindingSet]]) -> None:
+        with self._lock:
+            self._regions[region].drift = drift
 
     def add_fault(self, fault: Fault) -> None:
         """Inject a fault into the Security Hub requests it matches (its operation and `standard`, None meaning any),
@@ -309,7 +315,7 @@ class SecurityHub:
             raise _HubError("InvalidInputException", f"the simulator does not apply the filters {unsupported}")
         legacy = hub.generator != SECURITY_CONTROL
         sets: list[tuple[FindingSet, int]] = []
-        for finding_set in hub.findings:
+        for finding_set in hub.findings if hub.drift is None else hub.drift(self._clock()):
             if matches(filters, finding_set.fields(self.account_id, region)):
                 standards = self._standards_of(hub, finding_set)
                 sets.append((finding_set, finding_set.count * (len(standards) if legacy else 1)))
