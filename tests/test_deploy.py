@@ -254,7 +254,11 @@ def test_a_name_two_services_share_stands_for_the_service_its_client_class_names
     )
     inside = source.split("client.list_tags_for_resource(ResourceArn", maxsplit=1)[0]
     assert operations_called(inside) == {"auditmanager:ListTagsForResource"}
-    assert operations_called(source) == {"auditmanager:ListTagsForResource", "config:ListTagsForResource"}
+    assert operations_called(source) == {
+        "auditmanager:ListTagsForResource",
+        "config:ListTagsForResource",
+        "securityhub:ListTagsForResource",
+    }
 
 
 def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_calls() -> None:
@@ -270,6 +274,7 @@ def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_cal
         "auditmanager:GetInsightsByAssessment",
         "auditmanager:ListAssessments",
         "auditmanager:GetInsights",
+        "securityhub:GetInsights",
         "config:DescribeConformancePackCompliance",
     }
 

@@ -34,6 +34,7 @@ OPTIONAL_METRICS = {
     "auditmanager_api_errors_total",
     "awsconfig_aggregate_conformance_pack_rules",
     "awsconfig_aggregator_poll_success",
+    *(name for name in CONTRACT_METRICS if name.startswith("securityhub_")),
 }
 PUBLISHED_METRICS = CONTRACT_METRICS - OPTIONAL_METRICS | {"process_cpu_seconds_total", "python_info"}
 # Panel queries that cannot have data here, by design: the 7-day baseline needs 8 days of history;
