@@ -28,12 +28,12 @@ from benchmarks.polling import (
     calls_by_operation,
     cycle_beside_details,
     describe_calls,
-    max_in_window,
     naive_loop,
     poll_cycles,
 )
 from benchmarks.processes import ExporterProcess, FloorProcess, SimulatorProcess, StaticServerProcess, assessment_id
 from benchmarks.scraping import percentile, scrape_latencies
+from exporter.simulator.measure import max_in_window
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"

@@ -16,6 +16,7 @@ from benchmarks.processes import SimulatorProcess
 from exporter.aws import AuditManagerClient
 from exporter.config import Target, parse
 from exporter.polling import Poller, PollState, Publisher, Workers
+from exporter.simulator.measure import SendTimes, max_in_window
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 INSIGHTS = "GetInsightsByAssessment"
@@ -25,40 +26,6 @@ OPERATIONS = (INSIGHTS, "GetAssessment", "ListAssessments", "GetInsights", "List
 
 def _session(target: Target) -> boto3.Session:
     return boto3.Session(aws_access_key_id="benchmark", aws_secret_access_key="benchmark", region_name=target.region)
-
-
-class _Sent:
-    """When the clients sent each request, by region: measured at the client, after its rate limiter, since the
-    server's arrival times add the machine's scheduling delays to the rate."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def session(self, target: Target) -> boto3.Session:
-        session = _session(target)
-        # Last for the limiter's own event, so after it.
-        session.events.register_last("before-send.auditmanager", lambda **_: self._record(target.region))
-        return session
-
-    def _record(self, region: str) -> None:
-        with self._lock:
-            self.times.setdefault(region, []).append(time.monotonic())
-
-    def clear(self) -> None:
-        with self._lock:
-            self.times.clear()
-
-
-def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
-    """The most of `times` in any half-open interval [t, t + window)."""
-    ordered = sorted(times)
-    best = first = 0
-    for last, sent in enumerate(ordered):
-        while ordered[first] + window <= sent:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 @dataclass(frozen=True)
@@ -96,7 +63,7 @@ def poll_cycles(
         }
     )
     counters = ApiCounters()
-    sent = _Sent()
+    sent = SendTimes()
     clients = [AuditManagerClient(target, config, counters, sent.session) for target in config.expanded_targets()]
     poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters)
     measured = []

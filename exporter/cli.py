@@ -34,7 +34,16 @@ from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, ConfigError, Targ
 from exporter.exposition import Exposition
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
-from exporter.server import App, Limits, ListenAddressError, MetricsServer, bind, parse_listen_address, systemd_sockets
+from exporter.server import (
+    App,
+    Limits,
+    ListenAddressError,
+    MetricsServer,
+    ReloadOutcome,
+    bind,
+    parse_listen_address,
+    systemd_sockets,
+)
 from exporter.snapshot import ApiCounters, ReloadStatus, SnapshotStore
 from exporter.status import CachedAssessmentRows, StatusProvider, StatusReport, report_from_snapshot
 
@@ -52,20 +61,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+DESCRIPTION = """\
+Prometheus exporter for AWS Audit Manager assessments, AWS Config conformance packs and
+Security Hub CSPM standards: polls them on a timer and serves the latest results over HTTP."""
+EPILOG = """\
+Try it without an AWS account: auditmanager-exporter --demo, then open http://localhost:10118/status.
+Config keys, metrics, alerts and deployment: docs/*.md and config.example.yaml in the source tree."""
+DEFAULT_CONFIG_FILE = "config.yml"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Prometheus-style flags."""
+    """Prometheus-style flags; each help line ends with the flag's default."""
     # No abbreviations: a mistyped flag (`--web.listen`) must be an error, not silently another flag.
     parser = _Parser(
         prog="auditmanager-exporter",
-        description="Prometheus exporter for AWS Audit Manager insights.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--config.file", dest="config_file", default="config.yml", help="YAML config file")
+    # No argparse default: whether the flag was given decides the messages for a missing file and for --demo.
+    parser.add_argument(
+        "--config.file", dest="config_file", metavar="PATH", help=f"YAML config file (default: {DEFAULT_CONFIG_FILE})"
+    )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_addresses",
+        metavar="HOST:PORT",
         action="append",
-        help=f"HOST:PORT to serve on (repeat for more; default :{DEFAULT_PORT})",
+        help=f"HOST:PORT to serve on, repeat for more (default: :{DEFAULT_PORT})",
     )
     parser.add_argument(
         "--web.systemd-socket",
@@ -76,19 +100,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--web.max-connections",
         dest="max_connections",
+        metavar="N",
         type=int,
         default=Limits.max_connections,
-        help="connections served at once; more wait in the listen backlog",
+        help="connections served at once; more wait in the listen backlog (default: %(default)s)",
     )
     parser.add_argument(
         "--healthcheck",
         action="store_true",
         help="probe /healthz of the instance at the first --web.listen-address through --web.config.file; exit 0 or 1",
     )
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path of the metrics (default: %(default)s)",
+    )
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
+        metavar="PATH",
         default=os.environ.get("AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE") or None,
         help="exporter-toolkit web config (TLS, basic auth) for every endpoint "
         "(default: $AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE)",
@@ -96,22 +128,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config.check", dest="config_check", action="store_true", help="validate the config file and exit"
     )
-    parser.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=list(logs.LEVELS),
+        default="info",
+        help="lowest level logged, one of %(choices)s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=["logfmt", "json"],
+        default="logfmt",
+        help="logfmt (key=value) or json lines on stderr (default: %(default)s)",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
         help="poll a built-in Audit Manager and AWS Config simulator; needs no AWS account",
     )
     parser.add_argument(
-        "--shard.index", dest="shard_index", type=int, default=0, help="this replica's shard, 0 to --shard.count - 1"
+        "--shard.index",
+        dest="shard_index",
+        metavar="N",
+        type=int,
+        default=0,
+        help="this replica's shard, 0 to --shard.count - 1 (default: %(default)s)",
     )
     parser.add_argument(
-        "--shard.count", dest="shard_count", type=int, default=1, help="replicas sharing the assessments"
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        type=int,
+        default=1,
+        help="replicas sharing the assessments (default: %(default)s)",
     )
     parser.add_argument("--version", action="version", version=f"auditmanager-exporter {__version__}")
     args = parser.parse_args(argv)
     args.listen_addresses = args.listen_addresses or [f":{DEFAULT_PORT}"]
+    args.config_file_given = args.config_file is not None
+    args.config_file = args.config_file or DEFAULT_CONFIG_FILE
+    if args.demo and args.config_check and args.config_file_given:
+        parser.error("--demo --config.check checks the built-in demo config, not --config.file; drop one of them")
     if not 1 <= args.max_connections <= 100_000:
         parser.error(f"--web.max-connections {args.max_connections} must be from 1 to 100000")
     path = args.telemetry_path
@@ -288,8 +346,8 @@ class Service:
         release_freed_memory()
         self._schedule_details()
 
-    def reload(self) -> bool:
-        """Re-read the config; on success poll with it at once, on failure keep the old one running."""
+    def reload(self) -> ReloadOutcome:
+        """Re-read the config; on success poll with it at once, on failure keep the old one running and say why."""
         with self._reload_lock:
             try:
                 config = self._load_config()
@@ -298,11 +356,11 @@ class Service:
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=tuple(error.problems))
             except Exception as error:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
                 self.reload_status.record(False, time.time())
-                return False
+                return ReloadOutcome(problems=(_one_line(str(error)),))
             self._poller.stop()
             self._retired += [*replaced, *replaced_packs]
             if config.max_workers != self._workers.max_workers:
@@ -317,7 +375,7 @@ class Service:
                 self.scheduler.add_job(self._poll_after_reload)
             self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
-            return True
+            return ReloadOutcome()
 
     def _poll_after_reload(self) -> None:
         with self._reload_lock:
@@ -420,6 +478,18 @@ def _one_line(problem: str) -> str:
     return _LINE_BREAKING.sub(lambda match: match.group().encode("unicode_escape").decode(), problem)
 
 
+def _check_lines(path: Path, problems: Sequence[str]) -> list[str]:
+    """Config problems as `--config.check` prints them, and `POST /-/reload` answers them: one line each."""
+    return [_one_line(f"{path}: {problem}") for problem in problems]
+
+
+def _load_for_reload(path: Path) -> Config:
+    try:
+        return load(path)
+    except ConfigError as error:
+        raise ConfigError(_check_lines(path, error.problems)) from None
+
+
 def _exit_at_once(*_: object) -> None:
     raise SystemExit(0)
 
@@ -447,11 +517,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(_one_line(f"auditmanager-exporter: web config {args.web_config_file}: {problem}"), file=sys.stderr)
         return USAGE_ERROR
+    if not args.demo and not args.config_file_given and not config_path.exists():
+        print(
+            f"auditmanager-exporter: no {config_path} in the current directory (the default --config.file); "
+            "pass --config.file PATH, or try --demo, which needs no AWS account",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     try:
         config, session_factory = _demo() if args.demo else (load(config_path), default_session)
     except ConfigError as error:
-        for problem in error.problems:
-            print(_one_line(f"{config_path}: {problem}"), file=sys.stderr)
+        for line in _check_lines(config_path, error.problems):
+            print(line, file=sys.stderr)
         return USAGE_ERROR
     if args.config_check:
         print("config OK")
@@ -459,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         shard = Shard(args.shard_index, args.shard_count)
-        service = Service(config, lambda: load(config_path), session_factory, shard)
+        service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR

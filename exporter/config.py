@@ -287,6 +287,8 @@ def load(path: str | Path) -> Config:
         raw = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError([yaml_problem(exc)]) from None
+    if raw is None:
+        raise ConfigError(["the file is empty (comments only count as empty); start from config.example.yaml"])
     if not isinstance(raw, dict):
         raise ConfigError(["the top level must be a mapping of config keys"])
     return parse(raw)

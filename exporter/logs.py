@@ -27,7 +27,8 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 
 class LogfmtFormatter(logging.Formatter):
-    """`key=value` pairs, values quoted when they need it; a trace stays one escaped value."""
+    """`key=value` pairs, values quoted when they need it; a trace stays one escaped value, and a list (such as a
+    reload's `problems`) one value of its items joined by `; `, since log tools keep only one value per key."""
 
     def format(self, record: logging.LogRecord) -> str:
         return " ".join(f"{key}={_logfmt_value(value)}" for key, value in _fields(record).items())
@@ -41,7 +42,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _logfmt_value(value: object) -> str:
-    text = str(value)
+    text = "; ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     if text and not any(c in text for c in ' ="\\\n\t') and text.isprintable():
         return text
     return json.dumps(text, ensure_ascii=False)

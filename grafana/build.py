@@ -10,17 +10,24 @@ source, write a row function and add it to `ROWS`.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import common, prometheus, stat, statetimeline, table, timeseries
-from grafana_foundation_sdk.builders import dashboard as board
-from grafana_foundation_sdk.cog.builder import Builder
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import dashboard as model
-from grafana_foundation_sdk.models.common import BigValueColorMode, BigValueGraphMode
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+try:
+    from grafana_foundation_sdk.builders import common, prometheus, stat, statetimeline, table, timeseries
+    from grafana_foundation_sdk.builders import dashboard as board
+    from grafana_foundation_sdk.cog.builder import Builder
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import dashboard as model
+    from grafana_foundation_sdk.models.common import BigValueColorMode, BigValueGraphMode
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+except ModuleNotFoundError as missing:
+    if missing.name is None or not missing.name.startswith("grafana_foundation_sdk"):
+        raise
+    print("grafana.build needs grafana-foundation-sdk: pip install '.[dashboards]' in the source tree", file=sys.stderr)
+    raise SystemExit(2) from None
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "auditmanager-exporter.json"

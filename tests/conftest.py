@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import shutil
 import signal
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -28,9 +30,11 @@ from exporter.aws import AuditManagerClient
 from exporter.config import Config
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import Insights, Simulator
+from exporter.simulator.measure import simulator_session
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -97,44 +101,6 @@ def new_poller(
     return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
 
 
-def _session(target: Any) -> boto3.Session:
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=target.region)
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The most of `times` in any half-open interval [t, t + window)."""
-    times = sorted(times)
-    best = first = 0
-    for last, sent in enumerate(times):
-        while times[first] + window <= sent:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-class SendTimes:
-    """When the exporter's boto3 clients sent each request, by region, measured at the client after its rate
-    limiter (the server's arrival times would add the machine's scheduling delays to the rate)."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def session(self, target: Any) -> boto3.Session:
-        session = _session(target)
-        # Registered last for the same event as the client's rate limiter, so it runs after it (a handler for a
-        # more specific event, "before-send.auditmanager.GetInsights", would run before).
-        session.events.register_last("before-send.auditmanager", lambda **_: self._record(target.region))
-        return session
-
-    def _record(self, region: str) -> None:
-        with self._lock:
-            self.times.setdefault(region, []).append(time.monotonic())
-
-    def all(self) -> list[float]:
-        return sorted(t for times in self.times.values() for t in times)
-
-
 class InFlight:
     """Requests in flight at once, counted at the client (sent after the rate limiter, until the answer came)."""
 
@@ -145,7 +111,7 @@ class InFlight:
         self._total = self.peak_total = 0
 
     def session(self, target: Any) -> boto3.Session:
-        session = _session(target)
+        session = simulator_session(target)
         session.events.register_last("before-send.auditmanager", lambda **_: self._change(target.region, 1))
         session.events.register("response-received.auditmanager", lambda **_: self._change(target.region, -1))
         return session
@@ -158,6 +124,38 @@ class InFlight:
             self.peak_total = max(self.peak_total, self._total)
 
 
+def eventually(
+    probe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    what: str,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    ignoring: tuple[type[Exception], ...] = (),
+    detail: Callable[[], object] = str,
+) -> T:
+    """Call `probe` until `until` accepts its result (by default: until it is truthy) and return that result.
+
+    An exception of a type in `ignoring` counts as not yet (a server still starting); any other one, such as an
+    assertion in `probe` that the process still runs, fails at once. After `timeout` seconds the test fails naming
+    `what`, the last result and `detail()` (say, the exporter's log), which is asked for only then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = probe()
+        except ignoring as error:
+            last: object = error
+        else:
+            if until(result):
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            shown = repr(last)
+            shown = shown if len(shown) <= 500 else shown[:500] + "…"
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {shown})\n{detail()}")
+        time.sleep(interval)
+
+
 def require_binary(name: str) -> str:
     """The path of a tool the test needs; skips without it locally, fails without it in CI."""
     path = shutil.which(name)
@@ -166,6 +164,13 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is required in CI")
         pytest.skip(f"{name} not installed")
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """A Python module the test needs that the test extra installs; skips without it locally, fails without it in CI."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 def free_port() -> int:
@@ -255,16 +260,16 @@ class ExporterProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        while time.monotonic() < deadline:
+        self.wait_answering("/readyz", timeout or self.ready_timeout)
+
+    def wait_answering(self, path: str, timeout: float = 30.0) -> None:
+        """Wait until `path` answers 200, failing at once if the process exits."""
+
+        def answers() -> bool:
             assert self.process.poll() is None, f"exporter exited early:\n{self.logs()}"
-            try:
-                if http_get(self.url + "/readyz", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"exporter not ready in time:\n{self.logs()}")
+            return http_get(self.url + path, timeout=2)[0] == 200
+
+        eventually(answers, what=f"{path} to answer 200", timeout=timeout, ignoring=(OSError,), detail=self.logs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process and wait for its exit code; the deadline is generous because a loaded machine may
@@ -302,15 +307,7 @@ def run_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
         if wait == "ready":
             handle.wait_ready()
         elif wait == "healthy":
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                assert process.poll() is None, f"exporter exited early:\n{handle.logs()}"
-                try:
-                    if http_get(handle.url + "/healthz", timeout=2)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.05)
+            handle.wait_answering("/healthz")
         return handle
 
     yield start

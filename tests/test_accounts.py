@@ -20,8 +20,9 @@ from exporter.aws import AuditManagerClient, SessionFactory, default_session
 from exporter.config import parse
 from exporter.polling import Poller
 from exporter.simulator import AccountInsights, Fault, Simulator
+from exporter.simulator.measure import SendTimes, max_in_window
 from exporter.snapshot import ApiCounters, SnapshotStore
-from tests.conftest import SendTimes, free_port, insights, max_in_window, new_poller, sample, uuid
+from tests.conftest import free_port, insights, new_poller, sample, uuid
 
 ROLE_ACCOUNT = "210987654321"
 ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"

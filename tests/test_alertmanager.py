@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from exporter.simulator import Fault, Insights, Simulator
-from tests.conftest import free_port, http_get, parse_metrics, require_binary, uuid
+from tests.conftest import eventually, free_port, http_get, parse_metrics, require_binary, uuid
 from tests.test_prometheus_e2e import NEEDS_HISTORY, all_panel_queries, reads, stop, to_promql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,19 +46,14 @@ def insights(noncompliant: int) -> Insights:
 
 
 def wait_for(what: str, check: Callable[[], Any], logs: list[Path], deadline: float = DEADLINE_SECONDS) -> Any:
-    end = time.monotonic() + deadline
-    last: object = None
-    while time.monotonic() < end:
-        try:
-            last = check()
-        except (OSError, ValueError, KeyError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}" for path in logs if path.exists())
-    pytest.fail(f"timed out after {deadline:.0f}s waiting for {what} (last: {last!r})\n{tails}")
+    def tails() -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}" for path in logs if path.exists()
+        )
+
+    return eventually(
+        check, what=what, timeout=deadline, interval=0.5, ignoring=(OSError, ValueError, KeyError), detail=tails
+    )
 
 
 def rules_for_test(for_duration: str) -> dict[str, Any]:

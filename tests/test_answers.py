@@ -18,7 +18,7 @@ from exporter.aws import AUDIT_MANAGER_ANSWERS, MALFORMED, AuditManagerClient, A
 from exporter.config import parse
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters
-from tests.conftest import insights, sample, uuid
+from tests.conftest import Samples, eventually, insights, sample, uuid
 
 REGION = "us-east-1"
 MODEL = botocore.session.get_session().get_service_model("auditmanager")
@@ -254,24 +254,27 @@ def test_the_exporter_rejects_each_row_keeping_the_last_good_values(simulator, r
             if wanted <= key and "poll_success" not in name and not name.endswith(("_age_seconds", "_info"))
         }
 
-    deadline = time.monotonic() + 60
-    while sample(samples := exporter.scrape(), "auditmanager_assessment_controls", **labels(control)) != 140:
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.2)
+    samples = eventually(
+        exporter.scrape,
+        lambda s: sample(s, "auditmanager_assessment_controls", **labels(control)) == 140,
+        what="the first poll",
+        timeout=60,
+        detail=exporter.logs,
+    )
     before = {assessment_id: values(samples, assessment_id) for assessment_id in ids.values()}
     assert all(before.values())
 
     for what, key, value in ROWS:
         simulator.add_fault(Fault("body", assessment_id=ids[what], body=body(GOOD | {key: value})))
     simulator.set_insights(REGION, control, new)
-    deadline = time.monotonic() + 60
-    while True:
-        samples = exporter.scrape()
-        polls = {what: sample(samples, "auditmanager_assessment_poll_success", **labels(a)) for what, a in ids.items()}
-        if sample(samples, "auditmanager_assessment_controls", **labels(control)) == 240 and set(polls.values()) == {0}:
-            break
-        assert time.monotonic() < deadline, (polls, exporter.logs())
-        time.sleep(0.2)
+
+    def polled_with_bad_answers(samples: Samples) -> bool:
+        polls = {sample(samples, "auditmanager_assessment_poll_success", **labels(a)) for a in ids.values()}
+        return sample(samples, "auditmanager_assessment_controls", **labels(control)) == 240 and polls == {0}
+
+    samples = eventually(
+        exporter.scrape, polled_with_bad_answers, what="a poll with the bad answers", timeout=60, detail=exporter.logs
+    )
 
     for assessment_id in ids.values():
         assert values(samples, assessment_id) == before[assessment_id]

@@ -4,13 +4,12 @@ faults, vanished packs, reload, sharding and the demo."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import pytest
 
 from exporter.simulator import Fault, Simulator
-from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
 from tests.test_accounts import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, sts  # noqa: F401 (sts is a fixture)
 from tests.test_reload import post_reload
 
@@ -47,13 +46,7 @@ def packs_of(samples: Samples) -> set[str]:
 
 
 def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+    return eventually(exporter.scrape, condition, what="the scrape", timeout=DEADLINE_SECONDS, detail=exporter.logs)
 
 
 def requests(samples: Samples, operation: str) -> float:

@@ -74,6 +74,7 @@ CASES = [
         "config.yml: max_requests_per_second: must be greater than 0",
     ),
     Case("empty targets", "targets: []\n", (), "config.yml: targets: must not be empty"),
+    Case("empty config file", "# nothing yet\n", (), "config.yml: the file is empty"),
     Case("missing config file", None, (), "config.yml: cannot read"),
     Case("config file is a directory", "@dir@", (), "config.yml: cannot read"),
     Case("port in use", GOOD_TARGETS, ("--web.listen-address", BUSY), "cannot listen on 127.0.0.1:"),
@@ -84,6 +85,12 @@ CASES = [
         "auditmanager-exporter: invalid listen address 'localhost'",
     ),
     Case("unknown flag", GOOD_TARGETS, ("--web.listen", ":1"), "unrecognized arguments: --web.listen"),
+    Case(
+        "--demo --config.check with --config.file",
+        GOOD_TARGETS,
+        ("--demo", "--config.check"),
+        "auditmanager-exporter: error: --demo --config.check checks the built-in demo config, not --config.file",
+    ),
     Case("bad flag value", GOOD_TARGETS, ("--log.level", "loud"), "argument --log.level: invalid choice: 'loud'"),
     Case(
         "missing web config",

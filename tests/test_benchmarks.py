@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.harness import PER_TARGET_CALLS
-from benchmarks.polling import INSIGHTS, max_in_window, poll_cycles
+from benchmarks.polling import INSIGHTS, poll_cycles
 from benchmarks.processes import SimulatorProcess, assessment_id
 from benchmarks.scraping import percentile
+from exporter.simulator.measure import max_in_window
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from exporter.simulator import Fault, Simulator
-from tests.conftest import ROOT, free_port, http_get, insights, sample, series, uuid
+from tests.conftest import ROOT, eventually, free_port, http_get, insights, sample, series, uuid
 
 ODD_NAME = 'Prod "PCI", Zürich'
 ACCOUNT = "123456789012"
@@ -83,15 +83,15 @@ def test_polls_repeat_every_poll_interval(simulator, run_exporter):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(noncompliant=1))
     exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}], poll_interval="1s"))
     simulator.set_insights("us-east-1", uuid(1), insights(noncompliant=9))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        value = sample(
+    eventually(
+        lambda: sample(
             exporter.scrape(), "auditmanager_assessment_evidence", **labels(1, "A1"), compliance="noncompliant"
-        )
-        if value == 9:
-            break
-        time.sleep(0.2)
-    assert value == 9
+        ),
+        lambda value: value == 9,
+        what="the next poll's value",
+        timeout=15,
+        detail=exporter.logs,
+    )
     assert simulator.count("GetAssessment") == 1
 
 
@@ -123,9 +123,13 @@ def test_readyz_answers_503_until_the_first_cycle_has_finished(simulator, run_ex
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_exits_0_within_5_seconds_even_mid_poll(simulator, run_exporter, sig):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
-    simulator.latency = 20.0
+    # The simulator records a request when it arrives and answers this one a minute later: once it is recorded,
+    # the poll is waiting for it.
+    simulator.add_fault(Fault("latency", operation="GetInsightsByAssessment", seconds=60))
     exporter = run_exporter(config_for(simulator, [{"id": uuid(1), "name": "A1"}]), wait="healthy")
-    time.sleep(0.5)
+    eventually(
+        lambda: simulator.count("GetInsightsByAssessment"), what="the poll's request to arrive", detail=exporter.logs
+    )
     started = time.monotonic()
     assert exporter.stop(sig, timeout=5.0) == 0
     assert time.monotonic() - started < 5.0
@@ -142,15 +146,14 @@ def test_a_stop_signal_during_start_up_exits_0(tmp_path, sig):
         stderr=subprocess.PIPE,
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        assert time.monotonic() < deadline, "the exporter never opened its config"
-        try:
-            # Succeeds only once the exporter has opened the FIFO for reading.
-            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError:
-            time.sleep(0.05)
+    # Opening succeeds only once the exporter has opened the FIFO for reading.
+    writer = eventually(
+        lambda: os.open(fifo, os.O_WRONLY | os.O_NONBLOCK),
+        lambda fd: True,
+        what="the exporter to open its config",
+        interval=0.05,
+        ignoring=(OSError,),
+    )
     try:
         process.send_signal(sig)
         assert process.wait(timeout=30) == 0
@@ -210,6 +213,53 @@ def test_bad_flags_are_one_line_and_exit_2(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert message in lines[0]
+
+
+def test_help_shows_every_default_names_the_sources_and_points_to_the_demo_and_the_docs():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for default in (
+        "config.yml",
+        ":10118",
+        "64",
+        "/metrics",
+        "$AUDITMANAGER_EXPORTER_WEB_CONFIG_FILE",
+        "info",
+        "logfmt",
+    ):
+        assert f"(default: {default})" in text
+    assert "--log.level {debug,info,warn,error} lowest level logged" in text
+    assert "--log.format {logfmt,json} logfmt (key=value) or json lines" in text
+    for source in ("AWS Audit Manager", "AWS Config conformance packs", "Security Hub CSPM"):
+        assert source in text
+    assert "auditmanager-exporter --demo" in text
+    assert "docs/" in text
+
+
+def test_without_flags_and_without_a_config_yml_here_says_it_is_the_default_path_and_what_to_do(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "auditmanager-exporter: no config.yml in the current directory (the default --config.file); "
+        "pass --config.file PATH, or try --demo, which needs no AWS account"
+    ]
+
+
+def test_the_listening_line_names_each_address_as_host_and_port(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
+    port = free_port()
+    exporter = run_exporter(config_for(simulator, [{"id": uuid(1)}]), "--web.listen-address", f":{port}")
+    every_interface = f"[::]:{port}" if socket.has_dualstack_ipv6() else f"0.0.0.0:{port}"
+    [line] = [line for line in exporter.logs().splitlines() if "msg=listening" in line]
+    assert f'addresses="127.0.0.1:{exporter.url.rsplit(":", 1)[1]} {every_interface}"' in line
 
 
 def test_version_prints_the_version():

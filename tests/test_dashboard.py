@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +274,23 @@ def test_dashboard_provisioning_loads_the_directory_compose_mounts_the_dashboard
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     mounts = dict(volume.split(":")[:2] for volume in compose["services"]["grafana"]["volumes"])
     assert mounts["./grafana/auditmanager-exporter.json"] == f"{provider['options']['path']}/{DASHBOARD.name}"
+
+
+def test_the_builder_without_its_sdk_names_the_extra_to_install_in_one_line():
+    # None in sys.modules makes every import of the SDK fail as if it were not installed.
+    blocked = (
+        "import sys, runpy; sys.modules['grafana_foundation_sdk'] = None; "
+        "runpy.run_module('grafana.build', run_name='__main__')"
+    )
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "grafana.build needs grafana-foundation-sdk: pip install '.[dashboards]' in the source tree"
+    ]
+
+
+def test_the_dashboards_extra_and_the_test_extra_pin_the_same_sdk():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    [sdk] = extras["dashboards"]
+    assert sdk.startswith("grafana-foundation-sdk")
+    assert sdk in extras["test"]

@@ -14,9 +14,10 @@ from typing import Any
 
 import botocore
 import botocore.session
-import kubernetes_validate
 import pytest
 import yaml
+
+from tests.conftest import require_module
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -74,11 +75,13 @@ def core_documents() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("document", [doc for _, doc in core_documents()], ids=[name for name, _ in core_documents()])
 def test_core_manifest_validates_against_the_kubernetes_schema(document: dict[str, Any]) -> None:
+    kubernetes_validate = require_module("kubernetes_validate")
     version = kubernetes_validate.latest_version()
     assert kubernetes_validate.validate(document, version, strict=True)
 
 
 def test_strict_validation_rejects_an_unknown_field() -> None:
+    kubernetes_validate = require_module("kubernetes_validate")
     deployment = one("Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["probe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):

@@ -4,7 +4,6 @@ one's framework is looked up once outside the poll cycle, and its status comes f
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 import boto3
@@ -14,7 +13,17 @@ from exporter.config import parse
 from exporter.polling import Poller
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
-from tests.conftest import insights, new_poller, sample, series, uuid, write_config
+from tests.conftest import (
+    ExporterProcess,
+    Samples,
+    eventually,
+    insights,
+    new_poller,
+    sample,
+    series,
+    uuid,
+    write_config,
+)
 
 ACCOUNT = "123456789012"
 
@@ -25,6 +34,17 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def scrape_with_frameworks(exporter: ExporterProcess, count: int) -> Samples:
+    """The first scrape with `count` assessment_info series, as the details refresh names their frameworks."""
+    return eventually(
+        exporter.scrape,
+        lambda s: len(series(s, "auditmanager_assessment_info")) == count,
+        what=f"{count} frameworks",
+        timeout=20,
+        detail=exporter.logs,
+    )
 
 
 def session(target):
@@ -201,12 +221,7 @@ def test_the_exporter_discovers_new_assessments_without_a_restart(simulator, run
         }
     )
     simulator.add_assessment("us-east-1", uuid(3), "A3", framework="PCI DSS V4.0", insights=insights())
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        samples = exporter.scrape()
-        if len(series(samples, "auditmanager_assessment_info")) == 2:
-            break
-        time.sleep(0.2)
+    samples = scrape_with_frameworks(exporter, 2)
     assert {s["assessment_name"] for s in series(samples, "auditmanager_assessment_poll_success")} == {"A1", "A3"}
     info = {
         s["assessment_name"]: (s["framework"], s["status"]) for s in series(samples, "auditmanager_assessment_info")
@@ -216,12 +231,7 @@ def test_the_exporter_discovers_new_assessments_without_a_restart(simulator, run
 
 def test_demo_mode_shows_the_organisation_features(run_exporter):
     exporter = run_exporter(None, "--demo")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        samples = exporter.scrape()
-        if len(series(samples, "auditmanager_assessment_info")) == 7:
-            break
-        time.sleep(0.2)
+    samples = scrape_with_frameworks(exporter, 7)
     polled = series(samples, "auditmanager_assessment_poll_success")
     assert len(polled) == 7
     assert "SOC 2 Type II - FY2024 audit" not in {s["assessment_name"] for s in polled}
@@ -242,12 +252,15 @@ def test_a_reload_applies_new_discovery_filters_and_keeps_assessment_info(simula
     exporter = run_exporter({"poll_interval": "1h", "targets": [target]})
     write_config(exporter.config_path, {"poll_interval": "1h", "targets": [{**target, "exclude": "staging$"}]})
     exporter.process.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        samples = exporter.scrape()
-        polled = {s["assessment_name"] for s in series(samples, "auditmanager_assessment_poll_success")}
-        if polled == {"SOC 2 prod", "PCI prod"} and len(series(samples, "auditmanager_assessment_info")) == 2:
-            break
-        time.sleep(0.2)
-    assert polled == {"SOC 2 prod", "PCI prod"}
-    assert {s["assessment_name"] for s in series(samples, "auditmanager_assessment_info")} == polled
+
+    def polled(samples: Samples) -> set[str]:
+        return {s["assessment_name"] for s in series(samples, "auditmanager_assessment_poll_success")}
+
+    samples = eventually(
+        exporter.scrape,
+        lambda s: polled(s) == {"SOC 2 prod", "PCI prod"} and len(series(s, "auditmanager_assessment_info")) == 2,
+        what="the new filters",
+        timeout=20,
+        detail=exporter.logs,
+    )
+    assert {s["assessment_name"] for s in series(samples, "auditmanager_assessment_info")} == polled(samples)

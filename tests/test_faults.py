@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from tests.conftest import (
     ExporterProcess,
     Samples,
     aws_env,
+    eventually,
     free_port,
     http_get,
     insights,
@@ -137,8 +137,8 @@ targets:
 
 def _until(runs: list[Run], done: Callable[[Run, Samples], bool], record: Callable[[Run, str], None]) -> None:
     pending = list(runs)
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while pending and time.monotonic() < deadline:
+
+    def still_pending() -> list[str]:
         for run in list(pending):
             run.up_throughout &= run.exporter.process.poll() is None
             run.healthy_throughout &= http_get(run.exporter.url + "/healthz", timeout=5)[0] == 200
@@ -146,9 +146,15 @@ def _until(runs: list[Run], done: Callable[[Run, Samples], bool], record: Callab
             record(run, text)
             if done(run, parse_metrics(text)):
                 pending.remove(run)
-        time.sleep(0.2)
-    assert not pending, f"not reached in time: {[r.case.name for r in pending]}\n" + "\n".join(
-        r.exporter.logs() for r in pending
+        return [run.case.name for run in pending]
+
+    eventually(
+        still_pending,
+        lambda names: not names,
+        what="every case's outcome",
+        timeout=DEADLINE_SECONDS,
+        interval=0.2,
+        detail=lambda: "\n".join(run.exporter.logs() for run in pending),
     )
 
 
@@ -354,13 +360,14 @@ def test_under_throttling_every_assessment_gets_its_value_within_the_rate_limit(
     exporter = run_exporter(
         _config(simulator, 8, max_requests_per_second=4, max_concurrency=4, max_attempts=3), wait="healthy"
     )
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    published: set[str] = set()
-    while len(published) < 8 and time.monotonic() < deadline:
-        samples = exporter.scrape()
-        published = {s["assessment_id"] for s in series(samples, "auditmanager_assessment_controls")}
-        time.sleep(0.5)
-    assert len(published) == 8, exporter.logs()
+    eventually(
+        lambda: {s["assessment_id"] for s in series(exporter.scrape(), "auditmanager_assessment_controls")},
+        lambda published: len(published) == 8,
+        what="all 8 assessments published",
+        timeout=DEADLINE_SECONDS,
+        interval=0.5,
+        detail=exporter.logs,
+    )
     records = simulator.requests(region=REGION)
     assert any(r.status == 429 for r in records)
     # No retry storm: at most max_attempts requests per assessment and cycle begun.
@@ -372,9 +379,13 @@ def test_a_poll_cycle_slower_than_poll_interval_never_overlaps_the_next(simulato
     simulator.add_assessment(REGION, uuid(1), "A1", insights=GOOD)
     simulator.latency = 1.2
     exporter = run_exporter(_config(simulator, 1, read_timeout="5s", max_attempts=1))
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while simulator.count(OPERATION) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(
+        lambda: simulator.count(OPERATION) >= 3,
+        what="3 polls",
+        timeout=DEADLINE_SECONDS,
+        interval=0.2,
+        detail=exporter.logs,
+    )
     arrivals = [r.at for r in simulator.requests(OPERATION)]
     assert len(arrivals) >= 3
     # Each request takes 1.2 s to answer, longer than the 1 s interval: the next cycle waits for it.

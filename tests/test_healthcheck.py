@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import bcrypt
 import pytest
 import yaml
 
-from tests.conftest import ROOT, aws_env, free_port, insights, uuid
+from tests.conftest import ROOT, aws_env, eventually, free_port, insights, uuid
 from tests.test_webconfig import PASSWORD, Pki, make_pki, tls_config
 
 ENV = "AUDITMANAGER_EXPORTER_HEALTHCHECK_"
@@ -46,17 +45,18 @@ def secured(simulator, run_exporter, pki, tmp_path):
     }
     exporter = run_exporter(config, "--web.config.file", str(web), wait="none")
     address = exporter.url.removeprefix("http://")
-    deadline = time.monotonic() + 60
     right = {
         "USERNAME": "alice",
         "PASSWORD": PASSWORD,
         "CERT_FILE": str(pki.client_cert),
         "KEY_FILE": str(pki.client_key),
     }
-    while healthcheck(address, str(web), tmp_path, **right).returncode != 0:
+
+    def passes() -> bool:
         assert exporter.process.poll() is None, exporter.logs()
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.2)
+        return healthcheck(address, str(web), tmp_path, **right).returncode == 0
+
+    eventually(passes, what="the health check to pass", timeout=60, interval=0.2, detail=exporter.logs)
     return address, str(web), right
 
 

@@ -31,6 +31,11 @@ def test_logfmt_quotes_only_values_that_need_it_and_keeps_fields():
     assert line.endswith('error="said \\"no\\" twice"')
 
 
+def test_a_list_field_is_one_logfmt_value_of_its_items_joined_by_semicolons_never_a_repr():
+    line = LogfmtFormatter().format(record("config reload failed", problems=["a: bad 'x'", 'b: "y" unknown']))
+    assert line.endswith(' problems="a: bad \'x\'; b: \\"y\\" unknown"')
+
+
 def test_a_trace_stays_one_logfmt_line():
     line = LogfmtFormatter().format(record("poll failed", exc_info=True))
     assert "\n" not in line

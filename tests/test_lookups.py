@@ -3,7 +3,6 @@ discovery intervals: each framework fetched once (reloads included), statuses fr
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import ExporterProcess, Samples, insights, series, uuid, write_config
+from tests.conftest import ExporterProcess, Samples, eventually, insights, series, uuid, write_config
 
 REGION = "us-east-1"
 DEADLINE_SECONDS = 60.0
@@ -51,13 +50,13 @@ def wait_until(
     simulator: Simulator,
     deadline: float = DEADLINE_SECONDS,
 ) -> Samples:
-    deadline = time.monotonic() + deadline
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, f"{what} not reached; calls {counts(simulator)}\n{exporter.logs()}"
-        time.sleep(0.1)
+    return eventually(
+        exporter.scrape,
+        condition,
+        what=what,
+        timeout=deadline,
+        detail=lambda: f"calls {counts(simulator)}\n{exporter.logs()}",
+    )
 
 
 def counts(simulator: Simulator) -> dict[str, int]:
@@ -66,10 +65,12 @@ def counts(simulator: Simulator) -> dict[str, int]:
 
 
 def wait_for_calls(simulator: Simulator, operation: str, at_least: int, exporter: ExporterProcess) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while simulator.count(operation) < at_least:
-        assert time.monotonic() < deadline, f"{operation}: {counts(simulator)}\n{exporter.logs()}"
-        time.sleep(0.1)
+    eventually(
+        lambda: simulator.count(operation) >= at_least,
+        what=f"{at_least} {operation} calls",
+        timeout=DEADLINE_SECONDS,
+        detail=lambda: f"calls {counts(simulator)}\n{exporter.logs()}",
+    )
 
 
 def info(samples: Samples) -> dict[str, tuple[str, str]]:

@@ -3,11 +3,10 @@ turns its success gauge to 0, keeps the last good values, and never moves its su
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from exporter.simulator import ControlDomain, Fault, Simulator
-from tests.conftest import ExporterProcess, Samples, insights, sample, uuid
+from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, uuid
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -20,13 +19,7 @@ def labels(n: int) -> dict[str, str]:
 
 
 def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.2)
+    return eventually(exporter.scrape, condition, what="the scrape", timeout=DEADLINE_SECONDS, detail=exporter.logs)
 
 
 def domains_success(samples: Samples, n: int) -> float | None:

@@ -8,8 +8,9 @@ from exporter.aws import AuditManagerClient
 from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import ControlDomain, Fault, Simulator
+from exporter.simulator.measure import SendTimes, max_in_window
 from exporter.snapshot import ApiCounters, AssessmentState, SnapshotStore
-from tests.conftest import InFlight, SendTimes, insights, max_in_window, new_poller, uuid
+from tests.conftest import InFlight, insights, new_poller, uuid
 
 
 def session(target):

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import CONTRACT_METRICS, free_port, require_binary
+from tests.conftest import CONTRACT_METRICS, eventually, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yml"
@@ -60,19 +59,19 @@ def wait_for(
     logs: Path | None = None,
 ) -> Any:
     """Call `check` until `accept` takes its result (by default: until it is truthy); return that result."""
-    end = time.monotonic() + deadline
-    last: object = None
-    while time.monotonic() < end:
-        try:
-            last = check()
-        except (OSError, ValueError, KeyError) as error:
-            last = error
-        else:
-            if accept(last):
-                return last
-        time.sleep(0.5)
-    detail = logs.read_text(encoding="utf-8", errors="replace")[-4000:] if logs and logs.exists() else ""
-    pytest.fail(f"timed out after {deadline:.0f}s waiting for {what} (last: {last!r})\n{detail}")
+
+    def detail() -> str:
+        return logs.read_text(encoding="utf-8", errors="replace")[-4000:] if logs and logs.exists() else ""
+
+    return eventually(
+        check,
+        accept,
+        what=what,
+        timeout=deadline,
+        interval=0.5,
+        ignoring=(OSError, ValueError, KeyError),
+        detail=detail,
+    )
 
 
 # ---- the dashboard's queries, as a real Prometheus would get them from Grafana

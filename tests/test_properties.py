@@ -35,7 +35,17 @@ from exporter.aws import AUDIT_MANAGER_ANSWERS, AuditManagerClient, AwsError
 from exporter.config import parse
 from exporter.simulator import ControlDomain, Fault, Simulator
 from exporter.snapshot import ApiCounters
-from tests.conftest import ROOT, ExporterProcess, aws_env, free_port, http_get, insights, require_binary, uuid
+from tests.conftest import (
+    ROOT,
+    ExporterProcess,
+    aws_env,
+    eventually,
+    free_port,
+    http_get,
+    insights,
+    require_binary,
+    uuid,
+)
 
 REGION = "us-east-1"
 MODEL = botocore.session.get_session().get_service_model("auditmanager")
@@ -343,11 +353,12 @@ AWS_TIMESTAMP_FAMILIES = (
 def _wait_for_a_full_cycle(exporter: Exporter) -> None:
     """Wait until the exporter polled twice after now: the first of those cycles has then been published."""
     start = exporter.simulator.count("GetInsightsByAssessment")
-    deadline = time.monotonic() + 60
-    while exporter.simulator.count("GetInsightsByAssessment") < start + 2:
+
+    def polled_twice() -> bool:
         assert exporter.process.process.poll() is None, exporter.process.logs()
-        assert time.monotonic() < deadline, exporter.process.logs()
-        time.sleep(0.05)
+        return exporter.simulator.count("GetInsightsByAssessment") >= start + 2
+
+    eventually(polled_twice, what="two more polls", timeout=60, interval=0.05, detail=exporter.process.logs)
 
 
 def test_any_answers_give_an_exposition_that_parses_and_holds_only_allowed_values(exporter):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
-import time
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import ExporterProcess, Samples, insights, sample, series, uuid, write_config
+from tests.conftest import ROOT, ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
 
 REGION = "us-east-1"
 DEADLINE_SECONDS = 20.0
@@ -30,8 +32,8 @@ def config_for(simulator: Simulator, numbers: list[int], poll_interval: str = "1
     }
 
 
-def post_reload(exporter: ExporterProcess) -> tuple[int, str]:
-    request = urllib.request.Request(exporter.url + "/-/reload", method="POST", data=b"")
+def post_reload(exporter: ExporterProcess, method: str = "POST") -> tuple[int, str]:
+    request = urllib.request.Request(exporter.url + "/-/reload", method=method, data=b"" if method != "GET" else None)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -51,13 +53,7 @@ def published(samples: Samples) -> set[str]:
 
 
 def wait_for(exporter: ExporterProcess, condition: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        samples = exporter.scrape()
-        if condition(samples):
-            return samples
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+    return eventually(exporter.scrape, condition, what="the scrape", timeout=DEADLINE_SECONDS, detail=exporter.logs)
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
@@ -121,6 +117,29 @@ def test_a_bad_config_on_reload_is_rejected_and_the_old_one_keeps_running(simula
     wait_for(exporter, lambda s: sample(s, "auditmanager_exporter_config_last_reload_successful") == 1)
 
 
+TWO_PROBLEMS = (
+    f"poll_interval: soon\ntargets:\n  - region: us-east-1\n    bogus: 1\n    assessments: [{{id: {uuid(1)}}}]\n"
+)
+PROBLEMS = ["poll_interval: not a duration: 'soon' (use a unit, like 90s, 15m or 1h)", "targets[0].bogus: unknown key"]
+
+
+def test_a_failed_reload_logs_its_problems_as_one_logfmt_value_joined_by_semicolons(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]))
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    [failure] = [line for line in exporter.logs().splitlines() if "config reload failed" in line]
+    assert failure.endswith(" problems=" + json.dumps("; ".join(PROBLEMS)))
+
+
+def test_a_failed_reload_logs_its_problems_as_a_json_list(simulator, run_exporter):
+    exporter = run_exporter(config_for(simulator, [1]), "--log.format", "json")
+    exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
+    assert post_reload(exporter)[0] == 500
+    lines = [json.loads(line) for line in exporter.logs().splitlines() if line.startswith("{")]
+    [failure] = [line for line in lines if line["msg"].startswith("config reload failed")]
+    assert failure["problems"] == PROBLEMS
+
+
 def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_exporter):
     simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
     exporter = run_exporter(config_for(simulator, [1]))
@@ -130,3 +149,35 @@ def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_
     assert sample(samples, "auditmanager_exporter_config_last_reload_successful") == 0
     assert published(samples) == {"A1"}
     assert "cannot read" in exporter.logs()
+
+
+def test_a_failed_reload_answers_with_the_problems_exactly_as_config_check_prints_them(simulator, run_exporter):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    exporter = run_exporter(config_for(simulator, [1]))
+    assert exporter.config_path is not None
+    exporter.config_path.write_text(
+        "poll_interval: soon\ntargets:\n  - region: us-east-1\n    assessments: [{id: not-a-uuid}]\n    bogus: 1\n",
+        encoding="utf-8",
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", "--config.file", str(exporter.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert check.returncode == 2
+    problems = check.stderr.splitlines()
+    assert len(problems) == 3, problems
+    status, body = post_reload(exporter, "PUT")
+    assert status == 500
+    assert body.splitlines() == ["config reload failed; the previous config stays in use:", *problems]
+
+
+def test_in_demo_mode_reload_re_reads_the_web_config_and_says_the_demo_config_stays(run_exporter):
+    exporter = run_exporter(None, "--demo")
+    for method in ("POST", "PUT"):
+        status, body = post_reload(exporter, method)
+        assert status == 200
+        assert body == "web config reloaded; --demo has no config file to re-read, its built-in config stays in use\n"
+    assert post_reload(exporter, "GET")[0] == 405

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 import urllib.error
 import urllib.request
 
@@ -11,7 +10,7 @@ import bcrypt
 import yaml
 
 from exporter.simulator import Fault
-from tests.conftest import insights, uuid
+from tests.conftest import eventually, insights, uuid
 
 ACCESS_KEY_ID = "AKIAZZTESTKEYID4242"
 SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY42"
@@ -58,21 +57,22 @@ def test_no_secret_reaches_the_log_even_at_debug_level(simulator, run_exporter, 
         "AWS_SESSION_TOKEN": SESSION_TOKEN,
     }
     exporter = run_exporter(config, "--log.level", "debug", "--web.config.file", str(web), wait="none", env=secrets)
-    deadline = time.monotonic() + 20
-    while True:
+
+    def ready() -> bool:
         assert exporter.process.poll() is None, exporter.logs()
-        try:
-            if call(exporter.url + "/readyz", password=PASSWORD) == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+        return call(exporter.url + "/readyz", password=PASSWORD) == 200
+
+    eventually(ready, what="/readyz", timeout=20, ignoring=(OSError,), detail=exporter.logs)
     assert call(exporter.url + "/metrics", password=PASSWORD) == 200
     assert call(exporter.url + "/metrics", password=WRONG_PASSWORD) == 401
     assert call(exporter.url + "/metrics") == 401
     assert call(exporter.url + "/-/reload", "POST", PASSWORD) == 200
-    time.sleep(1.5)
+    # The log is searched only once a poll with the reloaded config has finished (and logged its failures).
+    eventually(
+        lambda: 'msg="poll cycle finished"' in exporter.logs().partition('msg="config reloaded"')[2],
+        what="a poll cycle after the reload",
+        detail=exporter.logs,
+    )
     assert exporter.stop() == 0
     log = exporter.logs()
     # The run did log at debug level, failures and HTTP requests included.

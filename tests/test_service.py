@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from benchmarks.processes import SimulatorProcess
 from exporter.cli import Service
 from exporter.config import Config, parse
 from exporter.simulator import Simulator
-from tests.conftest import ROOT, ExporterProcess, aws_env, free_port, insights, uuid, write_config
+from tests.conftest import ROOT, ExporterProcess, aws_env, eventually, free_port, insights, uuid, write_config
 
 REGIONS = ("us-east-1", "eu-west-1")
 DEADLINE_SECONDS = 60.0
@@ -71,10 +70,7 @@ def cycles_finished(exporter: ExporterProcess) -> int:
 
 
 def wait_until(condition: Callable[[], bool], what: str, exporter: ExporterProcess) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}:\n{exporter.logs()[-3000:]}"
-        time.sleep(0.1)
+    eventually(condition, what=what, timeout=DEADLINE_SECONDS, detail=lambda: exporter.logs()[-3000:])
 
 
 def post_reload(exporter: ExporterProcess) -> int:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -20,7 +19,7 @@ from exporter.config import parse
 from exporter.polling import Poller, Shard, shard_of
 from exporter.simulator import Simulator
 from exporter.snapshot import ApiCounters
-from tests.conftest import ROOT, insights, new_poller, series, uuid
+from tests.conftest import ROOT, insights, new_poller, require_module, series, uuid
 
 STATEFULSET = ROOT / "deploy" / "kubernetes" / "sharded" / "statefulset.yaml"
 DEPLOYMENT = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
@@ -112,6 +111,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def test_the_statefulset_example_validates_against_the_kubernetes_schema():
+    kubernetes_validate = require_module("kubernetes_validate")
     kubernetes_validate.validate(load(STATEFULSET), kubernetes_validate.latest_version(), strict=True)
 
 

@@ -4,7 +4,6 @@ the demo simulator with a failing assessment and a failing target, read as JSON 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import ssl
 import subprocess
@@ -42,7 +41,7 @@ from exporter.snapshot import (
     TargetCycle,
 )
 from exporter.status import Query, StatusReport, render_html, render_json, report_from_snapshot, select
-from tests.conftest import ExporterProcess, free_port, http_get, insights, require_binary, uuid
+from tests.conftest import ExporterProcess, eventually, free_port, http_get, insights, require_binary, uuid
 from tests.test_poller import make_poller
 from tests.test_webconfig import make_pki
 
@@ -367,16 +366,15 @@ def start_faulty_demo(run_exporter, simulator: Simulator, tmp_path: Path, *, aut
     exporter = run_exporter(config, *flags, wait="none", env=env)
     demo = FaultyDemo(exporter, simulator, tuple(secrets), headers)
     # Ready once the first cycle is in and the details refresh has named the frameworks.
-    deadline = time.monotonic() + 60
-    while True:
+
+    def named() -> bool:
         assert exporter.process.poll() is None, exporter.logs()
-        with contextlib.suppress(OSError):
-            document = json.loads(http_get(exporter.url + "/status?format=json", headers, timeout=5)[1] or b"{}")
-            assessments = document.get("assessments") or []
-            if document.get("completed_cycles") and all(a["framework"] for a in assessments if a["state"] == "ok"):
-                return demo
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.2)
+        document = json.loads(http_get(exporter.url + "/status?format=json", headers, timeout=5)[1] or b"{}")
+        assessments = document.get("assessments") or []
+        return bool(document.get("completed_cycles")) and all(a["framework"] for a in assessments if a["state"] == "ok")
+
+    eventually(named, what="a cycle and the frameworks", timeout=60, ignoring=(OSError,), detail=exporter.logs)
+    return demo
 
 
 def test_the_json_puts_the_failing_target_and_assessments_first_with_their_errors(
@@ -479,17 +477,14 @@ def test_status_is_served_over_tls_like_every_endpoint(simulator, run_exporter, 
     exporter = run_exporter(config, "--web.config.file", str(web), wait="none")
     url = exporter.url.replace("http://", "https://") + "/status?format=json"
     context = ssl.create_default_context(cafile=str(pki.ca))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=5) as response:
-                document = json.loads(response.read())
-            if document["assessments"]:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.2)
+
+    def status() -> dict[str, object]:
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            return json.loads(response.read())
+
+    document = eventually(
+        status, lambda d: d["assessments"], what="/status over TLS", ignoring=(OSError,), detail=exporter.logs
+    )
     assert [a["name"] for a in document["assessments"]] == ["Only one"]
     with pytest.raises(OSError):
         urllib.request.urlopen(exporter.url + "/status", timeout=5)

@@ -16,7 +16,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.exposition import Exposition
-from exporter.server import App, MetricsServer, bind
+from exporter.server import App, MetricsServer, ReloadOutcome, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
-from tests.conftest import ROOT, ExporterProcess, insights, parse_metrics, sample, uuid
+from tests.conftest import ROOT, ExporterProcess, eventually, insights, parse_metrics, sample, uuid
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
@@ -152,7 +151,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         path.write_text(yaml.safe_dump(web), encoding="utf-8")
         store = SnapshotStore(Snapshot(completed_cycles=1))
         reloads: list[bool] = []
-        app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or True)
+        app = App(Exposition(store, ApiCounters()), store, "/metrics", lambda: reloads.append(True) or ReloadOutcome())
         server = MetricsServer([bind("127.0.0.1:0")], app, WebConfigSource(path))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -455,16 +454,12 @@ def test_the_exporter_process_serves_tls_with_basic_auth(simulator, run_exporter
     served.url = served.url.replace("http:", "https:")
     context = client_context(pki)
     authorization = {"Authorization": basic("alice", PASSWORD)}
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
         assert exporter.process.poll() is None, exporter.logs()
-        try:
-            if request(served, "GET", "/readyz", authorization, context)[0] == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, exporter.logs()
-        time.sleep(0.1)
+        return request(served, "GET", "/readyz", authorization, context)[0] == 200
+
+    eventually(ready, what="/readyz over TLS", ignoring=(OSError,), detail=exporter.logs)
     status, _, body = request(served, "GET", "/metrics", authorization, context)
     assert status == 200
     assert b"auditmanager_assessment_controls{" in body
@@ -710,10 +705,7 @@ def served_subject(port: int) -> str:
 
 
 def wait_until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not reached in {seconds} s: {what}"
-        time.sleep(0.1)
+    eventually(condition, what=what, timeout=seconds)
 
 
 def test_a_renewed_certificate_written_over_the_files_is_served_without_a_restart(serve, pki, tmp_path):

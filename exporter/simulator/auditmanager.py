@@ -21,6 +21,7 @@ from exporter.simulator.awsconfig import AwsConfig
 from exporter.simulator.faults import Fault, fault_answer
 from exporter.simulator.framework import control_sets
 from exporter.simulator.http import SimulatorServer
+from exporter.simulator.measure import max_in_window
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
 from exporter.simulator.securityhub import SecurityHub
 from exporter.simulator.wire import ERROR_STATUS, Answer, ApiError, credential_scope, field_problem, page_of, with_token
@@ -305,13 +306,7 @@ class Simulator:
         self, window: float = 1.0, region: str | None = None, operation: str | None = None
     ) -> int:
         """The most recorded requests whose arrival times fall in any half-open interval [t, t + window)."""
-        times = [r.at for r in self.requests(operation, region)]
-        best = first = 0
-        for last, arrived in enumerate(times):
-            while times[first] + window <= arrived:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
+        return max_in_window([r.at for r in self.requests(operation, region)], window)
 
     def reset_stats(self) -> None:
         """Forget the recorded requests."""
