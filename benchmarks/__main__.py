@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--smoke] [--only lookups] [--output FILE]`: run the harness, print the table, exit 1 if a
+"""`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table, exit 1 if a
 check failed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import lookups
+from benchmarks import lookups, securityhub
 from benchmarks.harness import Report, Settings, machine, run
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, help=f"also write the table here (default for a full run: {RESULTS.name})"
     )
     parser.add_argument(
-        "--only", choices=["lookups"], help="only the look-up case (not written to the results unless --output)"
+        "--only",
+        choices=["lookups", "securityhub"],
+        help="only the look-up or the Security Hub case (not written to the results unless --output)",
     )
     args = parser.parse_args(argv)
     settings = Settings.smoke() if args.smoke else Settings.full()
@@ -31,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr)
 
     report = Report(settings) if args.only else run(settings, progress)
-    lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
+    if args.only != "securityhub":
+        lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
+    if args.only == "securityhub":
+        hub = securityhub.HubSettings.smoke() if args.smoke else securityhub.HubSettings.full()
+        securityhub.run(report, hub, progress)
     command = (
         "python -m benchmarks" + (" --smoke" if args.smoke else "") + (f" --only {args.only}" if args.only else "")
     )
