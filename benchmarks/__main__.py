@@ -1,5 +1,5 @@
-"""`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table, exit 1 if a
-check failed."""
+"""`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table,
+exit 1 if a check failed."""
 
 from __future__ import annotations
 
