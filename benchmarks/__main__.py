@@ -1,14 +1,15 @@
 """`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table,
-exit 1 if a check failed."""
+exit 1 if a check failed. `python -m benchmarks --baseline REV` compares this checkout with revision REV instead."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import lookups, securityhub
+from benchmarks import baseline, lookups, securityhub
 from benchmarks.harness import Report, Settings, machine, run
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -25,12 +26,20 @@ def main(argv: list[str] | None = None) -> int:
         choices=["lookups", "securityhub"],
         help="only the look-up or the Security Hub case (not written to the results unless --output)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="only compare this checkout with git revision REV, side by side (cycle, scrape p99, memory)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.smoke() if args.smoke else Settings.full()
     started = time.monotonic()
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr)
+
+    if args.baseline:
+        return _compare(args, progress, started)
 
     report = Report(settings) if args.only else run(settings, progress)
     if args.only != "securityhub":
@@ -49,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     for failure in report.failures:
         print(f"CHECK FAILED: {failure}", file=sys.stderr)
     return 1 if report.failures else 0
+
+
+def _compare(args: argparse.Namespace, progress: Callable[[str], None], started: float) -> int:
+    compared = baseline.BaselineSettings.smoke() if args.smoke else baseline.BaselineSettings.full()
+    table, missed = baseline.compare(args.baseline, compared, progress)
+    command = f"python -m benchmarks{' --smoke' if args.smoke else ''} --baseline {args.baseline}"
+    text = f"{table}\n\nMachine: {machine()}. Run: `{command}`, {time.monotonic() - started:.0f} s.\n"
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    for miss in missed:
+        print(f"BOUND MISSED: {miss}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -185,9 +185,12 @@ class StaticServerProcess:
 class ExporterProcess:
     """The real exporter (`python -m exporter --config.file ...`) in a process of its own, against the simulator."""
 
-    def __init__(self, config: dict[str, Any], port: int, profiles: int = 0, log_level: str = "warn") -> None:
+    def __init__(
+        self, config: dict[str, Any], port: int, profiles: int = 0, log_level: str = "warn", root: Path = ROOT
+    ) -> None:
         """`profiles` named profiles `p0`, `p1`, … go in the shared credentials file, for targets that differ only
-        by their profile (one account and region polled with many credentials stands in for many accounts)."""
+        by their profile (one account and region polled with many credentials stands in for many accounts).
+        `root` is the checkout whose exporter runs (another revision's, to compare with)."""
         self._dir = tempfile.TemporaryDirectory(prefix="benchmarks-")
         directory = Path(self._dir.name)
         (directory / "aws-credentials").write_text(
@@ -211,7 +214,7 @@ class ExporterProcess:
         args = [sys.executable, "-m", "exporter", "--config.file", str(config_path), "--log.level", log_level]
         args += ["--web.listen-address", f"127.0.0.1:{port}"]
         with self._log_path.open("wb") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
 

@@ -30,7 +30,7 @@ from exporter.aws import AuditManagerClient
 from exporter.config import Config
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import Insights, Simulator
-from exporter.simulator.measure import simulator_session
+from exporter.simulator.measure import max_in_window, simulator_session
 from exporter.snapshot import ApiCounters, SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +85,8 @@ CONTRACT_METRICS = frozenset(
         "securityhub_standard_poll_success",
         "securityhub_standard_last_poll_success_timestamp_seconds",
         "securityhub_control_series_dropped_total",
+        "auditmanager_discovery_success",
+        "awsconfig_discovery_success",
     }
 )
 
@@ -99,6 +101,15 @@ def new_poller(
     """A Poller publishing to `store` (a new one if None) with a state and workers of its own."""
     publisher = Publisher(PollState(), store if store is not None else SnapshotStore())
     return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
+
+
+def within_rate(times: list[float], per_second: float) -> bool:
+    """Whether requests started at `times` keep to a limit of `per_second` as the rate limiter counts it: at most
+    that many in any window of 0.6 of its 1 s (or 1/rate s, below one per second). The limiter's windows are 1.02 s,
+    so a record delayed up to 0.4 s by a loaded machine passes, while twice the rate, evenly spaced, fails."""
+    limit = max(1, int(per_second))
+    seconds = 1.0 if per_second >= 1 else 1.0 / per_second
+    return max_in_window(times, 0.6 * seconds) <= limit
 
 
 class InFlight:
@@ -224,6 +235,45 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
 def simulator() -> Iterator[Simulator]:
     with Simulator() as sim:
         yield sim
+
+
+# The account of the role that moto's STS (the `sts` fixture) lets the tests assume.
+ROLE_ACCOUNT = "210987654321"
+ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/auditmanager-reader"
+
+
+@pytest.fixture
+def sts(monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """moto's STS as a real server on loopback, with botocore pointed at it and dummy source credentials."""
+    # Imported here: moto is slow to import, and most tests do not need it.
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "source-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    _sts_backend().assumed_roles.clear()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def _sts_backend() -> Any:
+    from moto.sts.models import sts_backends
+
+    return sts_backends[ROLE_ACCOUNT]["aws"]
+
+
+def assumed_roles() -> list[Any]:
+    """The roles moto's STS let the tests assume, oldest first."""
+    return list(_sts_backend().assumed_roles)
 
 
 def aws_env(tmp_path: Path) -> dict[str, str]:

@@ -9,11 +9,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from exporter.aws import ASSESSMENT_ANSWERS_AT_ONCE, MALFORMED, AuditManagerClient, AwsError, RateLimiter
+from exporter.aws import MALFORMED, AwsError, RequestRateLimiter
 from exporter.config import parse
 from exporter.simulator import ControlDomain, Fault, Simulator
 from exporter.snapshot import ApiCounters
-from tests.conftest import InFlight, insights, uuid
+from exporter.sources.auditmanager.client import ASSESSMENT_ANSWERS_AT_ONCE, AuditManagerClient
+from tests.conftest import InFlight, insights, uuid, within_rate
 
 
 def client_for(
@@ -101,7 +102,7 @@ def test_a_refused_connection_is_an_endpoint_connection_error(simulator):
 
 
 def test_list_assessments_follows_every_page(monkeypatch):
-    monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
+    monkeypatch.setattr("exporter.sources.auditmanager.client.PAGE_SIZE", 2)
     with Simulator() as sim:
         for n in range(5):
             sim.add_assessment("us-east-1", uuid(n), f"A{n}", status="ACTIVE" if n % 2 else "INACTIVE")
@@ -112,15 +113,49 @@ def test_list_assessments_follows_every_page(monkeypatch):
 
 
 class FakeClock:
+    """A clock that moves only when the limiter sleeps on it (or the test moves it)."""
+
     def __init__(self) -> None:
         self.now = 100.0
 
     def __call__(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
-def test_rate_limiter_never_lets_more_than_the_limit_start_in_any_window():
-    limiter = RateLimiter(5)
+
+def start_times(limiter_rate: float, count: int) -> list[float]:
+    """When `count` requests asked for back to back start through a limiter of `limiter_rate`, on a fake clock."""
+    clock = FakeClock()
+    limiter = RequestRateLimiter(limiter_rate, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(count):
+        limiter.acquire()
+        times.append(clock.now)
+    return times
+
+
+@pytest.mark.parametrize("per_second", [0.5, 1, 2.5, 4, 5, 20])
+def test_rate_limiter_keeps_requests_asked_back_to_back_within_its_rate(per_second):
+    times = start_times(per_second, 40)
+    assert within_rate(times, per_second)
+    # Not slower than it must be either: each window lets its whole limit through at once.
+    limit = max(1, int(per_second))
+    window = (1.0 if per_second >= 1 else 1.0 / per_second) + RequestRateLimiter.MARGIN
+    assert times[-1] - times[0] == pytest.approx((39 // limit) * window)
+
+
+def test_the_rate_check_fails_a_limiter_letting_through_twice_the_rate_evenly_spaced():
+    evenly = [100.0 + n / 8 for n in range(40)]
+    assert within_rate(evenly, 8)
+    assert not within_rate(evenly, 4)
+    assert not within_rate([100.0 + n for n in range(10)], 0.5)
+    assert not within_rate(start_times(8, 40), 4)
+
+
+def test_rate_limiter_never_lets_more_than_the_limit_start_in_any_window_across_threads():
+    limiter = RequestRateLimiter(5)
     starts: list[float] = []
     lock = threading.Lock()
 
@@ -135,35 +170,35 @@ def test_rate_limiter_never_lets_more_than_the_limit_start_in_any_window():
         thread.start()
     for thread in threads:
         thread.join()
-    starts.sort()
-    assert len(starts) == 12
-    assert all(starts[i + 5] - starts[i] >= 1.0 for i in range(len(starts) - 5))
+    assert len(starts) == limiter.acquired == 12
+    assert within_rate(starts, 5)
 
 
 def test_rate_limiter_below_one_per_second_spaces_single_requests():
     clock = FakeClock()
-    limiter = RateLimiter(0.5, clock=clock)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.sleep(seconds)
+
+    limiter = RequestRateLimiter(0.5, clock=clock, sleep=sleep)
     limiter.acquire()
     clock.now += 1.99
-    blocked = threading.Thread(target=limiter.acquire, daemon=True)
-    blocked.start()
-    blocked.join(0.2)
-    assert blocked.is_alive()
-    clock.now += 0.1
-    blocked.join(5)
-    assert not blocked.is_alive()
+    limiter.acquire()
+    assert slept == [pytest.approx(2.0 + RequestRateLimiter.MARGIN - 1.99)]
 
 
 def test_rate_limiter_reports_the_peak_rate_it_let_through_since_last_asked():
     clock = FakeClock()
-    limiter = RateLimiter(5, clock=clock)
+    limiter = RequestRateLimiter(5, clock=clock)
     for step in (0.0, 0.1, 0.2, 2.0):
         clock.now += step
         limiter.acquire()
     assert limiter.acquired == 4
     assert limiter.take_peak_rate() == 3.0
     assert limiter.take_peak_rate() == 0.0
-    slow = RateLimiter(0.5, clock=clock)
+    slow = RequestRateLimiter(0.5, clock=clock)
     slow.acquire()
     assert slow.take_peak_rate() == 0.5
 
@@ -190,7 +225,7 @@ def test_a_malformed_account_or_domain_answer_is_a_malformed_response(simulator,
 
 
 def test_control_domain_insights_follow_every_page(monkeypatch, simulator):
-    monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
+    monkeypatch.setattr("exporter.sources.auditmanager.client.PAGE_SIZE", 2)
     updated = insights().last_updated
     domains = [
         ControlDomain(f"arn:aws:controlcatalog:::domain/D{n}", f"Domain {n}", n, 10 * n, None, 1, 5, updated)

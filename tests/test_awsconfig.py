@@ -166,9 +166,15 @@ def test_aggregate_compliance_of_every_page_arrives_as_rule_counts_per_source(si
             body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", '
             b'"AccountId": "123456789012", "AwsRegion": "us-east-1", "Compliance": {"NonCompliantRuleCount": 0}}]}',
         ),
+        Fault(
+            "body",
+            body=b'{"AggregateComplianceByConformancePacks": [{"ConformancePackName": "P", '
+            b'"AccountId": "123456789012", "AwsRegion": "us-east-1\\n", "Compliance": {"CompliantRuleCount": 1, '
+            b'"NonCompliantRuleCount": 0}}]}',
+        ),
         Fault("no_insights"),
     ],
-    ids=["account", "negative", "missing-count", "no-list"],
+    ids=["account", "negative", "missing-count", "region", "no-list"],
 )
 def test_a_malformed_aggregate_answer_is_a_malformed_response(sim, fault):
     sim.awsconfig.add_fault(fault)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import ROOT, aws_env, free_port, uuid
 
@@ -131,9 +133,13 @@ CASES = [
 ]
 WEB_CONFIGS = {
     "unknown.yml": "tls_config: {}\n",
-    "files.yml": "tls_server_config: {cert_file: missing.crt, key_file: files.yml}\n",
+    "files.yml": "tls_server_config: {cert_file: missing.crt, key_file: server.key}\n",
     "plain.yml": "basic_auth_users: {alice: hunter2}\n",
-    "empty-name.yml": 'tls_server_config: {cert_file: "", key_file: files.yml}\n',
+    "empty-name.yml": 'tls_server_config: {cert_file: "", key_file: server.key}\n',
+    # A usable key, so that each case above has one problem (every problem of a web config is reported at once).
+    "server.key": ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    .decode(),
     "header.yml": "http_server_config: {headers: {Server: x}}\n",
 }
 

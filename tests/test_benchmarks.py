@@ -57,3 +57,17 @@ def test_percentile_is_the_nearest_rank():
     assert percentile(values, 0.5) == 50
     assert percentile(values, 0.99) == 99
     assert percentile([3.0], 0.99) == 3
+
+
+def test_the_baseline_comparison_runs_both_revisions_and_reports_every_measure_as_a_ratio():
+    from benchmarks.baseline import BaselineSettings, compare
+
+    table, missed = compare("HEAD", BaselineSettings.smoke(), lambda message: None)
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    measures = [row.split(" | ")[0] for row in rows]
+    assert len(rows) == 6, table
+    assert any("poll cycle" in m for m in measures) and any("VmHWM" in m for m in measures), table
+    for row in rows:
+        ratio = row.split(" | ")[3]
+        assert ratio.endswith("x") and float(ratio[:-1]) > 0, row
+    assert missed == [], "the smoke settings judge no bound"

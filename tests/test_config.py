@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from exporter.config import ConfigError, load, parse, parse_duration
+from exporter.config import Config, ConfigError, load, parse, parse_duration
 from tests.conftest import ROOT, uuid
 
 GOOD: dict[str, Any] = {
@@ -111,6 +114,10 @@ def test_durations_take_prometheus_units(text: str, seconds: float):
             "targets[0].assessments[0].nme: unknown key",
         ),
         (with_changes(targets=[{"region": "moon", "assessments": [{"id": uuid(1)}]}]), "targets[0].region: not an AWS"),
+        (
+            with_changes(targets=[{"region": "us-east-1\n", "assessments": [{"id": uuid(1)}]}]),
+            "targets[0].region: not an AWS",
+        ),
         (
             with_changes(targets=[{"region": "us-east-1", "assessments": []}]),
             "targets[0].assessments: must not be empty",
@@ -432,3 +439,20 @@ def test_config_check_names_an_unknown_source_in_one_line_and_exits_2(tmp_path: 
     assert result.stderr.splitlines() == [
         f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config, securityhub)"
     ]
+
+
+def test_the_configuration_reference_gives_each_top_level_default_the_code_has():
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    documented: dict[str, object] = {}
+    for row in re.finditer(r"^\| ((?:`[a-z_]+`(?:, )?)+) \| ((?:`[^`|]*`(?:, )?)+) \|", text, re.MULTILINE):
+        keys, values = re.findall(r"`([^`]*)`", row.group(1)), re.findall(r"`([^`]*)`", row.group(2))
+        for key, value in zip(keys, values, strict=True):
+            # A duration is a string; a list, the tuple the config holds; a mapping, the tuple of its pairs.
+            raw = yaml.safe_load(value)
+            if isinstance(raw, str):
+                raw = parse_duration(raw)
+            documented[key] = (
+                tuple(raw) if isinstance(raw, list) else tuple(raw.items()) if isinstance(raw, dict) else raw
+            )
+    defaults = {field.name: field.default for field in dataclasses.fields(Config) if field.name != "targets"}
+    assert {key: documented.get(key) for key in defaults} == defaults

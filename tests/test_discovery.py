@@ -73,7 +73,7 @@ def names(snapshot: Snapshot) -> list[str]:
 
 
 def test_discovery_polls_every_active_assessment_across_pages_and_no_inactive_one(monkeypatch, simulator):
-    monkeypatch.setattr("exporter.aws.PAGE_SIZE", 2)
+    monkeypatch.setattr("exporter.sources.auditmanager.client.PAGE_SIZE", 2)
     for n in range(7):
         status = "INACTIVE" if n in (2, 5) else "ACTIVE"
         simulator.add_assessment("us-east-1", uuid(n), f"A{n}", status=status, insights=insights(noncompliant=n))

@@ -13,12 +13,12 @@ from typing import Any
 import boto3
 import pytest
 
-from exporter import aws
 from exporter.aws import AuditManagerClient, AwsError
 from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers, shard_of
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.sources.auditmanager import client as auditmanager_client
 from tests.conftest import InFlight, insights, new_poller, uuid
 
 REGION = "us-east-1"
@@ -275,7 +275,7 @@ def test_a_bug_while_reading_a_valid_answer_is_an_exporter_error_not_a_malformed
     def broken(_: object) -> None:
         raise bug
 
-    monkeypatch.setattr(aws, "_insights", broken)
+    monkeypatch.setattr(auditmanager_client, "_insights", broken)
     (state,) = new_poller(config, clients_for(config, counters), counters=counters).poll().assessments
     assert not state.poll_success
     assert counters.errors() == {("GetInsightsByAssessment", REGION, "ExporterError"): 1}

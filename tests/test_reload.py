@@ -128,7 +128,8 @@ def test_a_failed_reload_logs_its_problems_as_one_logfmt_value_joined_by_semicol
     exporter.config_path.write_text(TWO_PROBLEMS, encoding="utf-8")
     assert post_reload(exporter)[0] == 500
     [failure] = [line for line in exporter.logs().splitlines() if "config reload failed" in line]
-    assert failure.endswith(" problems=" + json.dumps("; ".join(PROBLEMS)))
+    problems = [f"{exporter.config_path}: {problem}" for problem in PROBLEMS]
+    assert failure.endswith(" problems=" + json.dumps("; ".join(problems)))
 
 
 def test_a_failed_reload_logs_its_problems_as_a_json_list(simulator, run_exporter):
@@ -137,7 +138,7 @@ def test_a_failed_reload_logs_its_problems_as_a_json_list(simulator, run_exporte
     assert post_reload(exporter)[0] == 500
     lines = [json.loads(line) for line in exporter.logs().splitlines() if line.startswith("{")]
     [failure] = [line for line in lines if line["msg"].startswith("config reload failed")]
-    assert failure["problems"] == PROBLEMS
+    assert failure["problems"] == [f"{exporter.config_path}: {problem}" for problem in PROBLEMS]
 
 
 def test_a_reload_with_the_config_file_gone_keeps_the_old_config(simulator, run_exporter):

@@ -32,7 +32,15 @@ from exporter.server import (
 from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
 from tests.conftest import ROOT, eventually, free_port, http_get, insights, parse_metrics, uuid
 
-STATE = AssessmentState("111122223333", "us-east-1", uuid(1), "SOC 2", Insights(1, 2, 3, 4, 5, 1.0e9), True, 2.0e9)
+STATE = AssessmentState(
+    account_id="111122223333",
+    region="us-east-1",
+    assessment_id=uuid(1),
+    name="SOC 2",
+    insights=Insights(1, 2, 3, 4, 5, 1.0e9),
+    poll_success=True,
+    last_success=2.0e9,
+)
 
 
 @pytest.fixture

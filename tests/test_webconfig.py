@@ -25,14 +25,24 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.exposition import Exposition
 from exporter.server import App, MetricsServer, ReloadOutcome, bind
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
 from exporter.webconfig import WebConfigError, WebConfigSource, load
-from tests.conftest import ROOT, ExporterProcess, eventually, insights, parse_metrics, sample, uuid
+from tests.conftest import (
+    ROOT,
+    ExporterProcess,
+    aws_env,
+    eventually,
+    insights,
+    parse_metrics,
+    sample,
+    uuid,
+    write_config,
+)
 
 PASSWORD = "correct horse battery staple"
 ENDPOINTS = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/-/reload")]
@@ -333,6 +343,7 @@ BAD_WEB_CONFIGS = [
     ("cert_file a number", "tls_server_config: {cert_file: 7, key_file: @K@}", "cert_file: must be a string"),
     ("cert_file not there", "tls_server_config: {cert_file: nope.crt, key_file: @K@}", "cert_file: cannot read"),
     ("key_file not there", "tls_server_config: {cert_file: @S@, key_file: nope.key}", "key_file: cannot read"),
+    ("a NUL in a file name", 'tls_server_config: {cert_file: "a\\0b", key_file: @K@}', "cert_file: cannot read"),
     ("bad min_version", T + "min_version: TLS14}", "tls_server_config.min_version: 'TLS14' is not one of TLS10"),
     ("bad max_version", T + "max_version: SSL3}", "tls_server_config.max_version: 'SSL3' is not one of"),
     ("min above max", T + "min_version: TLS13, max_version: TLS12}", "min_version is above max_version"),
@@ -629,6 +640,72 @@ def test_cipher_suites_by_go_names_limit_tls12_to_those(serve, pki):
     assert not answers(served, tls12_client(pki, "ECDHE-ECDSA-CHACHA20-POLY1305"))
 
 
+def rsa_server_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed RSA certificate and its key: RSA key exchange needs an RSA certificate."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("rsa server"))
+        .issuer_name(_name("rsa server"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return _write(directory, "rsa-server", cert, key)  # type: ignore[arg-type]
+
+
+def unverified_tls12_client(ciphers: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    return context
+
+
+@pytest.mark.parametrize(
+    ("suite", "openssl_name"),
+    [
+        ("TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"),
+        ("TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"),
+        ("TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"),
+        ("TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"),
+    ],
+)
+def test_the_rsa_key_exchange_suites_go_lists_are_served_when_cipher_suites_names_them(
+    serve, tmp_path, suite, openssl_name
+):
+    cert, key = rsa_server_files(tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key), "cipher_suites": [suite]}})
+    assert negotiated(served, unverified_tls12_client(openssl_name)) == ("TLSv1.2", openssl_name)
+
+
+def test_the_rsa_key_exchange_suites_are_off_by_default(serve, tmp_path):
+    cert, key = rsa_server_files(tmp_path)
+    served = serve({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    assert not answers(served, unverified_tls12_client("AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA"))
+    assert (
+        negotiated(served, unverified_tls12_client("ECDHE-RSA-AES128-GCM-SHA256"))[1] == "ECDHE-RSA-AES128-GCM-SHA256"
+    )
+
+
+def test_the_ecdhe_cbc_suites_and_p521_are_off_by_default_and_on_when_asked_for(serve, pki):
+    cbc = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+    p521 = client_context(pki)
+    p521.set_ecdh_curve("secp521r1")
+    default = serve(tls_config(pki))
+    assert not answers(default, tls12_client(pki, cbc))
+    assert not answers(default, p521)
+    asked = serve(
+        tls_config(pki, cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"], curve_preferences=["CurveP521"])
+    )
+    assert negotiated(asked, tls12_client(pki, cbc))[1] == "ECDHE-ECDSA-AES128-SHA"
+    assert answers(asked, p521)
+
+
 def test_prefer_server_cipher_suites_picks_the_servers_first_choice(serve, pki):
     suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
     client = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -672,6 +749,26 @@ def test_configured_headers_are_sent_on_every_response(serve, password_hash):
         status, sent, _ = request(served, "GET", "/metrics", authorization)
         assert status in (200, 401)
         assert {name: sent.get(name) for name in headers} == headers
+
+
+def test_header_values_yaml_reads_as_numbers_or_booleans_are_sent_as_written(serve, tmp_path):
+    # The toolkit's headers are a map[string]string: `1` is the string "1", and `0x10` stays "0x10".
+    path = tmp_path / "headers.yml"
+    path.write_text(
+        "http_server_config:\n  headers:\n    X-XSS-Protection: 1\n    Strict-Transport-Security: 0x10\n"
+        "    Content-Security-Policy: yes\n",
+        encoding="utf-8",
+    )
+    written = (("X-XSS-Protection", "1"), ("Strict-Transport-Security", "0x10"), ("Content-Security-Policy", "yes"))
+    assert load(path).headers == written
+    served = serve({"http_server_config": {"headers": {"X-XSS-Protection": 1}}})
+    assert request(served, "GET", "/healthz")[1]["X-XSS-Protection"] == "1"
+
+
+def test_a_rate_limit_interval_of_0_means_no_rate_limit_as_in_the_toolkits_tests(serve):
+    served = serve({"rate_limit": {"interval": 0, "burst": 0}})
+    assert served.server.web.current().rate_limit is None
+    assert [request(served, "GET", "/healthz")[0] for _ in range(3)] == [200, 200, 200]
 
 
 def test_http2_is_accepted_and_http11_is_served_to_a_client_offering_h2(serve, pki):
@@ -776,7 +873,9 @@ def test_a_broken_web_config_on_disk_keeps_the_old_one_serving(serve, password_h
         ({"cert_file": "server.crt", "key_file": ""}, "tls_server_config.key_file: must not be empty"),
     ],
 )
-def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, tls, problem):
+def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path, pki, tls, problem):
+    (tmp_path / "server.crt").write_bytes(pki.server_cert.read_bytes())
+    (tmp_path / "server.key").write_bytes(pki.server_key.read_bytes())
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"tls_server_config": tls}))
     result = subprocess.run(
@@ -788,6 +887,61 @@ def test_an_empty_file_name_stops_the_process_with_one_line_and_exit_2(tmp_path,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"auditmanager-exporter: web config {web}: {problem}"]
+
+
+def test_the_config_check_reports_every_problem_of_the_web_config_at_once(tmp_path, pki):
+    web = tmp_path / "web.yml"
+    web.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {
+                    "cert_file": "missing.crt",
+                    "key_file": str(pki.server_key),
+                    "max_version": "TLS9",
+                },
+                "http_server_config": {"http2": "sometimes"},
+                "basic_auth_users": {"alice": "hunter2"},
+                "rate_limit": {"burst": -1, "interval": "soon"},
+                "tls_config": {},
+            }
+        )
+    )
+    config = write_config(
+        tmp_path / "config.yml", {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--web.config.file",
+            str(web),
+            "--config.check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=aws_env(tmp_path),
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    problems = [
+        "tls_config: unknown key",
+        "tls_server_config.max_version: 'TLS9' is not one of TLS10, TLS11, TLS12, TLS13",
+        "tls_server_config.cert_file: cannot read",
+        "http_server_config.http2: must be true or false",
+        "basic_auth_users.alice: not a bcrypt hash",
+        "rate_limit.burst: must be a whole number from 0 to 1000000",
+        "rate_limit.interval: not a duration: 'soon'",
+    ]
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(problems), result.stderr
+    for problem in problems:
+        assert any(line.startswith(f"auditmanager-exporter: web config {web}: {problem}") for line in lines), problem
+    assert "hunter2" not in result.stderr
 
 
 def web_reload_metric(exporter: ExporterProcess, context: ssl.SSLContext, authorization: dict[str, str]) -> float:

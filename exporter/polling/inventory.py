@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
-from exporter.polling.errors import log_aws_failure
+from exporter.failures import log_aws_failure
 from exporter.polling.state import TargetMemory
 
 log = logging.getLogger("exporter.polling")
@@ -20,10 +20,12 @@ ACTIVE = "ACTIVE"
 
 @dataclass(frozen=True)
 class Wanted:
-    """An assessment a cycle polls, and the name the config gives it, if any."""
+    """An assessment a cycle polls, the name the config gives it, if any, and whether the config names it (then it
+    never vanishes: when AWS does not have it, it is a failed poll)."""
 
     assessment_id: str
     name: str | None
+    configured: bool = False
 
 
 def refresh_listing(
@@ -33,18 +35,22 @@ def refresh_listing(
     and discovered assessments alike: the names and statuses of all, and the ACTIVE ones for `discover`. On
     failure the previous listing stays, and the failure is returned. A target is never listed twice at once: while
     another thread lists it, a call waits (then finds the listing fresh) or, not `blocking`, keeps the previous
-    listing and returns at once."""
-    if not memory.listing_lock.acquire(blocking=blocking):
+    listing and returns at once. Each works on its own copy of the memory: one that waited for the other finds the
+    target listed by the gate."""
+    gate = memory.listing_gate
+    if not gate.lock.acquire(blocking=blocking):
         return None
     try:
-        if memory.listed_at is not None and now - memory.listed_at < every:
+        if (memory.listed_at is not None and now - memory.listed_at < every) or gate.fresh(now, every):
             return None
         try:
             listed = client.list_assessments()
         except AwsError as error:
             log_aws_failure("cannot list assessments", error, region=target.region)
+            memory.listing_failed = True
             return error
-        memory.listed_at = now
+        memory.listed_at, memory.listing_failed = now, False
+        gate.listed_at = now
         memory.names.update((m.assessment_id, m.name) for m in listed)
         memory.statuses = {m.assessment_id: m.status for m in listed}
         if target.discover:
@@ -52,14 +58,14 @@ def refresh_listing(
             log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
         return None
     finally:
-        memory.listing_lock.release()
+        gate.lock.release()
 
 
 def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:
     """The configured assessments, with their configured names, then the discovered ones not configured."""
     configured = {a.id: a.name for a in target.assessments}
     discovered = [i for i in memory.discovered if i not in configured]
-    return [Wanted(i, configured.get(i)) for i in [*configured, *discovered]]
+    return [Wanted(i, configured.get(i), i in configured) for i in [*configured, *discovered]]
 
 
 def resolve_account(

@@ -183,15 +183,17 @@ _DEMO_CONTROLS = (
     ("GuardDuty.1", "HIGH", (_FSBP,), 1),
     ("SSM.1", "MEDIUM", (_FSBP,), 30),
 )
-# The control that fails every day, and the one disabled in CIS.
-_DEMO_PERSISTENT = "IAM.6"
+# The control that fails every day (HIGH: a healthy demo raises no alert, and CRITICAL controls pass), and the one
+# disabled in CIS.
+_DEMO_PERSISTENT = "S3.8"
 _DEMO_DISABLED_IN_CIS = "CloudTrail.2"
 
 
 @dataclass(frozen=True)
 class FindingsDrift:
-    """The demo's Security Hub findings on each day: _DEMO_PERSISTENT fails every day, any other control fails with
-    probability `failing` and warns with `warning` (a finding per resource; one failing resource fails it)."""
+    """The demo's Security Hub findings on each day: _DEMO_PERSISTENT fails every day, any other control that is not
+    CRITICAL fails with probability `failing`, and any warns with `warning` (a finding per resource; one failing
+    resource fails it)."""
 
     origin: float
     day_seconds: float
@@ -202,9 +204,10 @@ class FindingsDrift:
         day = int((now - self.origin) // self.day_seconds)
         rng = random.Random(f"securityhub/{day}")
         findings = []
-        for serial, (control, _, _, resources) in enumerate(_DEMO_CONTROLS, start=1):
+        for serial, (control, severity, _, resources) in enumerate(_DEMO_CONTROLS, start=1):
             draw = rng.random()
-            bad = "FAILED" if control == _DEMO_PERSISTENT or draw < self.failing else "WARNING"
+            fails = control == _DEMO_PERSISTENT or (draw < self.failing and severity != "CRITICAL")
+            bad = "FAILED" if fails else "WARNING"
             broken = 1 + rng.randrange(resources) if bad == "FAILED" or draw > 1 - self.warning else 0
             if broken:
                 findings.append(FindingSet(control_id=control, status=bad, count=broken, serial=serial))

@@ -13,22 +13,33 @@ from prometheus_client.core import Metric
 
 from exporter.aws import SessionFactory
 from exporter.config import Config, Target
+from exporter.failures import EXPORTER_ERROR, Failure, failure_of
 from exporter.sharding import Shard
 from exporter.snapshot import ApiCounters
 
-EXPORTER_ERROR = "ExporterError"
-"""The error code of an exception of the exporter's own code (the log has its traceback)."""
+__all__ = [
+    "EXPORTER_ERROR",
+    "Context",
+    "Failure",
+    "Listing",
+    "Memory",
+    "Plan",
+    "Polled",
+    "Shown",
+    "Source",
+    "SourceClient",
+    "SourcePart",
+    "StatusRow",
+    "Task",
+    "UnitKey",
+    "UnitState",
+    "failure_of",
+    "register",
+    "registered",
+]
 
 UnitKey = tuple[str, ...]
 """A unit's identity within its source, for example (account_id, region, assessment_id)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Failure:
-    """Why something failed: the AWS error code and message (or EXPORTER_ERROR and the exception)."""
-
-    code: str
-    message: str
 
 
 class UnitState(Protocol):
@@ -104,6 +115,8 @@ class Task(Generic[_S]):
     run: Callable[[], Polled[_S]]
     failed: Callable[[Failure], Polled[_S]]
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The log message of an AWS failure of `run` (docs/troubleshooting.md lists every one).
+    log_message: str = "poll failed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,8 +145,22 @@ class Context(Generic[_S]):
     stopped: Callable[[], bool]
 
 
+class Shown:
+    """What /status derives from a row's `poll_success`: whether it is failing, and its state badge."""
+
+    poll_success: bool
+
+    @property
+    def failing(self) -> bool:
+        return not self.poll_success
+
+    @property
+    def state(self) -> str:
+        return "failing" if self.failing else "ok"
+
+
 @dataclass(frozen=True, kw_only=True)
-class StatusRow:
+class StatusRow(Shown):
     """One unit on /status, for every source alike: `kind` says what it is ("assessment", "conformance pack",
     "aggregator", "standard"); `details` are source-specific columns in display order, e.g. (("score", "87.5"),)."""
 
@@ -148,14 +175,6 @@ class StatusRow:
     error_code: str | None = None
     error_message: str | None = None
     details: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def failing(self) -> bool:
-        return not self.poll_success
-
-    @property
-    def state(self) -> str:
-        return "failing" if self.failing else "ok"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +197,11 @@ class Source(ABC, Generic[_S, _C]):
 
     name: ClassVar[str]
     metric_prefix: ClassVar[str]
+    # The AWS operations an unexpected exception in `list` and `plan` is counted under (ExporterError), and the log
+    # message of an AWS failure of `list`.
+    list_operation: ClassVar[str] = "List"
+    plan_operation: ClassVar[str] = "Plan"
+    list_log_message: ClassVar[str] = "cannot list the target"
 
     @abstractmethod
     def client(self, target: Target, config: Config, counters: ApiCounters, session: SessionFactory) -> _C:

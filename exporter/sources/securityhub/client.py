@@ -21,7 +21,7 @@ from exporter.aws import (
     MALFORMED,
     AnswerError,
     AwsError,
-    RateLimiter,
+    RequestRateLimiter,
     ServiceClient,
     SessionFactory,
     default_session,
@@ -99,7 +99,7 @@ class SecurityHubClient(ServiceClient):
     def __init__(
         self, target: Target, config: Config, counters: ApiCounters, session_factory: SessionFactory = default_session
     ) -> None:
-        limits = config.securityhub_rate_limits
+        limits = dict(config.securityhub_rate_limits)
         self._buckets = {
             operation: TokenBucket(rate, rate * BURST_SECONDS)
             for operation in SECURITYHUB_OPERATIONS
@@ -108,7 +108,7 @@ class SecurityHubClient(ServiceClient):
         super().__init__(target, config, counters, session_factory)
         # Never waited on (its limit is above what the buckets let through): it counts the requests and measures the
         # peak rate for the pipeline, as the target's limiter does for the other clients.
-        self._limiter = RateLimiter(sum(rate * (1 + BURST_SECONDS) for rate in limits.values()) * 2 + 1)
+        self._limiter = RequestRateLimiter(sum(rate * (1 + BURST_SECONDS) for rate in limits.values()) * 2 + 1)
 
     def _before_send(self, event_name: str, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]

@@ -1,0 +1,1 @@
+"""AWS Audit Manager: assessments, their insights, control domains and tags."""

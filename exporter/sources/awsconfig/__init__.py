@@ -1,0 +1,1 @@
+"""AWS Config: conformance packs, their scores and rule compliance, and configuration aggregators."""
