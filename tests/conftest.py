@@ -85,6 +85,7 @@ CONTRACT_METRICS = frozenset(
         "securityhub_standard_poll_success",
         "securityhub_standard_last_poll_success_timestamp_seconds",
         "securityhub_control_series_dropped_total",
+        "securityhub_discovery_success",
         "auditmanager_discovery_success",
         "awsconfig_discovery_success",
     }

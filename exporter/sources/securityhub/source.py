@@ -19,7 +19,19 @@ from prometheus_client.core import Metric
 from exporter.aws import MALFORMED, AwsError, SessionFactory
 from exporter.config import SECURITY_HUB, Config, Target
 from exporter.snapshot import ApiCounters
-from exporter.sources.base import Context, Failure, Listing, Memory, Plan, Polled, Source, SourcePart, StatusRow, Task
+from exporter.sources.base import (
+    Context,
+    Failure,
+    Listing,
+    Memory,
+    Plan,
+    Polled,
+    Source,
+    SourcePart,
+    StatusRow,
+    Task,
+    failure_of,
+)
 from exporter.sources.securityhub.client import SecurityHubClient, Subscription
 from exporter.sources.securityhub.metrics import families, status_rows
 from exporter.sources.securityhub.score import ControlInfo, FindingsFold
@@ -52,6 +64,7 @@ class SecurityHubSource(Source[StandardState, SecurityHubClient]):
     metric_prefix = "securityhub"
     list_operation = LISTING
     plan_operation = FINDINGS
+    list_log_message = "cannot list the Security Hub standards"
 
     def client(
         self, target: Target, config: Config, counters: ApiCounters, session: SessionFactory
@@ -156,12 +169,14 @@ def _pass_task(
                     else client.consolidated_controls(subscription.standards_arn)
                 )
             except AwsError as error:
-                log.warning(
+                failures[subscription.standard_id] = failure_of(
+                    error,
+                    context.counters,
+                    "DescribeStandardsControls",
                     "standard's controls poll failed",
-                    extra={"region": region, "standard": subscription.standard_id, "error_code": error.code,
-                           "error": error.message},
-                )  # fmt: skip
-                failures[subscription.standard_id] = Failure(code=error.code, message=error.message)
+                    region=region,
+                    standard=subscription.standard_id,
+                )
         fold = FindingsFold(legacy=hub.legacy)
         if controls:
             client.fold_findings(account_id, fold.add)
@@ -200,7 +215,13 @@ def _pass_task(
             )
         )
 
-    return Task(operation=FINDINGS, run=poll, failed=failed, fields={"region": region, "standards": str(len(ready))})
+    return Task(
+        operation=FINDINGS,
+        run=poll,
+        failed=failed,
+        fields={"region": region, "standards": str(len(ready))},
+        log_message="Security Hub findings poll failed",
+    )
 
 
 def _report_malformed(counters: ApiCounters, region: str, fold: FindingsFold) -> None:
