@@ -12,8 +12,20 @@ from typing import Any
 import pytest
 
 from exporter.simulator import Fault, Simulator
-from tests.conftest import ExporterProcess, Samples, eventually, http_get, insights, sample, series, uuid, write_config
-from tests.test_accounts import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, sts  # noqa: F401 (sts is a fixture)
+from tests.conftest import (
+    ROLE_ACCOUNT,
+    ROLE_ARN,
+    ExporterProcess,
+    Samples,
+    assumed_roles,
+    eventually,
+    http_get,
+    insights,
+    sample,
+    series,
+    uuid,
+    write_config,
+)
 from tests.test_reload import post_reload
 
 REGION = "us-east-1"

@@ -235,19 +235,7 @@ class Cycle:
             if account_id is None and not shard.polls_accounts:
                 continue
             name = w.name or memory.names.get(w.assessment_id) or w.assessment_id
-            domains = False if target.control_domains else None
-            fresh = AssessmentState(
-                account_id=account_id or "",
-                region=target.region,
-                assessment_id=w.assessment_id,
-                name=name,
-                insights=None,
-                poll_success=False,
-                last_success=None,
-                control_domains=(),
-                control_domains_success=domains,
-            )
-            decided.append(failed(fresh, error))
+            decided.append(_without_values(target, account_id or "", w.assessment_id, name, None, error))
         account = self._known_accounts.get((account_id or "", target.region))
         accounts = [dataclasses.replace(account, poll_success=False)] if account and shard.polls_accounts else []
         return _Plan(decided=decided, accounts=accounts)
@@ -293,20 +281,8 @@ class Cycle:
             if previous is not None and reason[0] != NOT_FOUND:
                 return failed(previous, reason)
             # Never polled, or named in the config yet gone: a failed poll without values.
-            domains_success = False if target.control_domains else None
             last_success = previous.last_success if previous is not None else None
-            fresh = AssessmentState(
-                account_id=account_id,
-                region=target.region,
-                assessment_id=wanted.assessment_id,
-                name=name,
-                insights=None,
-                poll_success=False,
-                last_success=last_success,
-                control_domains=(),
-                control_domains_success=domains_success,
-            )
-            return failed(fresh, reason)
+            return _without_values(target, account_id, wanted.assessment_id, name, last_success, reason)
         now = self._settings.wall_clock()
         state = AssessmentState(
             account_id=account_id,
@@ -336,6 +312,23 @@ class Cycle:
         return dataclasses.replace(
             state, control_domains=domains, control_domains_success=True, control_domains_last_success=now
         )
+
+
+def _without_values(
+    target: Target, account_id: str, assessment_id: str, name: str, last_success: float | None, error: tuple[str, str]
+) -> AssessmentState:
+    """A failed poll of an assessment with no values to keep (never polled, or gone although the config names it)."""
+    state = AssessmentState(
+        account_id=account_id,
+        region=target.region,
+        assessment_id=assessment_id,
+        name=name,
+        insights=None,
+        poll_success=False,
+        last_success=last_success,
+        control_domains_success=False if target.control_domains else None,
+    )
+    return failed(state, error)
 
 
 def _fail(tasks: TargetTasks, error: tuple[str, str]) -> tuple[str, str]:
