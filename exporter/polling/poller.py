@@ -55,7 +55,7 @@ class Poller:
             (source, _runs(targets, (source_clients or {}).get(name, [None] * len(targets))))
             for name, source in sources().items()
         ]
-        self._generation, memories, entries = publisher.claim(
+        self._generation, entries = publisher.claim(
             targets,
             config.tag_labels,
             {
@@ -73,7 +73,7 @@ class Poller:
             )
             for source, runs in self._sources
         ]
-        del memories  # Audit Manager's are read as copies at each use (`_audit_runs`)
+        # Audit Manager's memories are read as copies at each use (`_audit_runs`).
         self._audit = [(i, t, c) for i, (t, c) in enumerate(zip(targets, clients, strict=True)) if c is not None]
         self._config = config
         self._publisher = publisher

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from exporter.config import Target
-from exporter.polling.state import PollState, SourceEntry, TargetMemory
+from exporter.polling.state import PollState, SourceEntry
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.sources.base import Memory
 
@@ -29,16 +29,17 @@ class Publisher:
         targets: Sequence[Target],
         tag_labels: tuple[str, ...] = (),
         sources: Mapping[str, Sequence[tuple[Target, Memory, bool]]] | None = None,
-    ) -> tuple[int, list[TargetMemory], dict[str, list[SourceEntry]]]:
-        """A new generation for a poller of `targets` publishing `tag_labels`, the Audit Manager memory of each
+    ) -> tuple[int, dict[str, list[SourceEntry]]]:
+        """A new generation for a poller of `targets` publishing `tag_labels`, with the Audit Manager memory of each
         target and the entry of each target of each other source ((target, initial memory, discovers) by source
-        name), kept for unchanged targets; from now on, commits of older generations are refused."""
+        name) kept for unchanged targets; return the generation and the entries (whose listing gates the poller
+        uses; memories are read as copies). From now on, commits of older generations are refused."""
         with self._lock:
             self._generation += 1
-            memories = self._state.memories(targets)
+            self._state.keep_memories(targets)
             entries = {name: self._state.entries(name, runs) for name, runs in (sources or {}).items()}
             self._state.use_tag_labels(tag_labels)
-            return self._generation, memories, entries
+            return self._generation, entries
 
     def end(self) -> None:
         """End the current generation without starting a poller (the service stops)."""

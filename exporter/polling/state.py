@@ -98,9 +98,9 @@ class PollState:
         self._entries: dict[str, list[SourceEntry]] = {}
         self._parts: dict[str, SourcePart] = {}
 
-    def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
-        """The memory of each target: kept for a target the previous config had too (equal in every setting),
-        new for the others; the memories of targets no longer configured are forgotten."""
+    def keep_memories(self, targets: Sequence[Target]) -> None:
+        """Keep the Audit Manager memory of each target the previous config had too (equal in every setting), start
+        one for the others, and forget the memories of targets no longer configured."""
         previous = list(self._memories)
         memories = []
         for target in targets:
@@ -108,7 +108,6 @@ class PollState:
             memory = previous.pop(match)[1] if match is not None else TargetMemory(target.role_account_id)
             memories.append((target, memory))
         self._memories = memories
-        return [memory for _, memory in memories]
 
     def memory_copies(self, indexes: Sequence[int]) -> list[TargetMemory]:
         """Copies of the Audit Manager memories at `indexes` (of the targets of the latest claim): a cycle, listing
