@@ -13,7 +13,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator.faults import Fault, admits
@@ -32,7 +31,6 @@ from exporter.simulator.wire import SECURITYHUB_ERROR_STATUS, Answer, credential
 UNKNOWN_SECURITYHUB_OPERATION = "UnknownSecurityHubOperation"
 _DEFAULT_REGION = "us-east-1"
 _SIGNED_FOR_SECURITYHUB = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/securityhub/")
-_T = TypeVar("_T")
 
 
 def signed_for_securityhub(authorization: str) -> bool:

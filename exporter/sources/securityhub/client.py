@@ -209,25 +209,33 @@ class SecurityHubClient(ServiceClient):
         }
 
         def every_page() -> int:
-            seen: set[str] = set()
-            paging: dict[str, str] = {}
-            count = 0
-            while True:
-                page = self._client.get_findings(Filters=filters, MaxResults=PAGE_SIZE, **paging)
-                count += 1
-                findings = page.get("Findings")
-                if not isinstance(findings, list):
-                    raise AwsError(MALFORMED, "Findings is missing or not a list")
-                fold(findings)
-                token = page.get("NextToken")
-                if not token:
-                    return count
-                if token in seen:
-                    raise AwsError(MALFORMED, f"NextToken {token!r} repeats")
-                seen.add(token)
-                paging = {"NextToken": token}
+            return _fold_pages(
+                lambda **paging: self._client.get_findings(Filters=filters, MaxResults=PAGE_SIZE, **paging), fold
+            )
 
         return self._call("GetFindings", every_page, lambda count: count)
+
+
+def _fold_pages(request: Callable[..., dict[str, Any]], fold: Callable[[list[Any]], None]) -> int:
+    """Every page of GetFindings (`request()`, then `request(NextToken=...)`), each page's findings handed to `fold`
+    before the next page is asked for; how many pages. A token that repeats is a malformed answer, not a loop."""
+    seen: set[str] = set()
+    paging: dict[str, str] = {}
+    count = 0
+    while True:
+        page = request(**paging)
+        count += 1
+        findings = page.get("Findings")
+        if not isinstance(findings, list):
+            raise AwsError(MALFORMED, "Findings is missing or not a list")
+        fold(findings)
+        token = page.get("NextToken")
+        if not token:
+            return count
+        if token in seen:
+            raise AwsError(MALFORMED, f"NextToken {token!r} repeats")
+        seen.add(token)
+        paging = {"NextToken": token}
 
 
 def _items(answers: Iterable[dict[str, Any]], key: str) -> Iterator[dict[str, Any]]:
