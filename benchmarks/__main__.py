@@ -1,5 +1,5 @@
-"""`python -m benchmarks [--smoke] [--only lookups] [--output FILE]`: run the harness, print the table, exit 1 if a
-check failed. `python -m benchmarks --baseline REV` compares this checkout with revision REV instead."""
+"""`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table,
+exit 1 if a check failed. `python -m benchmarks --baseline REV` compares this checkout with revision REV instead."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import baseline, lookups
+from benchmarks import baseline, lookups, securityhub
 from benchmarks.harness import Report, Settings, machine, run
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, help=f"also write the table here (default for a full run: {RESULTS.name})"
     )
     parser.add_argument(
-        "--only", choices=["lookups"], help="only the look-up case (not written to the results unless --output)"
+        "--only",
+        choices=["lookups", "securityhub"],
+        help="only the look-up or the Security Hub case (not written to the results unless --output)",
     )
     parser.add_argument(
         "--baseline",
@@ -40,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args, progress, started)
 
     report = Report(settings) if args.only else run(settings, progress)
-    lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
+    if args.only != "securityhub":
+        lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
+    if args.only == "securityhub":
+        hub = securityhub.HubSettings.smoke() if args.smoke else securityhub.HubSettings.full()
+        securityhub.run(report, hub, progress)
     command = (
         "python -m benchmarks" + (" --smoke" if args.smoke else "") + (f" --only {args.only}" if args.only else "")
     )

@@ -1,4 +1,4 @@
-"""`--demo`: start the built-in Audit Manager and AWS Config simulator and the config that polls it."""
+"""`--demo`: start the built-in Audit Manager, AWS Config and Security Hub simulator and the config that polls it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import boto3
 
 from exporter.aws import SessionFactory, new_session
-from exporter.config import AUDIT_MANAGER, AWS_CONFIG, Config, Target, parse
+from exporter.config import AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB, Config, Target, parse
 
 log = logging.getLogger("exporter")
 
@@ -27,7 +27,7 @@ def demo() -> tuple[Config, SessionFactory]:
                 {
                     "regions": ["us-east-1", "eu-west-1"],
                     "endpoint_url": simulator.url,
-                    "sources": [AUDIT_MANAGER, AWS_CONFIG],
+                    "sources": [AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB],
                     "discover": True,
                     "control_domains": True,
                     "conformance_packs": {"discover": True},
@@ -40,6 +40,7 @@ def demo() -> tuple[Config, SessionFactory]:
         return new_session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=target.region)
 
     log.info(
-        "demo mode: polling the built-in Audit Manager and AWS Config simulator", extra={"simulator": simulator.url}
+        "demo mode: polling the built-in Audit Manager, AWS Config and Security Hub simulator",
+        extra={"simulator": simulator.url},
     )
     return config, session

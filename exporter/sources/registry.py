@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from exporter.config import AWS_CONFIG
+from exporter.config import AWS_CONFIG, SECURITY_HUB
 from exporter.sources.awsconfig.source import AwsConfigSource
 from exporter.sources.base import Source, register, registered
+from exporter.sources.securityhub.source import SecurityHubSource
 
 register(AWS_CONFIG, AwsConfigSource)
+register(SECURITY_HUB, SecurityHubSource)
 
 
 @functools.cache
