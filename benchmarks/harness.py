@@ -72,6 +72,10 @@ ORDER = (
     "look-up warm-up (every framework read once)",
     "look-up CPU (steady)",
     "look-up peak resident memory (VmHWM)",
+    "Security Hub: GetFindings calls per cycle",
+    "Security Hub: cycle wall time",
+    "Security Hub: peak resident memory (VmHWM)",
+    "Security Hub: CPU per finding",
 )
 
 

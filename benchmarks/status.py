@@ -58,30 +58,48 @@ def snapshot_of(count: int, now: float) -> tuple[Snapshot, list[dict[str, object
         insights = Insights(n % 97, 1000 + n, n % 13, n % 7, 60, now - 3600 * (n % 48))
         if n % 50 == 7:
             state = AssessmentState(
-                ACCOUNT,
-                region,
-                assessment_id,
-                f"Assessment {n}",
-                insights,
-                False,
-                now - 7200,
+                account_id=ACCOUNT,
+                region=region,
+                assessment_id=assessment_id,
+                name=f"Assessment {n}",
+                insights=insights,
+                poll_success=False,
+                last_success=now - 7200,
                 error_code="ThrottlingException",
                 error_message="Rate exceeded",
             )
         else:
             # Successes spread over a 15-minute cycle, as a real one's are.
             succeeded = now - 60 - (n * 0.37) % 900
-            state = AssessmentState(ACCOUNT, region, assessment_id, f"Assessment {n}", insights, True, succeeded)
+            state = AssessmentState(
+                account_id=ACCOUNT,
+                region=region,
+                assessment_id=assessment_id,
+                name=f"Assessment {n}",
+                insights=insights,
+                poll_success=True,
+                last_success=succeeded,
+            )
         states.append(state)
         details[state.key] = AssessmentDetails("SOC 2", "ACTIVE")
     targets = [{"region": region, "discover": True} for region in REGIONS]
     config = parse({"targets": targets})
     cycles = tuple(
-        TargetCycle(target, ACCOUNT, now - 120, 40.0, count // 4, count // 200, count // 4 + 3, 5.0)
+        TargetCycle(
+            source="auditmanager",
+            target=target,
+            account_id=ACCOUNT,
+            started=now - 120,
+            seconds=40.0,
+            units=count // 4,
+            failures=count // 200,
+            requests=count // 4 + 3,
+            peak_rate=5.0,
+        )
         for target in config.expanded_targets()
     )
     snapshot = Snapshot(
-        tuple(sorted(states, key=lambda s: s.key)),
+        assessments=tuple(sorted(states, key=lambda s: s.key)),
         completed_cycles=3,
         details=MappingProxyType(details),
         targets=cycles,

@@ -165,7 +165,12 @@ class _Checker:
     _float = _double
 
     def _timestamp(self, shape: Shape, value: object, path: str) -> None:
-        # The JSON protocols send timestamps as epoch seconds.
+        # The JSON protocols send timestamps as epoch seconds unless the shape's timestampFormat says otherwise.
+        if shape.serialization.get("timestampFormat") == "iso8601":
+            seconds = _iso8601_seconds(value)
+            if seconds is None:
+                raise self._fail(path, value, "not an ISO 8601 timestamp")
+            value = seconds
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise self._fail(path, value, "not a timestamp in epoch seconds")
         if not self.earliest <= value <= self.latest:
@@ -179,6 +184,15 @@ class _Checker:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _iso8601_seconds(value: object) -> float | None:
+    """The epoch seconds of an ISO 8601 string (UTC unless it names an offset), or None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return None if moment is None else moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
 
 
 def _iso(epoch: float) -> str:

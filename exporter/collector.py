@@ -12,8 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.conformance import COMPLIANT, INSUFFICIENT_DATA, NON_COMPLIANT
 from exporter.snapshot import ApiCounters, AssessmentState, ReloadStatus, Snapshot, SnapshotStore
+from exporter.sources.registry import sources
 from exporter.tags import label_name
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]
@@ -116,8 +116,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _info_families(snapshot)
     yield from _control_domain_families(snapshot)
     yield from _account_families(snapshot)
-    yield from _conformance_pack_families(snapshot)
-    yield from _aggregator_families(snapshot)
+    yield from _source_families(snapshot)
     yield from _poll_status_families(snapshot)
     build_info = GaugeMetricFamily(
         "auditmanager_exporter_build_info", "The exporter's version; always 1.", labels=["version"]
@@ -227,84 +226,23 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (active, evidence, controls, noncompliant_controls, last_updated)
 
 
-def _conformance_pack_families(snapshot: Snapshot) -> Iterator[Metric]:
-    score = GaugeMetricFamily(
-        "awsconfig_conformance_pack_compliance_score",
-        "The conformance pack's compliance score in percent (ListConformancePackComplianceScores); no series while "
-        "AWS Config has none (INSUFFICIENT_DATA).",
-        labels=PACK_LABELS,
-    )
-    rules = GaugeMetricFamily(
-        "awsconfig_conformance_pack_rules",
-        "Rules of the conformance pack by compliance type (DescribeConformancePackCompliance).",
-        labels=[*PACK_LABELS, "compliance"],
-    )
-    rule_compliant = GaugeMetricFamily(
-        "awsconfig_conformance_pack_rule_compliant",
-        "1 if the rule of the conformance pack is COMPLIANT, 0 if NON_COMPLIANT; no series for INSUFFICIENT_DATA. "
-        "Capped at max_conformance_pack_rule_series series.",
-        labels=[*PACK_LABELS, "config_rule"],
-    )
-    poll_success = GaugeMetricFamily(
-        "awsconfig_conformance_pack_poll_success",
-        "1 if the exporter's latest poll of the conformance pack (its score and its rules) succeeded, else 0.",
-        labels=PACK_LABELS,
-    )
-    last_success = GaugeMetricFamily(
-        "awsconfig_conformance_pack_last_poll_success_timestamp_seconds",
-        "When the exporter last polled the conformance pack successfully, as Unix time.",
-        labels=PACK_LABELS,
-    )
-    for pack in snapshot.conformance_packs:
-        labels = [pack.account_id, pack.region, pack.name]
-        poll_success.add_metric(labels, 1.0 if pack.poll_success else 0.0)
-        if pack.last_success is not None:
-            last_success.add_metric(labels, pack.last_success)
-        if pack.score is not None:
-            score.add_metric(labels, pack.score)
-        for compliance, count in pack.rule_counts:
-            rules.add_metric([*labels, compliance], count)
-        for rule in pack.rules:
-            if rule.compliance != INSUFFICIENT_DATA:
-                rule_compliant.add_metric([*labels, rule.rule], 1.0 if rule.compliance == COMPLIANT else 0.0)
-    dropped = CounterMetricFamily(
-        "awsconfig_conformance_pack_rule_series_dropped",
-        "Per-rule series left out because max_conformance_pack_rule_series was reached, added up over every poll "
-        "cycle that left them out. Above 0: raise the limit or poll fewer conformance packs.",
-    )
-    dropped.add_metric([], snapshot.conformance_pack_rule_series_dropped)
-    yield from (score, rules, rule_compliant, poll_success, last_success, dropped)
-
-
-def _aggregator_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The configuration aggregators' view of every source account and region; no families without `aggregator`."""
-    if not snapshot.aggregators:
-        return
-    rules = GaugeMetricFamily(
-        "awsconfig_aggregate_conformance_pack_rules",
-        "Rules of the conformance pack of a source account and region of the configuration aggregator, by "
-        "compliance type (DescribeAggregateComplianceByConformancePacks).",
-        labels=["aggregator", *PACK_LABELS, "compliance"],
-    )
-    poll_success = GaugeMetricFamily(
-        "awsconfig_aggregator_poll_success",
-        "1 if the exporter's latest poll of the configuration aggregator, from the target's account and region, "
-        "succeeded, else 0.",
-        labels=["aggregator", *ACCOUNT_LABELS],
-    )
-    seen: set[tuple[str, str, str, str]] = set()
-    for aggregator in snapshot.aggregators:
-        poll_success.add_metric(
-            [aggregator.aggregator, aggregator.account_id, aggregator.region], float(aggregator.poll_success)
+def _source_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Every source's part: its own families, then how the latest listing of each target that discovers went."""
+    registered = sources()
+    for name, part in snapshot.parts.items():
+        source = registered.get(name)
+        if source is not None:
+            yield from source.families(part)
+        prefix = source.metric_prefix if source is not None else name
+        discovery = GaugeMetricFamily(
+            f"{prefix}_discovery_success",
+            "1 if the latest listing of a target that discovers (its units, and the account they belong to) "
+            "succeeded, else 0; account_id is empty while the account is unknown.",
+            labels=ACCOUNT_LABELS,
         )
-        for pack in aggregator.packs:
-            key = (aggregator.aggregator, pack.account_id, pack.region, pack.name)
-            if key in seen:
-                continue
-            seen.add(key)
-            rules.add_metric([*key, COMPLIANT], pack.compliant)
-            rules.add_metric([*key, NON_COMPLIANT], pack.noncompliant)
-    yield from (rules, poll_success)
+        for account_id, region, success in part.discovery:
+            discovery.add_metric([account_id, region], 1.0 if success else 0.0)
+        yield discovery
 
 
 def _poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:

@@ -11,9 +11,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from exporter.config import Target
-from exporter.conformance import AggregatorState, ConformancePackState
+
+if TYPE_CHECKING:
+    from exporter.sources.base import SourcePart
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ AssessmentKey = tuple[str, str, str]
 """(account_id, region, assessment_id)"""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AssessmentState:
     """The published state of one assessment: its last good insights and how its latest poll went."""
 
@@ -111,17 +114,19 @@ class AccountState:
     last_success: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TargetCycle:
-    """How one target's part of the latest poll cycle went: when it started (Unix time), how long it took, how
-    many of its assessments it polled and how many failed, how many HTTP requests it started and the highest
-    request rate it reached, and its last target-wide AWS error (listing, account lookup or account insights)."""
+    """How one target's part of the latest poll cycle went for one source: when it started (Unix time), how long it
+    took, how many units (assessments, conformance packs, ...) it polled and how many failed, how many HTTP requests
+    it started and the highest request rate it reached, and its last target-wide AWS error (listing, account lookup,
+    account-wide poll)."""
 
+    source: str
     target: Target
     account_id: str | None
     started: float
     seconds: float
-    assessments: int
+    units: int
     failures: int
     requests: int
     peak_rate: float
@@ -129,13 +134,14 @@ class TargetCycle:
     error_message: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """Everything a scrape publishes about the polled assessments, as of one finished poll cycle.
+    """Everything a scrape publishes, as of one finished poll cycle: the Audit Manager assessments and accounts, and
+    every other source's part by source name (`parts`, see exporter.sources).
 
-    `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy.
-    `control_domain_series_dropped` and `conformance_pack_rule_series_dropped` are cumulative over the exporter's
-    life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
+    `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy, and
+    the listings between cycles publish their outcomes. `control_domain_series_dropped` is cumulative over the
+    exporter's life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
     generation is never published. `tag_labels` are the tag keys the config publishes as labels (none: no tags
     metric).
     """
@@ -147,11 +153,9 @@ class Snapshot:
     details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
     control_domain_series_dropped: int = 0
     generation: int = 0
-    conformance_packs: tuple[ConformancePackState, ...] = ()
-    conformance_pack_rule_series_dropped: int = 0
     targets: tuple[TargetCycle, ...] = ()
     tag_labels: tuple[str, ...] = ()
-    aggregators: tuple[AggregatorState, ...] = ()
+    parts: Mapping[str, SourcePart] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class SnapshotStore:

@@ -45,9 +45,15 @@ PER_ACCOUNT = "{{account_id}} ({{region}})"
 PER_PACK = "{{conformance_pack}} ({{account_id}}, {{region}})"
 # The columns of the noncompliant-rules table, in order.
 PACK_RULE_COLUMNS = ("account_id", "region", "conformance_pack", "config_rule")
-# Series that every polled account and region has, from either source: the account and region variables list
-# their labels, so that they work for Audit Manager, AWS Config conformance packs, or both.
-POLLED = '__name__=~"auditmanager_assessment_poll_success|awsconfig_conformance_pack_poll_success"'
+PER_STANDARD = "{{standard}} ({{account_id}}, {{region}})"
+# The columns of the failing-controls table, in order.
+CONTROL_COLUMNS = ("account_id", "region", "standard", "control_id", "severity")
+# Series that every polled account and region has, from any source: the account and region variables list their
+# labels, so that they work for Audit Manager, AWS Config conformance packs, Security Hub, or any of them.
+POLLED = (
+    '__name__=~"auditmanager_assessment_poll_success|awsconfig_conformance_pack_poll_success'
+    '|securityhub_standard_poll_success"'
+)
 
 Panel = stat.Panel | timeseries.Panel | table.Panel | statetimeline.Panel
 Row = tuple[str, list[Panel]]
@@ -113,6 +119,27 @@ def merged_table(title: str, description: str, key: str, columns: dict[str, str]
         .with_transformation(
             model.DataTransformerConfig(
                 id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames}
+            )
+        )
+        .height(10)
+        .span(width)
+    )
+
+
+def listing_table(title: str, description: str, expr: str, columns: tuple[str, ...], width: int = 24) -> table.Panel:
+    """One instant table query listing the series `expr` selects now, showing only `columns`, in that order."""
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(query(expr, instant=True, table_format=True))
+        .with_transformation(
+            model.DataTransformerConfig(id_val="filterFieldsByName", options={"include": {"names": list(columns)}})
+        )
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize", options={"indexByName": {name: index for index, name in enumerate(columns)}}
             )
         )
         .height(10)
@@ -301,30 +328,12 @@ def conformance_packs() -> Row:
                 "{{conformance_pack}}: {{compliance}}",
             ),
         ),
-        table.Panel()
-        .title("Noncompliant conformance pack rules")
-        .description("The rules of the selected packs that AWS Config evaluates NON_COMPLIANT now.")
-        .datasource(DATASOURCE)
-        .with_target(
-            query(
-                f"{account('awsconfig_conformance_pack_rule_compliant')} == 0",
-                instant=True,
-                table_format=True,
-            )
-        )
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="filterFieldsByName", options={"include": {"names": list(PACK_RULE_COLUMNS)}}
-            )
-        )
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="organize",
-                options={"indexByName": {name: index for index, name in enumerate(PACK_RULE_COLUMNS)}},
-            )
-        )
-        .height(10)
-        .span(24),
+        listing_table(
+            "Noncompliant conformance pack rules",
+            "The rules of the selected packs that AWS Config evaluates NON_COMPLIANT now.",
+            f"{account('awsconfig_conformance_pack_rule_compliant')} == 0",
+            PACK_RULE_COLUMNS,
+        ),
         statetimeline.Panel()
         .title("Conformance pack poll success")
         .description("1 while the latest poll of a pack (its score and its rules) succeeded.")
@@ -338,6 +347,59 @@ def conformance_packs() -> Row:
             query(
                 f"time() - {account('awsconfig_conformance_pack_last_poll_success_timestamp_seconds')}",
                 PER_PACK,
+            ),
+            unit="s",
+        ),
+    ]
+
+
+def security_hub() -> Row:
+    return "AWS Security Hub CSPM standards", [
+        graph(
+            "Security score per standard",
+            "passed / (enabled - no data) * 100 over each standard's controls, recomputed at every poll cycle; no "
+            "series while no enabled control has data. The console refreshes its score once a day.",
+            query(account("securityhub_standard_score"), PER_STANDARD),
+            unit="percent",
+        )
+        .min(0)
+        .max(100),
+        graph(
+            "Security Hub controls by status",
+            "Each standard's controls: passed, failed, unknown (WARNING or NOT_AVAILABLE findings), no_data, disabled.",
+            query(
+                f"sum by (standard, status) ({account('securityhub_standard_controls')})",
+                "{{standard}}: {{status}}",
+            ),
+        ),
+        listing_table(
+            "Failing CRITICAL and HIGH controls",
+            "The enabled controls of the selected standards with a FAILED finding now, CRITICAL and HIGH.",
+            account("securityhub_control_status", 'status="failed"', 'severity=~"CRITICAL|HIGH"'),
+            CONTROL_COLUMNS,
+            width=12,
+        ),
+        graph(
+            "Failed findings by severity",
+            "Active, unsuppressed FAILED control findings of the selected standards, by severity label.",
+            query(
+                f"sum by (severity) ({account('securityhub_standard_failed_findings')})",
+                "{{severity}}",
+            ),
+        ),
+        statetimeline.Panel()
+        .title("Security Hub standard poll success")
+        .description("1 while the latest poll of a standard (its controls and the account's findings) succeeded.")
+        .datasource(DATASOURCE)
+        .with_target(query(account("securityhub_standard_poll_success"), PER_STANDARD))
+        .height(8)
+        .span(12),
+        graph(
+            "Time since last successful standard poll",
+            "Per standard; its score and controls are as old as this.",
+            query(
+                f"time() - {account('securityhub_standard_last_poll_success_timestamp_seconds')}",
+                PER_STANDARD,
             ),
             unit="s",
         ),
@@ -429,7 +491,15 @@ def api_health() -> Row:
     ]
 
 
-ROWS: list[Callable[[], Row]] = [overview, organisation, assessments, conformance_packs, poll_health, api_health]
+ROWS: list[Callable[[], Row]] = [
+    overview,
+    organisation,
+    assessments,
+    conformance_packs,
+    security_hub,
+    poll_health,
+    api_health,
+]
 
 
 # ---- the dashboard
@@ -471,14 +541,14 @@ def variables() -> Iterator[Builder[model.VariableModel]]:
 
 def dashboard() -> model.Dashboard:
     builder = (
-        board.Dashboard("AWS Audit Manager and Config conformance packs")
+        board.Dashboard("AWS Audit Manager, Config conformance packs and Security Hub")
         .uid("auditmanager-exporter")
         .description(
             "Assessment insights of AWS Audit Manager from auditmanager-exporter: compliance, noncompliant evidence "
-            "against its baseline, controls, per-assessment detail, AWS Config conformance packs, and poll and API "
-            "health."
+            "against its baseline, controls, per-assessment detail, AWS Config conformance packs, Security Hub CSPM "
+            "standards, and poll and API health."
         )
-        .tags(["aws", "audit-manager", "aws-config", "compliance", "auditmanager-exporter"])
+        .tags(["aws", "audit-manager", "aws-config", "security-hub", "compliance", "auditmanager-exporter"])
         .editable()
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
         .time("now-7d", "now")

@@ -79,6 +79,17 @@ CONTRACT_METRICS = frozenset(
         "awsconfig_aggregate_conformance_pack_rules",
         "awsconfig_aggregator_poll_success",
         "auditmanager_exporter_web_config_last_reload_successful",
+        "securityhub_standard_score",
+        "securityhub_standard_controls",
+        "securityhub_control_status",
+        "securityhub_standard_failed_findings",
+        "securityhub_standard_info",
+        "securityhub_standard_poll_success",
+        "securityhub_standard_last_poll_success_timestamp_seconds",
+        "securityhub_control_series_dropped_total",
+        "securityhub_discovery_success",
+        "auditmanager_discovery_success",
+        "awsconfig_discovery_success",
     }
 )
 

@@ -146,6 +146,31 @@ def test_the_aws_config_model_is_checked_the_same_way():
     assert caught.value.field == "ComplianceSummary.CompliantResourceCount.CappedCount"
 
 
+@pytest.mark.parametrize(
+    ("stamp", "problem"),
+    [
+        ("2026-11-23T10:00:00.000Z", None),
+        ("2026-11-23T10:00:00+02:00", None),
+        (UPDATED, "not an ISO 8601 timestamp"),
+        ("yesterday", "not an ISO 8601 timestamp"),
+        ("2014-01-01T00:00:00Z", "outside"),
+    ],
+)
+def test_a_timestamp_follows_its_shapes_timestamp_format(stamp, problem):
+    # Security Hub's model declares its timestamps iso8601: strings on the wire, not epoch seconds.
+    securityhub = botocore.session.get_session().get_service_model("securityhub")
+    operation = securityhub.operation_model("DescribeStandardsControls")
+    rules = AnswerRules(launched=datetime(2018, 11, 28, tzinfo=UTC))
+    body = json.dumps({"Controls": [{"ControlId": "IAM.1", "ControlStatusUpdatedAt": stamp}]}).encode()
+
+    if problem is None:
+        check_answer(operation, body, rules)
+    else:
+        with pytest.raises(MalformedAnswer, match=problem) as caught:
+            check_answer(operation, body, rules)
+        assert caught.value.field == "Controls[0].ControlStatusUpdatedAt"
+
+
 # ---- the real client against the simulator
 
 

@@ -3,14 +3,29 @@ faults, vanished packs, reload, sharding and the demo."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from exporter.simulator import Fault, Simulator
-from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, series, uuid, write_config
-from tests.test_accounts import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, sts  # noqa: F401 (sts is a fixture)
+from tests.conftest import (
+    ROLE_ACCOUNT,
+    ROLE_ARN,
+    ExporterProcess,
+    Samples,
+    assumed_roles,
+    eventually,
+    http_get,
+    insights,
+    sample,
+    series,
+    uuid,
+    write_config,
+)
 from tests.test_reload import post_reload
 
 REGION = "us-east-1"
@@ -247,11 +262,10 @@ def test_throttled_scores_fail_every_pack_of_the_target_until_aws_config_answers
     )
 
 
-@pytest.mark.parametrize("packs", [["CIS", "S3"], {"discover": True}], ids=["named", "discovered"])
-def test_a_pack_that_vanishes_loses_its_series(simulator, run_exporter, packs):
+def test_a_discovered_pack_that_vanishes_loses_its_series(simulator, run_exporter):
     simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
     simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
-    config = config_for(simulator, packs, poll_interval="1s")
+    config = config_for(simulator, {"discover": True}, poll_interval="1s")
     config["discovery_interval"] = "1s"
     exporter = run_exporter(config)
     assert packs_of(exporter.scrape()) == {"CIS", "S3"}
@@ -261,6 +275,74 @@ def test_a_pack_that_vanishes_loses_its_series(simulator, run_exporter, packs):
     after = wait_for(exporter, lambda s: packs_of(s) == {"CIS"})
     assert [s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_compliance_score")] == ["CIS"]
     assert {s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_rule_compliant")} == {"CIS"}
+    assert sample(after, "awsconfig_discovery_success", account_id=ACCOUNT, region=REGION) == 1
+
+
+def test_a_named_pack_that_vanishes_stays_as_a_failed_poll_without_values(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_conformance_pack(REGION, "S3", S3)
+    exporter = run_exporter(config_for(simulator, ["CIS", "S3"], poll_interval="1s"))
+    assert sample(exporter.scrape(), "awsconfig_conformance_pack_poll_success", **pack_labels("S3")) == 1
+
+    simulator.awsconfig.remove_conformance_pack(REGION, "S3")
+
+    after = wait_for(exporter, lambda s: sample(s, "awsconfig_conformance_pack_poll_success", **pack_labels("S3")) == 0)
+    assert [s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_compliance_score")] == ["CIS"]
+    assert {s["conformance_pack"] for s in series(after, "awsconfig_conformance_pack_rule_compliant")} == {"CIS"}
+    (row,) = [u for u in status_units(exporter) if u["name"] == "S3"]
+    assert (row["state"], row["error_code"]) == ("failing", "NoSuchConformancePackException")
+
+
+@pytest.mark.parametrize("others", [True, False], ids=["beside-other-packs", "region-without-packs"])
+def test_a_named_pack_that_does_not_exist_is_failing_from_the_first_cycle(simulator, run_exporter, others):
+    if others:
+        simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    exporter = run_exporter(config_for(simulator, ["Typo"]))
+    account = ACCOUNT if others else ""
+
+    samples = exporter.scrape()
+
+    assert sample(samples, "awsconfig_conformance_pack_poll_success", **pack_labels("Typo", account)) == 0
+    (row,) = status_units(exporter)
+    assert (row["state"], row["kind"], row["name"]) == ("failing", "conformance pack", "Typo")
+    assert row["error_code"] == "NoSuchConformancePackException"
+    assert cycle_failures(exporter) >= 1
+
+
+def test_a_discovering_target_whose_calls_are_denied_has_a_failing_discovery_series(simulator, run_exporter):
+    simulator.awsconfig.add_conformance_pack(REGION, "CIS", CIS)
+    simulator.awsconfig.add_fault(Fault("error", code="AccessDeniedException", message="not allowed"))
+    exporter = run_exporter(config_for(simulator, {"discover": True}))
+
+    samples = exporter.scrape()
+
+    assert sample(samples, "awsconfig_discovery_success", account_id="", region=REGION) == 0
+    (target,) = status_document(exporter)["targets"]
+    assert (target["source"], target["state"], target["error_code"]) == ("config", "failing", "AccessDeniedException")
+    assert cycle_failures(exporter) >= 1
+
+
+def status_document(exporter: ExporterProcess) -> dict[str, Any]:
+    status, body, _ = http_get(exporter.url + "/status?format=json")
+    assert status == 200
+    document: dict[str, Any] = json.loads(body)
+    return document
+
+
+def status_units(exporter: ExporterProcess) -> list[dict[str, Any]]:
+    units: list[dict[str, Any]] = status_document(exporter)["units"]
+    return units
+
+
+def cycle_failures(exporter: ExporterProcess) -> int:
+    """The `failed` count of the latest "poll cycle finished" log line (written just after the cycle publishes, so
+    it may come a moment after the scrape that saw the cycle)."""
+    lines = eventually(
+        lambda: [line for line in exporter.logs().splitlines() if 'msg="poll cycle finished"' in line],
+        what="a poll cycle's log line",
+        detail=exporter.logs,
+    )
+    return int(re.search(r" failed=(\d+)", lines[-1]).group(1))  # type: ignore[union-attr]
 
 
 def test_the_rule_series_cap_leaves_out_whole_packs_and_counts_them(simulator, run_exporter):

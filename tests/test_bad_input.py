@@ -53,7 +53,7 @@ CASES = [
         "unknown source",
         GOOD_TARGETS + "    sources: [auditmanager, cloudtrail]\n",
         (),
-        "config.yml: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config)",
+        "config.yml: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config, securityhub)",
     ),
     Case(
         "no conformance packs",

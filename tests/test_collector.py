@@ -5,7 +5,7 @@ from types import MappingProxyType
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import SnapshotCollector
-from exporter.conformance import ConformancePackState, RuleCompliance, rule_counts
+from exporter.conformance import RuleCompliance
 from exporter.snapshot import (
     AccountInsights,
     AccountState,
@@ -17,6 +17,9 @@ from exporter.snapshot import (
     Snapshot,
     SnapshotStore,
 )
+from exporter.sources.awsconfig.source import AwsConfigPart
+from exporter.sources.awsconfig.state import ConformancePackState, rule_counts
+from exporter.sources.base import SourcePart
 from tests.conftest import parse_metrics, sample, series, uuid
 
 LABELS = {"account_id": "111122223333", "region": "us-east-1", "assessment_id": uuid(1), "assessment_name": "SOC 2"}
@@ -31,7 +34,14 @@ def state(
     domains: tuple[ControlDomainInsights, ...] = (),
 ) -> AssessmentState:
     return AssessmentState(
-        "111122223333", "us-east-1", uuid(assessment), name, insights, poll_success, last_success, domains
+        account_id="111122223333",
+        region="us-east-1",
+        assessment_id=uuid(assessment),
+        name=name,
+        insights=insights,
+        poll_success=poll_success,
+        last_success=last_success,
+        control_domains=domains,
     )
 
 
@@ -45,7 +55,9 @@ def registry_for(store: SnapshotStore, counters: ApiCounters | None = None):
 
 
 def test_every_count_is_a_gauge_with_the_assessment_labels():
-    store = SnapshotStore(Snapshot((state(FULL),), MappingProxyType({"us-east-1": 1.5}), 1))
+    store = SnapshotStore(
+        Snapshot(assessments=(state(FULL),), poll_durations=MappingProxyType({"us-east-1": 1.5}), completed_cycles=1)
+    )
     registry = registry_for(store)
     get = registry.get_sample_value
     assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "noncompliant"}) == 7
@@ -62,7 +74,7 @@ def test_every_count_is_a_gauge_with_the_assessment_labels():
 
 def test_the_insights_age_is_left_to_prometheus_only_the_timestamp_is_published():
     samples = parse_metrics(
-        generate_latest(registry_for(SnapshotStore(Snapshot((state(FULL),), completed_cycles=1)))).decode()
+        generate_latest(registry_for(SnapshotStore(Snapshot(assessments=(state(FULL),), completed_cycles=1)))).decode()
     )
     assert sample(samples, "auditmanager_assessment_insights_last_updated_timestamp_seconds", **LABELS) == 1_700_000_000
     assert not [name for name, _ in samples if "_age" in name]
@@ -70,7 +82,7 @@ def test_the_insights_age_is_left_to_prometheus_only_the_timestamp_is_published(
 
 def test_a_null_count_publishes_no_series_for_that_field_only():
     partial = Insights(None, 70, None, None, 40, None)
-    registry = registry_for(SnapshotStore(Snapshot((state(partial),), completed_cycles=1)))
+    registry = registry_for(SnapshotStore(Snapshot(assessments=(state(partial),), completed_cycles=1)))
     get = registry.get_sample_value
     assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "noncompliant"}) is None
     assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "compliant"}) == 70
@@ -80,7 +92,7 @@ def test_a_null_count_publishes_no_series_for_that_field_only():
 
 
 def test_an_assessment_never_polled_successfully_has_poll_status_but_no_values():
-    registry = registry_for(SnapshotStore(Snapshot((state(None, poll_success=False, last_success=None),))))
+    registry = registry_for(SnapshotStore(Snapshot(assessments=(state(None, poll_success=False, last_success=None),))))
     get = registry.get_sample_value
     assert get("auditmanager_assessment_poll_success", LABELS) == 0
     assert get("auditmanager_assessment_last_poll_success_timestamp_seconds", LABELS) is None
@@ -101,11 +113,11 @@ def test_api_counters_are_exported_as_counters():
 
 
 def test_an_assessment_that_leaves_the_snapshot_leaves_the_output():
-    store = SnapshotStore(Snapshot((state(FULL), state(FULL, assessment=2)), completed_cycles=1))
+    store = SnapshotStore(Snapshot(assessments=(state(FULL), state(FULL, assessment=2)), completed_cycles=1))
     registry = registry_for(store)
     other = {**LABELS, "assessment_id": uuid(2)}
     assert registry.get_sample_value("auditmanager_assessment_controls", other) == 40
-    store.publish(Snapshot((state(FULL),), completed_cycles=2))
+    store.publish(Snapshot(assessments=(state(FULL),), completed_cycles=2))
     assert registry.get_sample_value("auditmanager_assessment_controls", other) is None
     assert registry.get_sample_value("auditmanager_assessment_controls", LABELS) == 40
 
@@ -129,7 +141,7 @@ def test_assessment_info_is_published_only_once_the_framework_is_known():
     known = state(FULL)
     unknown = state(FULL, assessment=2, name="Other")
     details = MappingProxyType({known.key: AssessmentDetails("SOC 2", "ACTIVE")})
-    registry = registry_for(SnapshotStore(Snapshot((known, unknown), details=details, completed_cycles=1)))
+    registry = registry_for(SnapshotStore(Snapshot(assessments=(known, unknown), details=details, completed_cycles=1)))
     info = {**LABELS, "framework": "SOC 2", "status": "ACTIVE"}
     assert registry.get_sample_value("auditmanager_assessment_info", info) == 1
     samples = parse_metrics(generate_latest(registry).decode())
@@ -141,7 +153,9 @@ def test_control_domains_are_published_by_domain_and_the_dropped_series_counted(
         ControlDomainInsights("Data protection", 4, 40, 1, 2, 10, 1_700_000_000.0),
         ControlDomainInsights("Logging", None, 9, None, None, 3, 1_700_000_000.0),
     )
-    snapshot = Snapshot((state(FULL, domains=domains),), completed_cycles=1, control_domain_series_dropped=5)
+    snapshot = Snapshot(
+        assessments=(state(FULL, domains=domains),), completed_cycles=1, control_domain_series_dropped=5
+    )
     get = registry_for(SnapshotStore(snapshot)).get_sample_value
     domain = {**LABELS, "control_domain": "Data protection"}
     assert get("auditmanager_assessment_control_domain_evidence", {**domain, "compliance": "noncompliant"}) == 4
@@ -173,12 +187,25 @@ def pack_state(
     last_success: float | None = 1_700_000_100.0,
 ) -> ConformancePackState:
     return ConformancePackState(
-        "111122223333", "us-east-1", "CIS", score, rule_counts(rules), rules, poll_success, last_success
+        account_id="111122223333",
+        region="us-east-1",
+        name="CIS",
+        score=score,
+        rule_counts=rule_counts(rules),
+        rules=rules,
+        poll_success=poll_success,
+        last_success=last_success,
     )
 
 
+def with_packs(*packs: ConformancePackState, dropped: int = 0) -> Snapshot:
+    """A snapshot whose AWS Config part holds `packs`."""
+    part = SourcePart(states=packs, dropped=dropped, data=AwsConfigPart(packs=packs))
+    return Snapshot(parts=MappingProxyType({"config": part}))
+
+
 def test_conformance_packs_publish_score_rules_by_compliance_and_each_rules_compliance():
-    store = SnapshotStore(Snapshot(conformance_packs=(pack_state(),), conformance_pack_rule_series_dropped=4))
+    store = SnapshotStore(with_packs(pack_state(), dropped=4))
     get = registry_for(store).get_sample_value
 
     assert get("awsconfig_conformance_pack_compliance_score", PACK) == 87.5
@@ -194,8 +221,8 @@ def test_conformance_packs_publish_score_rules_by_compliance_and_each_rules_comp
 
 
 def test_a_pack_without_a_score_or_a_successful_poll_publishes_only_its_poll_status():
-    never = ConformancePackState("111122223333", "us-east-1", "CIS", None, (), (), False, None)
-    text = generate_latest(registry_for(SnapshotStore(Snapshot(conformance_packs=(never,))))).decode()
+    never = ConformancePackState(account_id="111122223333", region="us-east-1", name="CIS", poll_success=False)
+    text = generate_latest(registry_for(SnapshotStore(with_packs(never)))).decode()
     samples = parse_metrics(text)
 
     assert sample(samples, "awsconfig_conformance_pack_poll_success", **PACK) == 0

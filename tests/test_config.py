@@ -331,7 +331,7 @@ def test_a_discovering_config_target_filters_packs_by_include_and_exclude():
     [
         (
             {"sources": ["config", "awsconfig"]},
-            ["targets[0].sources[1]: unknown source 'awsconfig' (known: auditmanager, config)"],
+            ["targets[0].sources[1]: unknown source 'awsconfig' (known: auditmanager, config, securityhub)"],
         ),
         (
             {"sources": []},
@@ -437,7 +437,7 @@ def test_config_check_names_an_unknown_source_in_one_line_and_exits_2(tmp_path: 
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config)"
+        f"{path}: targets[0].sources[1]: unknown source 'cloudtrail' (known: auditmanager, config, securityhub)"
     ]
 
 
@@ -447,9 +447,12 @@ def test_the_configuration_reference_gives_each_top_level_default_the_code_has()
     for row in re.finditer(r"^\| ((?:`[a-z_]+`(?:, )?)+) \| ((?:`[^`|]*`(?:, )?)+) \|", text, re.MULTILINE):
         keys, values = re.findall(r"`([^`]*)`", row.group(1)), re.findall(r"`([^`]*)`", row.group(2))
         for key, value in zip(keys, values, strict=True):
-            raw = yaml.safe_load(value)  # a duration is a string; a list, the tuple the config holds
+            # A duration is a string; a list, the tuple the config holds; a mapping, the tuple of its pairs.
+            raw = yaml.safe_load(value)
             if isinstance(raw, str):
                 raw = parse_duration(raw)
-            documented[key] = tuple(raw) if isinstance(raw, list) else raw
+            documented[key] = (
+                tuple(raw) if isinstance(raw, list) else tuple(raw.items()) if isinstance(raw, dict) else raw
+            )
     defaults = {field.name: field.default for field in dataclasses.fields(Config) if field.name != "targets"}
     assert {key: documented.get(key) for key in defaults} == defaults

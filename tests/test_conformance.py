@@ -1,8 +1,9 @@
-"""Rule counts and the per-rule series cap of conformance packs."""
+"""Rule counts and the per-rule series cap of conformance packs (the AWS Config source's state)."""
 
 from __future__ import annotations
 
-from exporter.conformance import ConformancePackState, RuleCompliance, limit_rule_series, rule_counts
+from exporter.conformance import RuleCompliance
+from exporter.sources.awsconfig.state import ConformancePackState, limit_rule_series, rule_counts
 
 
 def rules(compliant: int, noncompliant: int, insufficient: int = 0) -> tuple[RuleCompliance, ...]:
@@ -11,7 +12,16 @@ def rules(compliant: int, noncompliant: int, insufficient: int = 0) -> tuple[Rul
 
 
 def pack(name: str, pack_rules: tuple[RuleCompliance, ...]) -> ConformancePackState:
-    return ConformancePackState("111122223333", "us-east-1", name, 50.0, rule_counts(pack_rules), pack_rules, True, 1.0)
+    return ConformancePackState(
+        account_id="111122223333",
+        region="us-east-1",
+        name=name,
+        score=50.0,
+        rule_counts=rule_counts(pack_rules),
+        rules=pack_rules,
+        poll_success=True,
+        last_success=1.0,
+    )
 
 
 def test_rule_counts_name_every_compliance_type_even_at_zero():

@@ -48,12 +48,21 @@ REQUIRED_PANELS = {
     "Conformance pack rules by compliance": "sum by (conformance_pack, compliance) (awsconfig_conformance_pack_rules{",
     "Noncompliant conformance pack rules": "awsconfig_conformance_pack_rule_compliant",
     "Conformance pack poll success": "awsconfig_conformance_pack_poll_success",
+    "Security score per standard": "securityhub_standard_score",
+    "Security Hub controls by status": "sum by (standard, status) (securityhub_standard_controls{",
+    "Failing CRITICAL and HIGH controls": 'securityhub_control_status{status="failed", severity=~"CRITICAL|HIGH"',
+    "Failed findings by severity": "sum by (severity) (securityhub_standard_failed_findings{",
+    "Security Hub standard poll success": "securityhub_standard_poll_success",
     "Time since last successful conformance pack poll": "awsconfig_conformance_pack_last_poll_success_timestamp",
 }
-POLL_SUCCESS = ("auditmanager_assessment_poll_success", "awsconfig_conformance_pack_poll_success")
+POLL_SUCCESS = (
+    "auditmanager_assessment_poll_success",
+    "awsconfig_conformance_pack_poll_success",
+    "securityhub_standard_poll_success",
+)
 ACCOUNT_FILTERS = ('account_id=~"$account"', 'region=~"$region"')
 ASSESSMENT_FILTERS = (*ACCOUNT_FILTERS, 'assessment_name=~"$assessment"')
-SELECTOR = re.compile(r"\b((?:auditmanager_|awsconfig_|assessment:|account:)[\w:]+)\s*(\{[^}]*\})?")
+SELECTOR = re.compile(r"\b((?:auditmanager_|awsconfig_|securityhub_|assessment:|account:)[\w:]+)\s*(\{[^}]*\})?")
 
 
 def dashboard() -> dict[str, Any]:

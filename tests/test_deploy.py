@@ -1,6 +1,6 @@
 """deploy/: the Kubernetes manifests validate and are locked down, their monitoring objects match the Service and
-prometheus/alerts.yml, and the IAM policy grants exactly the Audit Manager and AWS Config operations the exporter's
-code calls."""
+prometheus/alerts.yml, and the IAM policy grants exactly the Audit Manager, AWS Config and Security Hub operations the
+exporter's code calls."""
 
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def test_prometheusrule_carries_exactly_the_rules_of_prometheus_alerts_yml() -> 
 # ---- IAM policy
 
 
-SERVICES = ("auditmanager", "config")
+SERVICES = ("auditmanager", "config", "securityhub")
 
 
 @cache
@@ -267,7 +267,11 @@ def test_a_name_two_services_share_stands_for_the_service_its_client_class_names
     )
     inside = source.split("client.list_tags_for_resource(ResourceArn", maxsplit=1)[0]
     assert operations_called(inside) == {"auditmanager:ListTagsForResource"}
-    assert operations_called(source) == {"auditmanager:ListTagsForResource", "config:ListTagsForResource"}
+    assert operations_called(source) == {
+        "auditmanager:ListTagsForResource",
+        "config:ListTagsForResource",
+        "securityhub:ListTagsForResource",
+    }
 
 
 def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_calls() -> None:
@@ -283,6 +287,7 @@ def test_operation_finder_sees_client_calls_and_paginators_and_ignores_other_cal
         "auditmanager:GetInsightsByAssessment",
         "auditmanager:ListAssessments",
         "auditmanager:GetInsights",
+        "securityhub:GetInsights",
         "config:DescribeConformancePackCompliance",
     }
 
@@ -299,7 +304,7 @@ def test_iam_policy_is_one_allow_statement_of_read_actions_on_every_resource() -
     assert document["Version"] == "2012-10-17"
     (statement,) = document["Statement"]
     assert statement["Effect"] == "Allow"
-    # These Audit Manager and AWS Config actions support no resource-level permissions.
+    # These Audit Manager, AWS Config and Security Hub actions support no resource-level permissions.
     assert statement["Resource"] == "*"
     assert "Condition" not in statement and "NotAction" not in statement
     for action in _as_list(statement["Action"]):
@@ -307,7 +312,7 @@ def test_iam_policy_is_one_allow_statement_of_read_actions_on_every_resource() -
         assert service in SERVICES
         assert "*" not in operation
         assert {action} <= service_operations()[botocore.xform_name(operation)]
-        assert operation.startswith(("Get", "List", "Describe")), action
+        assert operation.startswith(("Get", "List", "Describe", "BatchGet")), action
 
 
 def _as_list(value: str | list[str]) -> list[str]:

@@ -125,13 +125,13 @@ def test_every_config_key_in_the_code_is_in_the_configuration_reference():
 
 
 # Helpers that log their first argument as the message, and a `message` keyword's default where they have one.
-_LOGGING_HELPERS = {"log_aws_failure": 0, "report_unexpected": None}
+_LOGGING_HELPERS = {"log_aws_failure": 0, "report_unexpected": None, "failure_of": 3}
 
 
 def log_messages() -> list[str]:
     """The message of every log call in the exporter's code: the first string argument of log.debug/info/warning/
-    error/exception (of log.log after the level), the message of the logging helpers, and the default of any
-    `message` parameter."""
+    error/exception (of log.log after the level), the message of the logging helpers, the default of any
+    `message` parameter, and the `log_message` of the sources' tasks and listings."""
     messages = []
     for source in sorted((ROOT / "exporter").rglob("*.py")):
         if "simulator" in source.parts:
@@ -144,6 +144,13 @@ def log_messages() -> list[str]:
                     for argument, default in zip(arguments, node.args.defaults, strict=True)
                     if argument.arg == "message" and isinstance(default, ast.Constant)
                 ]
+            # A source's log messages: the `log_message` of its tasks and its class's `list_log_message`.
+            if isinstance(node, ast.keyword) and node.arg == "log_message" and isinstance(node.value, ast.Constant):
+                messages.append(node.value.value)
+            if isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Constant):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id.endswith("log_message") for t in targets):
+                    messages.append(node.value.value)
             if not isinstance(node, ast.Call):
                 continue
             func = node.func

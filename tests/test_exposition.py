@@ -36,7 +36,14 @@ NOW = 1_780_000_000.25
 def state(n: int, insights: Insights | None, name: str | None = None) -> AssessmentState:
     domains = (ControlDomainInsights("Logging", 1, 2, 3, 4, 5, NOW),) if n == 1 else ()
     return AssessmentState(
-        "111122223333", "us-east-1", f"00000000-0000-4000-8000-{n:012d}", name or f"A{n}", insights, True, NOW, domains
+        account_id="111122223333",
+        region="us-east-1",
+        assessment_id=f"00000000-0000-4000-8000-{n:012d}",
+        name=name or f"A{n}",
+        insights=insights,
+        poll_success=True,
+        last_success=NOW,
+        control_domains=domains,
     )
 
 
@@ -65,7 +72,7 @@ def parts() -> tuple[SnapshotStore, ApiCounters, ReloadStatus, list[float]]:
     counters = ApiCounters()
     counters.count_request("GetInsightsByAssessment", "us-east-1")
     counters.count_error("GetInsightsByAssessment", "us-east-1", "ThrottlingException")
-    return SnapshotStore(Snapshot(TRICKY, completed_cycles=1)), counters, ReloadStatus(NOW - 60), [0.0]
+    return SnapshotStore(Snapshot(assessments=TRICKY, completed_cycles=1)), counters, ReloadStatus(NOW - 60), [0.0]
 
 
 def exposition_for(parts: tuple[SnapshotStore, ApiCounters, ReloadStatus, list[float]]) -> Exposition:
@@ -80,7 +87,7 @@ def test_scrapes_of_one_snapshot_write_the_identical_prepared_objects(parts, ope
     first, second = exposition.body(openmetrics, gzipped), exposition.body(openmetrics, gzipped)
     assert first.parts and all(a is b for a, b in zip(first.parts, second.parts, strict=True))
     store = parts[0]
-    store.publish(Snapshot(TRICKY[:1], completed_cycles=2))
+    store.publish(Snapshot(assessments=TRICKY[:1], completed_cycles=2))
     third = exposition.body(openmetrics, gzipped)
     assert third.parts[0] is not first.parts[0]
     assert 'assessment_name="A4"' not in decoded(third) and 'assessment_name="A4"' in decoded(first)
@@ -148,7 +155,7 @@ def test_a_snapshot_is_rendered_by_another_thread_than_the_publisher_and_waited_
 
     def publish() -> None:
         with publisher_lock:
-            store.publish(Snapshot(TRICKY[:2], completed_cycles=2))
+            store.publish(Snapshot(assessments=TRICKY[:2], completed_cycles=2))
 
     publisher = threading.Thread(target=publish)
     publisher.start()
@@ -174,7 +181,7 @@ def test_a_scrape_fails_rather_than_serve_a_snapshot_that_could_not_be_rendered(
         yield
 
     monkeypatch.setattr(exposition_module, "snapshot_families", broken)
-    store.publish(Snapshot(TRICKY[:1], completed_cycles=2))
+    store.publish(Snapshot(assessments=TRICKY[:1], completed_cycles=2))
     with pytest.raises(RuntimeError, match="no"):
         exposition.body()
 

@@ -48,7 +48,8 @@ class Case:
     name: str
     code: str
     fault: Callable[[str], Fault] | None
-    removes: bool = False
+    # A configured assessment AWS no longer has: it stays, failing, but its figures go.
+    drops_values: bool = False
     log_level: str = "info"
 
 
@@ -186,7 +187,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
 
         def failing(run: Run, samples: Samples) -> bool:
             polled = sample(samples, "auditmanager_assessment_poll_success", **run.labels(run.a))
-            return run.errors(samples, run.case.code) >= 2 and polled in ((None,) if run.case.removes else (0,))
+            return run.errors(samples, run.case.code) >= 2 and polled == 0
 
         _until(runs, failing, lambda run, text: run.during.append(text))
 
@@ -240,7 +241,7 @@ def test_the_exporter_stays_up_and_keeps_serving_metrics(runs, name):
     assert run.exit_code == 0
 
 
-@pytest.mark.parametrize("name", [case.name for case in CASES if not case.removes])
+@pytest.mark.parametrize("name", [case.name for case in CASES if not case.drops_values])
 def test_last_good_values_are_kept_while_the_fault_lasts(runs, name):
     run = runs[name]
     last_failing = parse_metrics(run.during[-1])
@@ -252,10 +253,12 @@ def test_last_good_values_are_kept_while_the_fault_lasts(runs, name):
         }
 
 
-def test_a_deleted_assessment_is_removed_and_the_other_stays(runs):
+def test_a_deleted_configured_assessment_loses_its_figures_but_stays_failing_and_the_other_stays(runs):
     run = runs["not_found"]
     failing = parse_metrics(run.during[-1])
-    assert _values(failing, run.labels(run.a)) == {}
+    kept = _values(failing, run.labels(run.a))
+    assert sample(failing, "auditmanager_assessment_poll_success", **run.labels(run.a)) == 0
+    assert not [name for name in kept if "evidence" in name or name.endswith("_controls")], kept
     assert sample(failing, "auditmanager_assessment_poll_success", **run.labels(run.b)) == 1
 
 
@@ -268,9 +271,8 @@ def test_the_error_is_counted_under_its_code_and_poll_success_is_0(runs, name):
     if run.case.fault is not None:
         assert codes == {run.case.code}
         assert sample(failing, "auditmanager_assessment_poll_success", **run.labels(run.b)) == 1
-    if not run.case.removes:
-        for assessment_id in _faulted(run):
-            assert sample(failing, "auditmanager_assessment_poll_success", **run.labels(assessment_id)) == 0
+    for assessment_id in _faulted(run):
+        assert sample(failing, "auditmanager_assessment_poll_success", **run.labels(assessment_id)) == 0
 
 
 @pytest.mark.parametrize("name", IDS)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from exporter.simulator import ControlDomain, Fault, Simulator
 from tests.conftest import ExporterProcess, Samples, eventually, insights, sample, uuid
+from tests.test_awsconfig_e2e import cycle_failures, status_document
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -124,3 +127,46 @@ def test_targets_without_control_domains_publish_no_control_domain_status(simula
     samples = wait_for(exporter, lambda s: sample(s, "auditmanager_account_poll_success", **ACCOUNT_LABELS) == 1)
     assert domains_success(samples, 1) is None
     assert sample(samples, "auditmanager_assessment_poll_success", **labels(1)) == 1
+
+
+# ---- nothing configured is silent --------------------------------------------------------------------------------
+
+
+def audit_manager_config(simulator: Simulator, **target: object) -> dict[str, object]:
+    return {
+        "poll_interval": "1h",
+        "max_attempts": 1,
+        "max_requests_per_second": 100,
+        "targets": [{"region": REGION, "endpoint_url": simulator.url, **target}],
+    }
+
+
+@pytest.mark.parametrize("beside", [True, False], ids=["beside-an-existing-one", "alone"])
+def test_a_configured_assessment_that_does_not_exist_is_failing_from_the_first_cycle(simulator, run_exporter, beside):
+    if beside:
+        simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    configured = [{"id": uuid(1)}] if beside else []
+    exporter = run_exporter(audit_manager_config(simulator, assessments=[*configured, {"id": uuid(9), "name": "Typo"}]))
+    account = ACCOUNT if beside else ""
+
+    samples = exporter.scrape()
+
+    missing = {"account_id": account, "region": REGION, "assessment_id": uuid(9), "assessment_name": "Typo"}
+    assert sample(samples, "auditmanager_assessment_poll_success", **missing) == 0
+    rows = {a["id"]: a for a in status_document(exporter)["assessments"]}
+    assert (rows[uuid(9)]["state"], rows[uuid(9)]["error_code"]) == ("failing", "ResourceNotFoundException")
+    assert cycle_failures(exporter) == 1
+
+
+def test_a_denied_listing_of_a_discovering_target_has_a_failing_discovery_series(simulator, run_exporter):
+    simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
+    simulator.add_fault(Fault("error", "AccessDeniedException", operation="ListAssessments", message="denied"))
+    exporter = run_exporter(audit_manager_config(simulator, discover=True))
+
+    samples = exporter.scrape()
+
+    assert sample(samples, "auditmanager_discovery_success", account_id="", region=REGION) == 0
+    (target,) = status_document(exporter)["targets"]
+    assert (target["source"], target["state"]) == ("auditmanager", "failing")
+    assert (target["error_code"], target["error_message"]) == ("AccessDeniedException", "denied")
+    assert cycle_failures(exporter) == 1

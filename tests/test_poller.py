@@ -103,20 +103,30 @@ def test_a_malformed_answer_is_never_published_as_a_number(simulator):
     assert (state.poll_success, state.insights, state.last_success) == (False, None, None)
 
 
-def test_a_deleted_assessment_leaves_the_snapshot(simulator):
+def test_a_deleted_configured_assessment_stays_as_a_failed_poll_without_values(simulator):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
     simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights())
     poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
-    assert len(poller.poll().assessments) == 2
+    first = by_id(poller.poll().assessments)
     simulator.remove_assessment("us-east-1", uuid(2))
-    assert [s.assessment_id for s in poller.poll().assessments] == [uuid(1)]
+
+    states = by_id(poller.poll().assessments)
+
+    assert states[uuid(1)].poll_success is True
+    gone = states[uuid(2)]
+    assert (gone.poll_success, gone.insights, gone.error_code) == (False, None, "ResourceNotFoundException")
+    assert gone.last_success == first[uuid(2)].last_success
 
 
-def test_an_unknown_first_assessment_does_not_block_the_account_lookup(simulator):
+def test_an_unknown_first_assessment_does_not_block_the_account_lookup_and_fails_from_the_first_cycle(simulator):
     simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights())
     poller, _ = make_poller(simulator, [{"id": uuid(1)}, {"id": uuid(2)}])
     states = poller.poll().assessments
-    assert [(s.assessment_id, s.account_id) for s in states] == [(uuid(2), "123456789012")]
+    assert [(s.assessment_id, s.account_id, s.poll_success) for s in states] == [
+        (uuid(1), "123456789012", False),
+        (uuid(2), "123456789012", True),
+    ]
+    assert states[0].error_code == "ResourceNotFoundException"
 
 
 def test_when_the_account_cannot_be_read_known_assessments_turn_failed_but_keep_values(simulator):

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import boto3
-import pytest
 
 from exporter.aws import AuditManagerClient
 from exporter.awsconfig import ConformancePackClient
@@ -15,7 +14,9 @@ from exporter.config import Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
 from exporter.simulator import Fault, Simulator
-from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.awsconfig.source import packs_of
+from exporter.sources.awsconfig.state import ConformancePackState
 from tests.conftest import insights, uuid
 
 REGION = "us-east-1"
@@ -55,9 +56,14 @@ def poller_for(
         publisher,
         Workers(config.max_workers),
         counters,
-        pack_clients=packs.build(config)[0],
+        source_clients={"config": packs.build(config)[0]},
         **options,
     )
+
+
+def packs(snapshot: Snapshot | None) -> tuple[ConformancePackState, ...]:
+    assert snapshot is not None
+    return packs_of(snapshot.parts.get("config"))
 
 
 def test_an_unexpected_exception_in_one_pack_fails_only_it_logged_once_as_exporter_error(simulator, caplog):
@@ -79,7 +85,7 @@ def test_an_unexpected_exception_in_one_pack_fails_only_it_logged_once_as_export
 
     snapshot = poller_for(config, counters=counters, session=session).poll()
 
-    states = {p.name: p for p in snapshot.conformance_packs}
+    states = {p.name: p for p in packs(snapshot)}
     assert (states["Broken"].poll_success, states["Broken"].rule_counts) == (False, ())
     assert states["Fine"].poll_success and states["Fine"].score == 50.0
     assert counters.errors() == {("DescribeConformancePackCompliance", REGION, "ExporterError"): 1}
@@ -103,7 +109,7 @@ def test_each_source_calls_only_its_own_service(simulator):
     by_region = {region: {r.operation for r in simulator.requests(region=region)} for region in (REGION, "eu-west-1")}
     assert by_region[REGION] == config_operations
     assert by_region["eu-west-1"] and not by_region["eu-west-1"] & config_operations
-    assert [p.name for p in snapshot.conformance_packs] == ["Pack"]
+    assert [p.name for p in packs(snapshot)] == ["Pack"]
     assert [a.assessment_id for a in snapshot.assessments] == [uuid(1)]
 
 
@@ -115,7 +121,7 @@ def test_a_new_poller_keeps_the_discovered_packs_and_the_account_and_does_not_li
     assert simulator.count("DescribeConformancePacks") == 1
     simulator.reset_stats()
 
-    (state,) = poller_for(config, publisher).poll().conformance_packs
+    (state,) = packs(poller_for(config, publisher).poll())
 
     assert (state.account_id, state.name, state.poll_success) == (ACCOUNT, "Pack", True)
     assert simulator.count("DescribeConformancePacks") == 0
@@ -126,21 +132,32 @@ def test_named_packs_of_a_target_whose_listing_fails_are_failed_polls_of_shard_0
     simulator.awsconfig.add_fault(Fault("error", code="AccessDeniedException", operation="DescribeConformancePacks"))
     config = config_for(simulator, {"sources": ["config"], "conformance_packs": ["Pack"]})
 
-    shards = [poller_for(config, shard=Shard(i, 2)).poll().conformance_packs for i in range(2)]
+    shards = [packs(poller_for(config, shard=Shard(i, 2)).poll()) for i in range(2)]
 
     assert [(p.account_id, p.name, p.poll_success) for p in shards[0]] == [("", "Pack", False)]
     assert shards[1] == ()
     assert simulator.count("DescribeConformancePackCompliance") == 0
 
 
-@pytest.mark.parametrize("packs", [["Missing"], {"discover": True}])
-def test_an_account_without_packs_publishes_nothing(simulator, packs):
-    config = config_for(simulator, {"sources": ["config"], "conformance_packs": packs})
+def test_a_named_pack_in_an_account_without_packs_is_a_failed_poll_not_silence(simulator):
+    config = config_for(simulator, {"sources": ["config"], "conformance_packs": ["Missing"]})
 
     snapshot = poller_for(config).poll()
 
-    assert snapshot.conformance_packs == ()
+    (state,) = packs(snapshot)
+    assert (state.account_id, state.name, state.poll_success) == ("", "Missing", False)
+    assert state.error_code == "NoSuchConformancePackException"
     assert simulator.count("DescribeConformancePacks") == 1
+    assert simulator.count("ListConformancePackComplianceScores") == 0
+
+
+def test_discovery_in_an_account_without_packs_publishes_no_pack_and_a_successful_listing(simulator):
+    config = config_for(simulator, {"sources": ["config"], "conformance_packs": {"discover": True}})
+
+    snapshot = poller_for(config).poll()
+
+    assert snapshot is not None and packs(snapshot) == ()
+    assert snapshot.parts["config"].discovery == (("", REGION, True),)
     assert simulator.count("ListConformancePackComplianceScores") == 0
 
 
@@ -185,7 +202,7 @@ def test_an_unexpected_exception_in_a_targets_scores_fails_its_packs_only_and_ke
 
     snapshot = poller_for(config, publisher, counters, session).poll()
 
-    states = {p.name: p for p in snapshot.conformance_packs}
+    states = {p.name: p for p in packs(snapshot)}
     assert (states["Mine"].poll_success, states["Mine"].score) == (False, 50.0)
     assert states["Other"].poll_success
     assert counters.errors() == {("ListConformancePackComplianceScores", REGION, "ExporterError"): 1}

@@ -294,7 +294,7 @@ def test_dashboard_variable_query_returns_values(stack: Stack, name: str, query:
 
 @pytest.mark.parametrize("name", ["account", "region"])
 def test_account_and_region_variables_match_conformance_pack_series_too(stack: Stack, name: str) -> None:
-    # So that they list the accounts and regions of a deployment that polls only AWS Config.
+    # So that they list the accounts and regions of a deployment that polls only AWS Config, or only Security Hub.
     match = re.fullmatch(r"label_values\((.+),\s*\w+\)", to_promql(dict(variable_queries())[name]))
     assert match, name
     params = urllib.parse.urlencode({"match[]": match.group(1)})
@@ -302,8 +302,12 @@ def test_account_and_region_variables_match_conformance_pack_series_too(stack: S
     def names() -> set[str]:
         return {series["__name__"] for series in stack.api(f"/api/v1/series?{params}")}
 
-    found = wait_for(f"the series variable {name} reads", names, accept=lambda found: len(found) == 2)
-    assert found == {"auditmanager_assessment_poll_success", "awsconfig_conformance_pack_poll_success"}
+    found = wait_for(f"the series variable {name} reads", names, accept=lambda found: len(found) == 3)
+    assert found == {
+        "auditmanager_assessment_poll_success",
+        "awsconfig_conformance_pack_poll_success",
+        "securityhub_standard_poll_success",
+    }
 
 
 def test_noncompliant_rules_table_shows_each_packs_noncompliant_rules(stack: Stack) -> None:

@@ -19,7 +19,7 @@ RULE_TESTS = ROOT / "prometheus" / "alerts.test.yml"
 RUNBOOK = ROOT / "docs" / "alerts.md"
 
 SEVERITIES = {"critical", "warning", "info"}
-METRIC_NAME = re.compile(r"\b(auditmanager_\w+|awsconfig_\w+|[a-z_]+:\w+:\w+|up)\b")
+METRIC_NAME = re.compile(r"\b(auditmanager_\w+|awsconfig_\w+|securityhub_\w+|[a-z_]+:\w+:\w+|up)\b")
 
 
 def rule_groups() -> list[dict[str, Any]]:

@@ -79,9 +79,25 @@ def _report(snapshot: Snapshot, yaml_config: dict[str, object]) -> StatusReport:
 def _state(n: int, name: str, region: str = "us-east-1", ok: bool = True) -> AssessmentState:
     counts = Insights(1, 2, 3, 4, 5, NOW - 86400)
     if ok:
-        return AssessmentState("123456789012", region, uuid(n), name, counts, True, NOW - 30)
+        return AssessmentState(
+            account_id="123456789012",
+            region=region,
+            assessment_id=uuid(n),
+            name=name,
+            insights=counts,
+            poll_success=True,
+            last_success=NOW - 30,
+        )
     return AssessmentState(
-        "123456789012", region, uuid(n), name, counts, False, NOW - 3600, error_code="Throttling", error_message="slow"
+        account_id="123456789012",
+        region=region,
+        assessment_id=uuid(n),
+        name=name,
+        insights=counts,
+        poll_success=False,
+        last_success=NOW - 3600,
+        error_code="Throttling",
+        error_message="slow",
     )
 
 
@@ -93,9 +109,23 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
         ]
     }
     polled, _ = parse(raw).expanded_targets()
-    cycle = TargetCycle(polled, "123456789012", NOW - 40, 2.5, 3, 1, 7, 2.0, "AccessDeniedException", "no")
+    cycle = TargetCycle(
+        source="auditmanager",
+        target=polled,
+        account_id="123456789012",
+        started=NOW - 40,
+        seconds=2.5,
+        units=3,
+        failures=1,
+        requests=7,
+        peak_rate=2.0,
+        error_code="AccessDeniedException",
+        error_message="no",
+    )
     details = MappingProxyType({_state(1, "a").key: AssessmentDetails("SOC 2", "ACTIVE")})
-    report = _report(Snapshot((_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)), raw)
+    report = _report(
+        Snapshot(assessments=(_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)), raw
+    )
 
     first, second = report.targets
     assert (first.region, first.account_id, first.role_arn, first.discover) == (
@@ -104,7 +134,7 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
         None,
         False,
     )
-    assert (first.last_cycle_start, first.last_cycle_seconds, first.assessments, first.failures) == (
+    assert (first.last_cycle_start, first.last_cycle_seconds, first.units, first.failures) == (
         NOW - 40,
         2.5,
         3,
@@ -124,7 +154,7 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
     assert report.completed_cycles == 4
 
 
-def test_targets_that_poll_only_aws_config_are_not_listed():
+def test_every_source_of_every_target_is_listed_aws_config_only_targets_too():
     raw = {
         "targets": [
             {"region": "us-east-1", "assessments": [{"id": uuid(1)}]},
@@ -140,12 +170,20 @@ def test_targets_that_poll_only_aws_config_are_not_listed():
 
     report = _report(Snapshot(), raw)
 
-    assert [t.region for t in report.targets] == ["eu-west-2", "us-east-1"]
+    assert [(t.region, t.source) for t in report.targets] == [
+        ("eu-west-1", "config"),
+        ("eu-west-2", "auditmanager"),
+        ("eu-west-2", "config"),
+        ("us-east-1", "auditmanager"),
+    ]
+    assert all(t.state == "waiting" for t in report.targets)
 
 
 def test_failing_rows_come_first_then_by_region_and_name():
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     shown = select(report, Query())
 
@@ -166,24 +204,28 @@ def test_failing_rows_come_first_then_by_region_and_name():
 )
 def test_the_filter_matches_any_shown_field_case_insensitively(query, expected):
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     assert [a.name for a in select(report, query).assessments] == expected
 
 
 def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
     hostile = AssessmentState(
-        "123456789012",
-        "us-east-1",
-        uuid(1),
-        "<script>alert(1)</script>",
-        None,
-        False,
-        None,
+        account_id="123456789012",
+        region="us-east-1",
+        assessment_id=uuid(1),
+        name="<script>alert(1)</script>",
+        insights=None,
+        poll_success=False,
+        last_success=None,
         error_code="InvalidClientTokenId",
         error_message=f"The security token of {ACCESS_KEY_ID} is invalid <b>",
     )
-    report = _report(Snapshot((hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
+    report = _report(
+        Snapshot(assessments=(hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
 
     page = render_html(report, Query("<script>")).decode()
     document = render_json(report, Query()).decode()
@@ -210,7 +252,7 @@ def test_a_cycle_records_each_target_and_each_failed_assessment_error_until_a_po
     failed = poller.poll()
 
     (cycle,) = failed.targets
-    assert (cycle.target.region, cycle.account_id, cycle.assessments, cycle.failures) == ("us-east-1", ACCOUNT, 3, 1)
+    assert (cycle.target.region, cycle.account_id, cycle.units, cycle.failures) == ("us-east-1", ACCOUNT, 3, 1)
     # GetAssessment for the account, ListAssessments for the names, GetInsights, three GetInsightsByAssessment.
     assert cycle.requests == simulator.count() == 6
     assert 0 < cycle.peak_rate <= 5.0 and cycle.seconds > 0 and cycle.error_code is None
@@ -234,7 +276,7 @@ def test_a_target_wide_failure_is_the_target_error_while_its_assessments_poll(si
     snapshot = poller.poll()
 
     (cycle,) = snapshot.targets
-    assert (cycle.assessments, cycle.failures) == (1, 0)
+    assert (cycle.units, cycle.failures) == (1, 0)
     assert (cycle.error_code, cycle.error_message) == ("AccessDeniedException", "not registered")
     assert [s.poll_success for s in snapshot.assessments] == [True]
 
@@ -249,8 +291,10 @@ def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
 def status_server() -> Iterator[str]:
     """A real MetricsServer whose status provider returns a fixed report; its base URL."""
     states = (_state(1, "fine"), _state(2, "broken", ok=False))
-    report = _report(Snapshot(states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]})
-    store = SnapshotStore(Snapshot(states))
+    report = _report(
+        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+    )
+    store = SnapshotStore(Snapshot(assessments=states))
     server = MetricsServer([bind("127.0.0.1:0")], App(Exposition(store, ApiCounters()), store, status=lambda: report))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.port}"
@@ -416,7 +460,14 @@ def test_the_json_puts_the_failing_target_and_assessments_first_with_their_error
     assert (hipaa["framework"], hipaa["status"]) == ("HIPAA Security Rule: Feb 2003", "ACTIVE")
     soc2 = next(a for a in assessments if a["name"] == "SOC 2 Type II - Production")
     assert soc2["last_success"] and soc2["insights_last_updated"] and soc2["error_code"] is None
-    assert document["totals"] == {"targets": 3, "targets_failing": 2, "assessments": 8, "assessments_failing": 2}
+    assert document["totals"] == {
+        "targets": 3,
+        "targets_failing": 2,
+        "assessments": 8,
+        "assessments_failing": 2,
+        "units": 0,
+        "units_failing": 0,
+    }
 
     only_pci = demo.json("&q=pci")
     assert sorted(a["name"] for a in only_pci["assessments"]) == [
@@ -603,3 +654,51 @@ def test_a_person_sees_the_failing_target_and_assessments_first_and_can_filter(
     )
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert screenshot.stat().st_size > 20_000
+
+
+def test_a_person_sees_conformance_packs_and_config_only_targets_and_filters_across_sources(
+    simulator, run_exporter, tmp_path
+):
+    simulator.add_assessment("us-east-1", uuid(1), "SOC 2 audit", insights=insights())
+    simulator.awsconfig.add_conformance_pack("eu-west-1", "CIS-Pack", {"a": "COMPLIANT", "b": "NON_COMPLIANT"})
+    config = {
+        "poll_interval": "1h",
+        "max_attempts": 1,
+        "targets": [
+            {"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]},
+            {
+                "region": "eu-west-1",
+                "endpoint_url": simulator.url,
+                "sources": ["config"],
+                "conformance_packs": ["CIS-Pack", "Typo-Pack"],
+            },
+        ],
+    }
+    exporter = run_exporter(config)
+
+    page = seen_in_chromium(tmp_path, exporter.url + "/status")
+
+    targets = page.body_rows("targets")
+    assert [(row[0], row[1], row[-2]) for row in targets] == [
+        ("FAILING", "eu-west-1", "config"),
+        ("OK", "us-east-1", "auditmanager"),
+    ]
+    assert targets[0][7] == "1 of 2"
+    units = page.body_rows("units")
+    assert [(row[0], row[2], row[3]) for row in units] == [
+        ("FAILING", "conformance pack", "Typo-Pack"),
+        ("OK", "conformance pack", "CIS-Pack"),
+    ]
+    assert units[0][-1].startswith("NoSuchConformancePackException")
+    assert units[1][6] == "score: 50% · rules: 1 compliant, 1 noncompliant"
+    failing = seen_in_chromium(tmp_path, exporter.url + "/status?failing=1")
+    assert [row[3] for row in failing.body_rows("units")] == ["Typo-Pack"]
+    assert [row[1] for row in failing.body_rows("targets")] == ["eu-west-1"]
+    assert failing.body_rows("assessments")[0][0] == "No assessment matches."
+    by_name = seen_in_chromium(tmp_path, exporter.url + "/status?q=cis")
+    assert [row[3] for row in by_name.body_rows("units")] == ["CIS-Pack"]
+
+    document = json.loads(http_get(exporter.url + "/status?format=json&failing=1")[1])
+    (unit,) = document["units"]
+    assert (unit["source"], unit["name"], unit["poll_success"]) == ("config", "Typo-Pack", False)
+    assert document["totals"]["units_failing"] == 1

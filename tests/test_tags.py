@@ -99,7 +99,15 @@ def scrape(snapshot: Snapshot) -> str:
 
 
 def assessment(n: int, name: str) -> AssessmentState:
-    return AssessmentState(ACCOUNT, "us-east-1", uuid(n), name, None, True, 1_700_000_000.0)
+    return AssessmentState(
+        account_id=ACCOUNT,
+        region="us-east-1",
+        assessment_id=uuid(n),
+        name=name,
+        insights=None,
+        poll_success=True,
+        last_success=1_700_000_000.0,
+    )
 
 
 def details(**tags: str) -> AssessmentDetails:
@@ -109,7 +117,7 @@ def details(**tags: str) -> AssessmentDetails:
 def test_one_tags_series_per_assessment_with_an_empty_value_for_a_missing_tag() -> None:
     states = (assessment(1, "Prod"), assessment(2, "Staging"), assessment(3, "Details unknown"))
     snapshot = Snapshot(
-        states,
+        assessments=states,
         tag_labels=("team", "cost-center"),
         details=MappingProxyType(
             {states[0].key: details(team="payments", **{"cost-center": "cc-2040"}), states[1].key: details(team="data")}
@@ -127,7 +135,7 @@ def test_one_tags_series_per_assessment_with_an_empty_value_for_a_missing_tag() 
 
 def test_no_tags_metric_without_tag_labels_even_when_tags_are_known() -> None:
     state = assessment(1, "Prod")
-    snapshot = Snapshot((state,), details=MappingProxyType({state.key: details(team="payments")}))
+    snapshot = Snapshot(assessments=(state,), details=MappingProxyType({state.key: details(team="payments")}))
 
     text = scrape(snapshot)
 

@@ -10,7 +10,8 @@ from exporter.config.values import ROLE_ARN_PATTERN
 
 AUDIT_MANAGER = "auditmanager"
 AWS_CONFIG = "config"
-SOURCES = (AUDIT_MANAGER, AWS_CONFIG)
+SECURITY_HUB = "securityhub"
+SOURCES = (AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB)
 # What a target polls when it names no sources.
 DEFAULT_SOURCES = (AUDIT_MANAGER,)
 DEFAULT_SESSION_NAME = "auditmanager-exporter"
@@ -39,6 +40,38 @@ class ConformancePacksConfig:
         )
 
 
+@dataclass(frozen=True)
+class StandardsConfig:
+    """The Security Hub standards a target polls: `names` (standard ids), and with `discover` every enabled standard
+    whose id passes `include` and `exclude`. A target polling Security Hub without `standards` discovers them all."""
+
+    names: tuple[str, ...] = ()
+    discover: bool = False
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+
+    def wants(self, standard_id: str) -> bool:
+        """Whether a discovered standard of this id passes `include` and `exclude`."""
+        return (self.include is None or self.include.search(standard_id) is not None) and (
+            self.exclude is None or self.exclude.search(standard_id) is None
+        )
+
+
+EVERY_ENABLED_STANDARD = StandardsConfig(discover=True)
+# The Security Hub operations the source calls, and the requests per second of each ("default": any other): AWS's
+# quotas per account and region (each allows bursts of twice its rate).
+SECURITYHUB_OPERATIONS = (
+    "DescribeHub",
+    "GetEnabledStandards",
+    "DescribeStandards",
+    "DescribeStandardsControls",
+    "ListSecurityControlDefinitions",
+    "BatchGetStandardsControlAssociations",
+    "GetFindings",
+)
+SECURITYHUB_RATE_LIMITS = (("GetFindings", 3.0), ("default", 10.0))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetConfig:
     """A target as configured; `regions` makes it one target per region (see `Config.expanded_targets`). None is a
@@ -61,6 +94,7 @@ class TargetConfig:
     sources: tuple[str, ...] | None = None
     conformance_packs: ConformancePacksConfig | None = None
     aggregator: str | None = None
+    standards: StandardsConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +117,7 @@ class Target:
     sources: tuple[str, ...]
     conformance_packs: ConformancePacksConfig | None
     aggregator: str | None
+    standards: StandardsConfig = EVERY_ENABLED_STANDARD
 
     @property
     def role_account_id(self) -> str | None:
@@ -109,6 +144,9 @@ class Config:
     max_attempts: int = 3
     max_control_domain_series: int = 10000
     max_conformance_pack_rule_series: int = 10000
+    max_securityhub_control_series: int = 10000
+    # Requests per second by Security Hub operation (or "default"), the given ones over SECURITYHUB_RATE_LIMITS.
+    securityhub_rate_limits: tuple[tuple[str, float], ...] = SECURITYHUB_RATE_LIMITS
     max_workers: int = 32
     # Tag keys published as labels of auditmanager_assessment_tags, in config order; none: no such metric.
     tag_labels: tuple[str, ...] = ()
@@ -133,6 +171,7 @@ class Config:
                 sources=target.sources or DEFAULT_SOURCES,
                 conformance_packs=target.conformance_packs,
                 aggregator=target.aggregator,
+                standards=target.standards or EVERY_ENABLED_STANDARD,
             )
             for target in self.targets
             for region in (target.regions or (target.region or "",))

@@ -129,6 +129,34 @@ def duration(within: Callable[[float], float]) -> Check:
     return check
 
 
+def names(pattern: Callable[[str], str]) -> Check:
+    """A list of names that each pass `pattern`, none twice."""
+
+    def check(reader: Reader, value: object, path: str) -> object:
+        items = reader.items(value, path)
+        checked = tuple(string(pattern=pattern)(reader, name, f"{path}[{n}]") for n, name in enumerate(items))
+        for n, name in enumerate(items):
+            if name in items[:n]:
+                reader.fail(f"{path}[{n}]", f"duplicate of {path}[{items.index(name)}] ({name})")
+        return checked
+
+    return check
+
+
+def selection(reader: Reader, value: object, path: str, fields: Fields, what: str) -> dict[str, Any] | None:
+    """The checked `names`, `discover`, `include` and `exclude` of a selection of `what`s; None if any is bad."""
+    before = len(reader.problems)
+    checked = reader.mapping(value, path, fields)
+    if len(reader.problems) > before:
+        return None
+    if not checked.get("names") and not checked.get("discover"):
+        reader.fail(path, f"name at least one {what}, or set discover: true")
+    for key in ("include", "exclude"):
+        if key in checked and not checked.get("discover"):
+            reader.fail(f"{path}.{key}", f"needs discover: true (it filters discovered {what}s)")
+    return checked
+
+
 def boolean(reader: Reader, value: object, path: str) -> object:
     if not isinstance(value, bool):
         reader.fail(path, "must be true or false")

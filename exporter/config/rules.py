@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from exporter.config.model import AUDIT_MANAGER, AWS_CONFIG, DEFAULT_SOURCES
+from exporter.config.model import AUDIT_MANAGER, AWS_CONFIG, DEFAULT_SOURCES, SECURITY_HUB
 
 _AUDIT_MANAGER_KEYS = ("assessments", "discover", "include", "exclude", "control_domains")
 
@@ -66,6 +66,8 @@ def _source_problems(path: str, target: dict[str, Any], has: set[str]) -> Iterab
     for key in ("conformance_packs", "aggregator"):
         if AWS_CONFIG not in sources and key in has:
             yield f"{path}.{key}: needs {AWS_CONFIG} in sources"
+    if SECURITY_HUB not in sources and "standards" in has:
+        yield f"{path}.standards: needs {SECURITY_HUB} in sources"
 
 
 def _duplicate_ids(raw: dict[str, Any]) -> Iterable[str]:

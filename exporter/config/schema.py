@@ -4,10 +4,20 @@ records themselves (exporter.config.model)."""
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from exporter.config import durations, values
-from exporter.config.model import SOURCES, AssessmentConfig, Config, ConformancePacksConfig, TargetConfig
-from exporter.config.reader import Reader, boolean, duration, fields_of, number, string
+from exporter.config.model import (
+    SECURITYHUB_OPERATIONS,
+    SECURITYHUB_RATE_LIMITS,
+    SOURCES,
+    AssessmentConfig,
+    Config,
+    ConformancePacksConfig,
+    StandardsConfig,
+    TargetConfig,
+)
+from exporter.config.reader import Reader, boolean, duration, fields_of, names, number, selection, string
 from exporter.tags import label_name
 
 # Far beyond what AWS's 20 requests/s can use; botocore preallocates a connection slot for each.
@@ -52,15 +62,6 @@ def _sources(reader: Reader, value: object, path: str) -> object:
     return tuple(sources)
 
 
-def _pack_names(reader: Reader, value: object, path: str) -> object:
-    names = reader.items(value, path)
-    checked = tuple(string(pattern=values.pack_name)(reader, name, f"{path}[{n}]") for n, name in enumerate(names))
-    for n, name in enumerate(names):
-        if name in names[:n]:
-            reader.fail(f"{path}[{n}]", f"duplicate of {path}[{names.index(name)}] ({name})")
-    return checked
-
-
 def _pattern(reader: Reader, value: object, path: str) -> object:
     checked = string(pattern=values.regex)(reader, value, path)
     return re.compile(checked) if isinstance(checked, str) else None
@@ -70,21 +71,33 @@ def _conformance_packs(reader: Reader, value: object, path: str) -> object:
     """A list of pack names, or a mapping of names, discover, include and exclude."""
     if isinstance(value, list):
         value = {"names": value}
-    before = len(reader.problems)
-    fields = reader.mapping(value, path, CONFORMANCE_PACK_FIELDS)
-    if len(reader.problems) > before:
-        return None
-    if not fields.get("names") and not fields.get("discover"):
-        reader.fail(path, "name at least one conformance pack, or set discover: true")
-    for key in ("include", "exclude"):
-        if key in fields and not fields.get("discover"):
-            reader.fail(f"{path}.{key}", "needs discover: true (it filters discovered conformance packs)")
-    return ConformancePacksConfig(**fields)
+    fields = selection(reader, value, path, CONFORMANCE_PACK_FIELDS, "conformance pack")
+    return None if fields is None else ConformancePacksConfig(**fields)
+
+
+def _standards(reader: Reader, value: object, path: str) -> object:
+    """A list of Security Hub standard ids, or a mapping of names, discover, include and exclude."""
+    if isinstance(value, list) and value:
+        return StandardsConfig(names=cast(tuple[str, ...], names(values.standard_id)(reader, value, path)))
+    fields = selection(
+        reader, {"names": value} if isinstance(value, list) else value, path, STANDARDS_FIELDS, "standard"
+    )
+    return None if fields is None else StandardsConfig(**fields)
+
+
+def _rate_limits(reader: Reader, value: object, path: str) -> object:
+    """Requests per second by Security Hub operation (or "default"), over SECURITYHUB_RATE_LIMITS."""
+    given = reader.mapping(value, path, {key: (number(float), None) for key in (*SECURITYHUB_OPERATIONS, "default")})
+    return tuple({**dict(SECURITYHUB_RATE_LIMITS), **given}.items())
 
 
 CONFORMANCE_PACK_FIELDS = fields_of(
     ConformancePacksConfig,
-    {"names": _pack_names, "discover": boolean, "include": _pattern, "exclude": _pattern},
+    {"names": names(values.pack_name), "discover": boolean, "include": _pattern, "exclude": _pattern},
+)
+STANDARDS_FIELDS = fields_of(
+    StandardsConfig,
+    {"names": names(values.standard_id), "discover": boolean, "include": _pattern, "exclude": _pattern},
 )
 ASSESSMENT_FIELDS = fields_of(
     AssessmentConfig,
@@ -110,6 +123,7 @@ TARGET_FIELDS = fields_of(
         "sources": _sources,
         "conformance_packs": _conformance_packs,
         "aggregator": string(pattern=values.aggregator),
+        "standards": _standards,
     },
 )
 CONFIG_FIELDS = fields_of(
@@ -124,6 +138,8 @@ CONFIG_FIELDS = fields_of(
         "max_attempts": number(int, maximum=10),
         "max_control_domain_series": number(int, inclusive=True),
         "max_conformance_pack_rule_series": number(int, inclusive=True),
+        "max_securityhub_control_series": number(int, inclusive=True),
+        "securityhub_rate_limits": _rate_limits,
         "max_workers": number(int, minimum=2, inclusive=True, maximum=MAX_CONCURRENCY),
         "tag_labels": _tag_labels,
         # Checked one by one by `parse`, which builds each target.

@@ -13,6 +13,8 @@ _SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$")
 _EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 CONFORMANCE_PACK_PATTERN = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,255}$")
 AGGREGATOR_PATTERN = re.compile(r"[\w\-]{1,256}", re.ASCII)
+# A Security Hub standard's id, as findings name it in Compliance.AssociatedStandards.
+STANDARD_ID_PATTERN = re.compile(r"(standards|ruleset)/[a-z0-9][a-z0-9-]*/v/\d+(\.\d+)*")
 
 
 def uuid(value: str) -> str:
@@ -68,4 +70,10 @@ def pack_name(value: str) -> str:
 def aggregator(value: str) -> str:
     if not AGGREGATOR_PATTERN.fullmatch(value):
         raise ValueError(f"not a configuration aggregator name (1 to 256 letters, digits, _ or -): {value!r}")
+    return value
+
+
+def standard_id(value: str) -> str:
+    if not STANDARD_ID_PATTERN.fullmatch(value):
+        raise ValueError(f"not a Security Hub standard id (like standards/pci-dss/v/3.2.1): {value!r}")
     return value

@@ -3,8 +3,8 @@ connection did not change (with their rate-limiter budgets), and closed when a r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.config import Config, Target
 
@@ -70,3 +70,26 @@ class Clients(Generic[_C]):
     def close(self) -> None:
         for _, client in self._clients:
             client.close()
+
+
+class AllClients:
+    """The clients of every source for the current config: Audit Manager's and each registered source's."""
+
+    def __init__(self, audit_manager: Clients[Any], sources: Mapping[str, Clients[Any]]) -> None:
+        self._audit_manager = audit_manager
+        self._sources = dict(sources)
+
+    def build(self, config: Config) -> tuple[list[Any], dict[str, list[Any]], list[ServiceClient]]:
+        """The Audit Manager clients, every other source's clients by name, and the former clients left over (see
+        `Clients.build`)."""
+        audit, replaced = self._audit_manager.build(config)
+        built: dict[str, list[Any]] = {}
+        for name, clients in self._sources.items():
+            built[name], spare = clients.build(config)
+            replaced += spare
+        return audit, built, replaced
+
+    def close(self) -> None:
+        self._audit_manager.close()
+        for clients in self._sources.values():
+            clients.close()

@@ -17,19 +17,21 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
-from exporter.config import Target
-from exporter.polling.errors import EXPORTER_ERROR, log_aws_failure, report_unexpected
-from exporter.polling.inventory import NOT_FOUND, Shard, Wanted, refresh_listing, resolve_account, wanted
+from exporter.config import AUDIT_MANAGER, Target
+from exporter.failures import EXPORTER_ERROR, log_aws_failure, report_unexpected
+from exporter.polling.inventory import NOT_FOUND, Wanted, refresh_listing, resolve_account, wanted
+from exporter.polling.lanes import TargetTasks, results
 from exporter.polling.state import AccountKey, CycleResult, Lookup, TargetMemory, allowed, failed
-from exporter.polling.workers import Lane, Workers
+from exporter.polling.workers import Workers
+from exporter.sharding import Shard
 from exporter.snapshot import (
     AccountState,
     ApiCounters,
     AssessmentKey,
     AssessmentState,
     ControlDomainInsights,
-    TargetCycle,
 )
+from exporter.sources.base import Failure
 
 _T = TypeVar("_T")
 
@@ -90,7 +92,9 @@ class Cycle:
     def run(self) -> CycleResult:
         clock = self._settings.monotonic
         started, wall_started = clock(), self._settings.wall_clock()
-        work = [_TargetTasks(self._workers.lane(run.target.max_concurrency), run.client, clock) for run in self._runs]
+        work = [TargetTasks(self._workers.lane(run.target.max_concurrency), run.client, clock) for run in self._runs]
+        own: list[list[AssessmentState]] = [[] for _ in self._runs]
+        own_polls: list[list[Future[AssessmentState | None]]] = [[] for _ in self._runs]
         plans: dict[Future[_Plan], int] = {}
         for i, run in enumerate(self._runs):
             # The plan, and a hold until its polls are submitted: the target is not idle in between, so its client
@@ -116,7 +120,7 @@ class Cycle:
                 plan = done.result()
                 decided += plan.decided
                 accounts += plan.accounts
-                work[i].states += plan.decided
+                own[i] += plan.decided
                 if plan.account_id is None:
                     continue
                 account_id, region = plan.account_id, run.target.region
@@ -131,35 +135,39 @@ class Cycle:
                 if polls_account:
                     poll_account = functools.partial(self._poll_account, run, work[i], account_id)
                     account_polls.append(work[i].submit(poll_account))
-                work[i].polls = [
+                own_polls[i] = [
                     work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted
                 ]
-                polls += work[i].polls
+                polls += own_polls[i]
             finally:
                 work[i].end_hold()
         wait(polls)
         wait(account_polls)
+        to_wall = wall_started - started
         durations: dict[str, float] = {}
         for run, tasks in zip(self._runs, work, strict=True):
             region = run.target.region
             durations[region] = max(durations.get(region, 0.0), tasks.finished - started)
-        targets = [tasks.cycle(run, wall_started - started) for run, tasks in zip(self._runs, work, strict=True)]
+        targets = [
+            tasks.record(AUDIT_MANAGER, run.target, run.memory.account_id, [*own[i], *results(own_polls[i])], to_wall)
+            for i, (run, tasks) in enumerate(zip(self._runs, work, strict=True))
+        ]
         # Two targets may reach the same assessment (one configured, one discovering): publish it once.
         states = sorted(
-            _unique([*decided, *_results(polls)], lambda s: s.key),
+            _unique([*decided, *results(polls)], lambda s: s.key),
             key=lambda s: s.key,
         )
         states, dropped = _limit_control_domains(states, self._settings.max_domain_series)
         return CycleResult(
-            states,
-            _unique([*accounts, *_results(account_polls)], lambda a: (a.account_id, a.region)),
-            durations,
-            lookups,
-            dropped,
+            assessments=states,
+            accounts=_unique([*accounts, *results(account_polls)], lambda a: (a.account_id, a.region)),
+            durations=durations,
+            lookups=lookups,
+            control_domain_series_dropped=dropped,
             targets=targets,
         )
 
-    def _prepare(self, run: TargetRun, tasks: _TargetTasks) -> _Plan:
+    def _prepare(self, run: TargetRun, tasks: TargetTasks) -> _Plan:
         """List (if due) and resolve the account of one target; an unexpected exception fails the target."""
         target, memory = run.target, run.memory
         if self._stopped.is_set():
@@ -175,9 +183,9 @@ class Cycle:
             )
         except Exception as error:
             report_unexpected(self._settings.counters, "ListAssessments", error, region=target.region)
-            return self._failed_target(run, wanted(target, memory), set(), tasks.fail(_unexpected(error)))
+            return self._failed_target(run, wanted(target, memory), set(), _fail(tasks, _unexpected(error)))
         if listing is not None:
-            tasks.fail((listing.code, listing.message))
+            _fail(tasks, (listing.code, listing.message))
         assessments = wanted(target, memory)
         if not assessments and memory.account_id is None:
             # Nothing to poll and no way to learn the account from Audit Manager: an empty result, not an error.
@@ -187,10 +195,10 @@ class Cycle:
             lookup = resolve_account(run.client, memory, assessments, gone)
         except AwsError as error:
             log_aws_failure("cannot resolve target", error, region=target.region)
-            return self._failed_target(run, assessments, gone, tasks.fail((error.code, error.message)))
+            return self._failed_target(run, assessments, gone, _fail(tasks, (error.code, error.message)))
         except Exception as error:
             report_unexpected(self._settings.counters, "GetAssessment", error, region=target.region)
-            return self._failed_target(run, assessments, gone, tasks.fail(_unexpected(error)))
+            return self._failed_target(run, assessments, gone, _fail(tasks, _unexpected(error)))
         account_id = memory.account_id or ""
         if lookup is not None:
             # Its answer is this assessment's look-up, tags included: the look-ups between cycles need not ask again.
@@ -201,7 +209,8 @@ class Cycle:
         owned = [
             w
             for w in assessments
-            if w.assessment_id not in gone and self._settings.shard.owns(account_id, target.region, w.assessment_id)
+            if (w.configured or w.assessment_id not in gone)
+            and self._settings.shard.owns(account_id, target.region, w.assessment_id)
         ]
         memory.polled = tuple(w.assessment_id for w in owned)
         return _Plan(account_id, owned, lookup=lookup)
@@ -222,7 +231,7 @@ class Cycle:
         }
         decided = []
         for w in assessments:
-            if w.assessment_id in gone:
+            if w.assessment_id in gone and not w.configured:
                 continue
             if w.assessment_id in previous:
                 decided.append(failed(previous[w.assessment_id], error))
@@ -232,16 +241,12 @@ class Cycle:
             if account_id is None and not shard.polls_accounts:
                 continue
             name = w.name or memory.names.get(w.assessment_id) or w.assessment_id
-            domains = False if target.control_domains else None
-            fresh = AssessmentState(
-                account_id or "", target.region, w.assessment_id, name, None, False, None, (), domains
-            )
-            decided.append(failed(fresh, error))
+            decided.append(_without_values(target, account_id or "", w.assessment_id, name, None, error))
         account = self._known_accounts.get((account_id or "", target.region))
         accounts = [dataclasses.replace(account, poll_success=False)] if account and shard.polls_accounts else []
         return _Plan(decided=decided, accounts=accounts)
 
-    def _poll_account(self, run: TargetRun, tasks: _TargetTasks, account_id: str) -> AccountState | None:
+    def _poll_account(self, run: TargetRun, tasks: TargetTasks, account_id: str) -> AccountState | None:
         region = run.target.region
         previous = self._known_accounts.get((account_id, region))
         if self._stopped.is_set():
@@ -251,10 +256,10 @@ class Cycle:
         except Exception as error:
             if isinstance(error, AwsError):
                 log_aws_failure("account insights poll failed", error, region=region, account_id=account_id)
-                tasks.fail((error.code, error.message))
+                _fail(tasks, (error.code, error.message))
             else:
                 report_unexpected(self._settings.counters, "GetInsights", error, region=region, account_id=account_id)
-                tasks.fail(_unexpected(error))
+                _fail(tasks, _unexpected(error))
             if previous is None:
                 return AccountState(account_id, region, None, False, None)
             return dataclasses.replace(previous, poll_success=False)
@@ -276,18 +281,24 @@ class Cycle:
                 reason = _unexpected(error)
             else:
                 log_aws_failure("poll failed", error, **fields)
-                if error.code == NOT_FOUND:
-                    return None
+                if error.code == NOT_FOUND and not wanted.configured:
+                    return None  # a discovered assessment AWS no longer has leaves
                 reason = (error.code, error.message)
-            if previous is not None:
+            if previous is not None and reason[0] != NOT_FOUND:
                 return failed(previous, reason)
-            domains_success = False if target.control_domains else None
-            fresh = AssessmentState(
-                account_id, target.region, wanted.assessment_id, name, None, False, None, (), domains_success
-            )
-            return failed(fresh, reason)
+            # Never polled, or named in the config yet gone: a failed poll without values.
+            last_success = previous.last_success if previous is not None else None
+            return _without_values(target, account_id, wanted.assessment_id, name, last_success, reason)
         now = self._settings.wall_clock()
-        state = AssessmentState(account_id, target.region, wanted.assessment_id, name, insights, True, now)
+        state = AssessmentState(
+            account_id=account_id,
+            region=target.region,
+            assessment_id=wanted.assessment_id,
+            name=name,
+            insights=insights,
+            poll_success=True,
+            last_success=now,
+        )
         if not target.control_domains:
             return state
         domains: tuple[ControlDomainInsights, ...]
@@ -309,89 +320,28 @@ class Cycle:
         )
 
 
-class _TargetTasks:
-    """One target's tasks in a cycle: its lane, when its first task started and its last ended, and its idle
-    connections closed as soon as it has no task left (a cycle serves targets about one after the other, so few
-    hold connections at once); and, for /status, what the target's part of the cycle came to."""
-
-    def __init__(self, lane: Lane, client: AuditManagerClient, clock: Callable[[], float]) -> None:
-        self._lane = lane
-        self._client = client
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._left = 0
-        self.started: float | None = None
-        self.finished = clock()
-        self.states: list[AssessmentState] = []
-        self.polls: list[Future[AssessmentState | None]] = []
-        self.error: tuple[str, str] | None = None
-        self._requests = client.requests_started
-        client.take_peak_rate()
-
-    def fail(self, error: tuple[str, str]) -> tuple[str, str]:
-        """Record a target-wide failure (code, message) of this cycle; the latest one is shown. Returns it."""
-        self.error = error
-        return error
-
-    def cycle(self, run: TargetRun, to_wall: float) -> TargetCycle:
-        """The target's part of the cycle; `to_wall` turns the monotonic clock into Unix time."""
-        states = [*self.states, *_results(self.polls)]
-        started = self.finished if self.started is None else self.started
-        code, message = self.error or (None, None)
-        return TargetCycle(
-            run.target,
-            run.memory.account_id,
-            started + to_wall,
-            self.finished - started,
-            len(states),
-            sum(not s.poll_success for s in states),
-            self._client.requests_started - self._requests,
-            self._client.take_peak_rate(),
-            code,
-            message,
-        )
-
-    def expect(self, count: int) -> None:
-        """Announce `count` tasks before submitting them, so that the target is not seen idle in between."""
-        with self._lock:
-            self._left += count
-
-    def submit(self, task: Callable[[], _T]) -> Future[_T]:
-        return self._lane.submit(functools.partial(self._run, task))
-
-    def _run(self, task: Callable[[], _T]) -> _T:
-        with self._lock:
-            if self.started is None:
-                self.started = self._clock()
-        try:
-            return task()
-        finally:
-            self._one_done(ran=True)
-
-    def end_hold(self) -> None:
-        """End a hold announced with `expect` that is not a task (see `Cycle.run`)."""
-        self._one_done(ran=False)
-
-    def _one_done(self, *, ran: bool) -> None:
-        with self._lock:
-            self._left -= 1
-            if ran:
-                self.finished = max(self.finished, self._clock())
-            idle = self._left == 0
-        if idle:
-            self._client.close_idle_connections()
+def _without_values(
+    target: Target, account_id: str, assessment_id: str, name: str, last_success: float | None, error: tuple[str, str]
+) -> AssessmentState:
+    """A failed poll of an assessment with no values to keep (never polled, or gone although the config names it)."""
+    state = AssessmentState(
+        account_id=account_id,
+        region=target.region,
+        assessment_id=assessment_id,
+        name=name,
+        insights=None,
+        poll_success=False,
+        last_success=last_success,
+        control_domains_success=False if target.control_domains else None,
+    )
+    return failed(state, error)
 
 
-def _results(futures: Iterable[Future[_T | None]]) -> list[_T]:
-    """The results of the tasks that ran and returned something (a closed pool cancels the others)."""
-    results = []
-    for future in futures:
-        if future.cancelled() or future.exception() is not None:
-            continue
-        result = future.result()
-        if result is not None:
-            results.append(result)
-    return results
+def _fail(tasks: TargetTasks, error: tuple[str, str]) -> tuple[str, str]:
+    """Record a target-wide failure (code, message) on the target's cycle record; return it."""
+    code, message = error
+    tasks.fail(Failure(code=code, message=message))
+    return error
 
 
 def _unexpected(error: Exception) -> tuple[str, str]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from exporter.aws import AwsError, DescribedAssessment
+from exporter.failures import log_aws_failure, report_unexpected
 from exporter.polling.cycle import TargetRun
-from exporter.polling.errors import log_aws_failure, report_unexpected
 from exporter.polling.state import Lookup, TargetMemory, allowed
 from exporter.polling.workers import Workers
 from exporter.snapshot import ApiCounters, AssessmentKey

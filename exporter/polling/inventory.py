@@ -3,13 +3,12 @@ owns them, and the shard each belongs to."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
 from exporter.aws import AuditManagerClient, AwsError, DescribedAssessment
 from exporter.config import Target
-from exporter.polling.errors import log_aws_failure
+from exporter.failures import log_aws_failure
 from exporter.polling.state import TargetMemory
 
 log = logging.getLogger("exporter.polling")
@@ -19,41 +18,14 @@ ACCOUNT_LOOKUP_FAILURES = 3
 ACTIVE = "ACTIVE"
 
 
-def shard_of(account_id: str, region: str, assessment_id: str, count: int) -> int:
-    """The shard that polls an assessment: a SHA-256 of "account/region/assessment", the same in every process
-    (unlike `hash()`, which Python salts per process)."""
-    digest = hashlib.sha256(f"{account_id}/{region}/{assessment_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This replica's share of the assessments (`--shard.index` of `--shard.count`)."""
-
-    index: int = 0
-    count: int = 1
-
-    def owns(self, account_id: str, region: str, assessment_id: str) -> bool:
-        """Whether this shard polls the assessment; only asked once the account is known, so an assessment never
-        moves to another shard when its account resolves."""
-        return shard_of(account_id, region, assessment_id, self.count) == self.index
-
-    @property
-    def polls_accounts(self) -> bool:
-        """Only shard 0 polls the account-level insights, so replicas do not publish them twice. It also
-        publishes the failed polls of a target whose account cannot be resolved, which no shard can own yet."""
-        return self.index == 0
-
-
-UNSHARDED = Shard()
-
-
 @dataclass(frozen=True)
 class Wanted:
-    """An assessment a cycle polls, and the name the config gives it, if any."""
+    """An assessment a cycle polls, the name the config gives it, if any, and whether the config names it (then it
+    never vanishes: when AWS does not have it, it is a failed poll)."""
 
     assessment_id: str
     name: str | None
+    configured: bool = False
 
 
 def refresh_listing(
@@ -63,18 +35,22 @@ def refresh_listing(
     and discovered assessments alike: the names and statuses of all, and the ACTIVE ones for `discover`. On
     failure the previous listing stays, and the failure is returned. A target is never listed twice at once: while
     another thread lists it, a call waits (then finds the listing fresh) or, not `blocking`, keeps the previous
-    listing and returns at once."""
-    if not memory.listing_lock.acquire(blocking=blocking):
+    listing and returns at once. Each works on its own copy of the memory: one that waited for the other finds the
+    target listed by the gate."""
+    gate = memory.listing_gate
+    if not gate.lock.acquire(blocking=blocking):
         return None
     try:
-        if memory.listed_at is not None and now - memory.listed_at < every:
+        if (memory.listed_at is not None and now - memory.listed_at < every) or gate.fresh(now, every):
             return None
         try:
             listed = client.list_assessments()
         except AwsError as error:
             log_aws_failure("cannot list assessments", error, region=target.region)
+            memory.listing_failed = True
             return error
-        memory.listed_at = now
+        memory.listed_at, memory.listing_failed = now, False
+        gate.listed_at = now
         memory.names.update((m.assessment_id, m.name) for m in listed)
         memory.statuses = {m.assessment_id: m.status for m in listed}
         if target.discover:
@@ -82,14 +58,14 @@ def refresh_listing(
             log.debug("discovered assessments", extra={"region": target.region, "count": len(memory.discovered)})
         return None
     finally:
-        memory.listing_lock.release()
+        gate.lock.release()
 
 
 def wanted(target: Target, memory: TargetMemory) -> list[Wanted]:
     """The configured assessments, with their configured names, then the discovered ones not configured."""
     configured = {a.id: a.name for a in target.assessments}
     discovered = [i for i in memory.discovered if i not in configured]
-    return [Wanted(i, configured.get(i)) for i in [*configured, *discovered]]
+    return [Wanted(i, configured.get(i), i in configured) for i in [*configured, *discovered]]
 
 
 def resolve_account(

@@ -4,12 +4,13 @@ generation only, so a poller that a reload replaced can never publish again."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from exporter.config import Target
-from exporter.polling.state import PollState, TargetMemory
+from exporter.polling.state import PollState, SourceEntry
 from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.sources.base import Memory
 
 _T = TypeVar("_T")
 
@@ -23,14 +24,22 @@ class Publisher:
         self._lock = threading.Lock()
         self._generation = 0
 
-    def claim(self, targets: Sequence[Target], tag_labels: tuple[str, ...] = ()) -> tuple[int, list[TargetMemory]]:
-        """A new generation for a poller of `targets` publishing `tag_labels`, and the memory of each target (kept
-        for unchanged ones); from now on, commits of older generations are refused."""
+    def claim(
+        self,
+        targets: Sequence[Target],
+        tag_labels: tuple[str, ...] = (),
+        sources: Mapping[str, Sequence[tuple[Target, Memory, bool]]] | None = None,
+    ) -> tuple[int, dict[str, list[SourceEntry]]]:
+        """A new generation for a poller of `targets` publishing `tag_labels`, with the Audit Manager memory of each
+        target and the entry of each target of each other source ((target, initial memory, discovers) by source
+        name) kept for unchanged targets; return the generation and the entries (whose listing gates the poller
+        uses; memories are read as copies). From now on, commits of older generations are refused."""
         with self._lock:
             self._generation += 1
-            memories = self._state.memories(targets)
+            self._state.keep_memories(targets)
+            entries = {name: self._state.entries(name, runs) for name, runs in (sources or {}).items()}
             self._state.use_tag_labels(tag_labels)
-            return self._generation, memories
+            return self._generation, entries
 
     def end(self) -> None:
         """End the current generation without starting a poller (the service stops)."""

@@ -1,19 +1,19 @@
 """What the poll service knows between cycles: per target (account id, names and statuses, listing, look-up and
-tags times on the monotonic clock, discovered conformance packs) and overall (the last state of every assessment,
+tags times on the monotonic clock; every other source's `Memory`) and overall (the last state of every assessment,
 account and conformance pack, what the look-ups learned). The snapshot is made from it; nothing reads a snapshot
 back."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.config import Target
-from exporter.conformance import AggregatorKey, AggregatorState, ConformancePackKey, ConformancePackState
+from exporter.polling.pipeline import ListingGate, merge
 from exporter.snapshot import AccountState, AssessmentDetails, AssessmentKey, AssessmentState, Snapshot, TargetCycle
+from exporter.sources.base import Memory, SourcePart, UnitKey, UnitState
 
 AccountKey = tuple[str, str]
 """(account_id, region)"""
@@ -21,22 +21,23 @@ AccountKey = tuple[str, str]
 
 @dataclass
 class TargetMemory:
-    """What is known about one target. Times are on the monotonic clock; a reload that keeps the target keeps it."""
+    """What is known about one target for Audit Manager. Times are on the monotonic clock; a reload that keeps the
+    target keeps it. Workers change copies of it only (`PollState.memory_copies`); the commit merges them back."""
 
     account_id: str | None
     names: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     discovered: tuple[str, ...] = ()
     listed_at: float | None = None
+    # Whether the latest listing failed (then `auditmanager_discovery_success` is 0 for a discovering target).
+    listing_failed: bool = False
     # Held while the target is listed, so a cycle and the listings job between cycles never list it both at once.
-    listing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    listing_gate: ListingGate = field(default_factory=ListingGate, repr=False, compare=False)
     polled: tuple[str, ...] = ()
     # The look-ups' period: GetAssessment was tried for `details_tried` since `details_at`; a failed one is tried
     # again in the next period.
     details_at: float | None = None
     details_tried: set[str] = field(default_factory=set)
-    packs_discovered: tuple[str, ...] = ()
-    packs_listed_at: float | None = None
     tags_at: float | None = None
 
 
@@ -51,19 +52,32 @@ class Lookup:
     tags: Mapping[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CycleResult:
-    """What one poll cycle learned, to be recorded in the PollState."""
+    """What one poll cycle learned, to be recorded in the PollState: Audit Manager's states, every other source's
+    part and its targets' new memories (by run index), and every target's cycle record."""
 
     assessments: Sequence[AssessmentState]
     accounts: Sequence[AccountState]
     durations: Mapping[str, float]
     lookups: Mapping[AssessmentKey, Lookup]
     control_domain_series_dropped: int
-    conformance_packs: Sequence[ConformancePackState] = ()
-    conformance_pack_rule_series_dropped: int = 0
     targets: Sequence[TargetCycle] = ()
-    aggregators: Sequence[AggregatorState] = ()
+    # What the cycle changed in the Audit Manager memories: (index, the copy as taken, the copy as it ends).
+    audit_memories: Sequence[tuple[int, TargetMemory, TargetMemory]] = ()
+    parts: Mapping[str, SourcePart] = field(default_factory=dict)
+    memories: Mapping[str, Mapping[int, Memory]] = field(default_factory=dict)
+
+
+@dataclass
+class SourceEntry:
+    """One target as the PollState keeps it for one source: its memory (replaced whole by each commit), whether it
+    discovers (for `<prefix>_discovery_success`), and the lock that keeps two listings of it apart."""
+
+    target: Target
+    memory: Memory
+    discovers: bool
+    listing_gate: ListingGate = field(default_factory=ListingGate, repr=False, compare=False)
 
 
 class PollState:
@@ -80,14 +94,13 @@ class PollState:
         self._durations: Mapping[str, float] = MappingProxyType({})
         self._completed_cycles = 0
         self._dropped = 0
-        self._packs: dict[ConformancePackKey, ConformancePackState] = {}
-        self._rules_dropped = 0
         self._targets: tuple[TargetCycle, ...] = ()
-        self._aggregators: dict[AggregatorKey, AggregatorState] = {}
+        self._entries: dict[str, list[SourceEntry]] = {}
+        self._parts: dict[str, SourcePart] = {}
 
-    def memories(self, targets: Sequence[Target]) -> list[TargetMemory]:
-        """The memory of each target: kept for a target the previous config had too (equal in every setting),
-        new for the others; the memories of targets no longer configured are forgotten."""
+    def keep_memories(self, targets: Sequence[Target]) -> None:
+        """Keep the Audit Manager memory of each target the previous config had too (equal in every setting), start
+        one for the others, and forget the memories of targets no longer configured."""
         previous = list(self._memories)
         memories = []
         for target in targets:
@@ -95,7 +108,21 @@ class PollState:
             memory = previous.pop(match)[1] if match is not None else TargetMemory(target.role_account_id)
             memories.append((target, memory))
         self._memories = memories
-        return [memory for _, memory in memories]
+
+    def memory_copies(self, indexes: Sequence[int]) -> list[TargetMemory]:
+        """Copies of the Audit Manager memories at `indexes` (of the targets of the latest claim): a cycle, listing
+        or look-up changes its own copy, and `merge_memories` applies what it changed under the publisher's lock."""
+        return [_copy(self._memories[i][1]) for i in indexes]
+
+    def merge_memories(self, changes: Iterable[tuple[int, TargetMemory, TargetMemory]]) -> None:
+        """Apply to each stored memory what a worker changed in its copy: (index, the copy as it was taken, the copy
+        as it ends). Only the fields it changed are applied, so a listing committed meanwhile stays."""
+        for index, base, learned in changes:
+            stored = self._memories[index][1]
+            for name in _MEMORY_FIELDS:
+                value = getattr(learned, name)
+                if value != getattr(base, name):
+                    setattr(stored, name, value)
 
     def use_tag_labels(self, tag_labels: tuple[str, ...]) -> None:
         """Publish these tag keys from now on. When they change, the kept tags lose the keys no longer wanted, and
@@ -120,15 +147,39 @@ class PollState:
         """The ARN of every assessment whose GetAssessment has been read."""
         return {key: lookup.arn for key, lookup in self._lookups.items()}
 
-    def known_packs(self) -> dict[ConformancePackKey, ConformancePackState]:
-        return dict(self._packs)
+    def entries(self, source: str, targets: Sequence[tuple[Target, Memory, bool]]) -> list[SourceEntry]:
+        """The entry of each (target, initial memory, discovers) of `source`: kept for a target the previous config
+        had too (equal in every setting), new for the others; the others are forgotten."""
+        previous = list(self._entries.get(source, []))
+        entries = []
+        for target, memory, discovers in targets:
+            match = next((i for i, known in enumerate(previous) if known.target == target), None)
+            entries.append(previous.pop(match) if match is not None else SourceEntry(target, memory, discovers))
+        self._entries[source] = entries
+        return entries
 
-    def known_aggregators(self) -> dict[AggregatorKey, AggregatorState]:
-        return dict(self._aggregators)
+    def source_memories(self, source: str) -> list[Memory]:
+        """The current memory of each target of `source`, in the order of `entries`."""
+        return [entry.memory for entry in self._entries.get(source, [])]
+
+    def known_units(self, source: str) -> dict[UnitKey, UnitState]:
+        """The states `source` published last, by key."""
+        part = self._parts.get(source)
+        return {state.key: state for state in part.states} if part is not None else {}
+
+    def part(self, source: str) -> SourcePart | None:
+        return self._parts.get(source)
+
+    def record_memories(self, source: str, memories: Mapping[int, Memory]) -> None:
+        """Keep what a cycle or a listing learned of the targets of `source` (by entry index)."""
+        entries = self._entries.get(source, [])
+        for index, memory in memories.items():
+            entries[index].memory = merge(entries[index].memory, memory)
 
     def record_cycle(self, result: CycleResult) -> None:
         """Keep what a cycle polled and forget every assessment and account it did not. A look-up is kept while
         its assessment is polled or listed (a reload or a rediscovery does not ask again), and forgotten after."""
+        self.merge_memories(result.audit_memories)
         self._assessments = {s.key: s for s in result.assessments}
         self._accounts = {(a.account_id, a.region): a for a in result.accounts}
         self._statuses = self._listed_statuses()
@@ -140,23 +191,28 @@ class PollState:
         self._durations = MappingProxyType(dict(result.durations))
         self._completed_cycles += 1
         self._dropped += result.control_domain_series_dropped
-        self._packs = {p.key: p for p in result.conformance_packs}
-        self._rules_dropped += result.conformance_pack_rule_series_dropped
         self._targets = tuple(result.targets)
-        self._aggregators = {a.key: a for a in result.aggregators}
+        self._parts.update(result.parts)
+        for source, memories in result.memories.items():
+            self.record_memories(source, memories)
 
     def record_lookups(
-        self, lookups: Mapping[AssessmentKey, Lookup], tags: Mapping[AssessmentKey, Mapping[str, str]]
+        self,
+        lookups: Mapping[AssessmentKey, Lookup],
+        tags: Mapping[AssessmentKey, Mapping[str, str]],
+        changes: Iterable[tuple[int, TargetMemory, TargetMemory]] = (),
     ) -> None:
-        """Keep new look-ups, and the refreshed tags of known ones."""
+        """Keep new look-ups, the refreshed tags of known ones, and when the targets' look-ups were made."""
+        self.merge_memories(changes)
         self._lookups.update(lookups)
         for key, refreshed in tags.items():
             lookup = self._lookups.get(key)
             if lookup is not None:
                 self._lookups[key] = dataclasses.replace(lookup, tags=allowed(refreshed, self._tag_labels))
 
-    def record_listings(self) -> None:
-        """Keep the statuses of the latest listings, made between cycles."""
+    def record_listings(self, changes: Iterable[tuple[int, TargetMemory, TargetMemory]]) -> None:
+        """Keep the latest listings, made between cycles, and the statuses they give."""
+        self.merge_memories(changes)
         self._statuses = self._listed_statuses()
 
     def _listed_statuses(self) -> dict[AssessmentKey, str]:
@@ -173,25 +229,62 @@ class PollState:
     def snapshot(self, generation: int) -> Snapshot:
         assessments = tuple(sorted(self._assessments.values(), key=lambda s: s.key))
         return Snapshot(
-            assessments,
-            self._durations,
-            self._completed_cycles,
-            tuple(sorted(self._accounts.values(), key=lambda a: (a.account_id, a.region))),
-            MappingProxyType(
+            assessments=assessments,
+            poll_durations=self._durations,
+            completed_cycles=self._completed_cycles,
+            accounts=tuple(sorted(self._accounts.values(), key=lambda a: (a.account_id, a.region))),
+            details=MappingProxyType(
                 {
                     key: AssessmentDetails(lookup.framework, self._statuses.get(key, lookup.status), lookup.tags)
                     for key, lookup in self._lookups.items()
                     if key in self._assessments
                 }
             ),
-            self._dropped,
-            generation,
-            tuple(sorted(self._packs.values(), key=lambda p: p.key)),
-            self._rules_dropped,
-            self._targets,
-            self._tag_labels,
-            tuple(sorted(self._aggregators.values(), key=lambda a: a.key)),
+            control_domain_series_dropped=self._dropped,
+            generation=generation,
+            targets=self._targets,
+            tag_labels=self._tag_labels,
+            parts=MappingProxyType({**self._discovery_parts(), **self._source_parts()}),
         )
+
+    def _source_parts(self) -> dict[str, SourcePart]:
+        """Each source's part with the outcome of each discovering target's latest listing."""
+        return {
+            source: dataclasses.replace(self._parts.get(source) or SourcePart(), discovery=_discovery(entries))
+            for source, entries in self._entries.items()
+        }
+
+    def _discovery_parts(self) -> dict[str, SourcePart]:
+        """Audit Manager's listings (its polls are not a source of the pipeline yet)."""
+        outcomes = {
+            (memory.account_id or "", target.region): not memory.listing_failed
+            for target, memory in self._memories
+            if target.discover and (memory.listed_at is not None or memory.listing_failed)
+        }
+        return {"auditmanager": SourcePart(discovery=tuple((a, r, ok) for (a, r), ok in sorted(outcomes.items())))}
+
+
+def _discovery(entries: Sequence[SourceEntry]) -> tuple[tuple[str, str, bool], ...]:
+    """(account_id, region, success) of the latest listing of each discovering target that was listed; two targets
+    of one account and region publish one series, failing if either fails."""
+    outcomes: dict[tuple[str, str], bool] = {}
+    for entry in entries:
+        memory = entry.memory
+        if not entry.discovers or memory.listing_tried_at is None:
+            continue
+        key = (memory.account_id or "", entry.target.region)
+        outcomes[key] = outcomes.get(key, True) and memory.listing_failure is None
+    return tuple((account_id, region, ok) for (account_id, region), ok in sorted(outcomes.items()))
+
+
+_MEMORY_FIELDS = tuple(f.name for f in dataclasses.fields(TargetMemory) if f.name != "listing_gate")
+
+
+def _copy(memory: TargetMemory) -> TargetMemory:
+    """A copy whose containers are its own (the listing gate is shared: it keeps two listings of a target apart)."""
+    return dataclasses.replace(
+        memory, names=dict(memory.names), statuses=dict(memory.statuses), details_tried=set(memory.details_tried)
+    )
 
 
 def allowed(tags: Mapping[str, str], tag_labels: tuple[str, ...]) -> Mapping[str, str]:

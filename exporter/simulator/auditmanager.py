@@ -23,6 +23,7 @@ from exporter.simulator.framework import control_sets
 from exporter.simulator.http import SimulatorServer
 from exporter.simulator.measure import max_in_window
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
+from exporter.simulator.securityhub import SecurityHub
 from exporter.simulator.wire import ERROR_STATUS, Answer, ApiError, credential_scope, field_problem, page_of, with_token
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class _Assessment:
 
 class Simulator:
     """One AWS account's Audit Manager, per region, served over HTTP on loopback; its AWS Config conformance packs,
-    on the same endpoint, are `awsconfig`.
+    on the same endpoint, are `awsconfig`, and its Security Hub CSPM `securityhub`.
 
     `latency` may be changed at any time; every request sleeps that long (plus any latency faults) before
     its answer is sent, without holding the simulator's lock. `clock` (epoch seconds) dates new assessments
@@ -117,6 +118,7 @@ class Simulator:
         self._records: list[RequestRecord] = []
         self._server: SimulatorServer | None = None
         self.awsconfig = AwsConfig(account_id, clock=clock, record=self._record)
+        self.securityhub = SecurityHub(account_id, clock=clock, record=self._record)
 
     @property
     def url(self) -> str:

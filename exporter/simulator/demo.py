@@ -1,5 +1,6 @@
-"""The demo's data: a few realistic assessments whose daily counts drift with the clock, with the odd spike, and
-two AWS Config conformance packs whose rules' compliance changes from day to day."""
+"""The demo's data: a few realistic assessments whose daily counts drift with the clock, with the odd spike, two AWS
+Config conformance packs whose rules' compliance changes from day to day, and two Security Hub standards whose
+controls' findings do too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 
 from exporter.simulator.auditmanager import Simulator
 from exporter.simulator.model import ControlDomain, Insights
+from exporter.simulator.securityhub_data import FindingSet
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,60 @@ _DEMO_PACKS = (
     ),
 )
 
+_FSBP = "standards/aws-foundational-security-best-practices/v/1.0.0"
+_CIS = "ruleset/cis-aws-foundations-benchmark/v/1.2.0"
+# Security Hub's demo controls in us-east-1: id, severity, the standards it is in (enabled in both unless marked
+# disabled in CIS), and its resources (findings a day).
+_DEMO_CONTROLS = (
+    ("IAM.6", "CRITICAL", (_FSBP, _CIS), 1),
+    ("IAM.4", "CRITICAL", (_FSBP, _CIS), 1),
+    ("S3.1", "MEDIUM", (_FSBP,), 1),
+    ("S3.8", "HIGH", (_FSBP,), 40),
+    ("EC2.2", "HIGH", (_FSBP, _CIS), 25),
+    ("EC2.19", "CRITICAL", (_FSBP,), 60),
+    ("CloudTrail.1", "HIGH", (_FSBP, _CIS), 1),
+    ("CloudTrail.2", "MEDIUM", (_FSBP, _CIS), 3),
+    ("Config.1", "MEDIUM", (_FSBP, _CIS), 1),
+    ("KMS.4", "MEDIUM", (_FSBP, _CIS), 12),
+    ("Lambda.1", "CRITICAL", (_FSBP,), 18),
+    ("RDS.3", "MEDIUM", (_FSBP,), 9),
+    ("GuardDuty.1", "HIGH", (_FSBP,), 1),
+    ("SSM.1", "MEDIUM", (_FSBP,), 30),
+)
+# The control that fails every day (HIGH: a healthy demo raises no alert, and CRITICAL controls pass), and the one
+# disabled in CIS.
+_DEMO_PERSISTENT = "S3.8"
+_DEMO_DISABLED_IN_CIS = "CloudTrail.2"
+
+
+@dataclass(frozen=True)
+class FindingsDrift:
+    """The demo's Security Hub findings on each day: _DEMO_PERSISTENT fails every day, any other control that is not
+    CRITICAL fails with probability `failing`, and any warns with `warning` (a finding per resource; one failing
+    resource fails it)."""
+
+    origin: float
+    day_seconds: float
+    failing: float
+    warning: float
+
+    def at(self, now: float) -> list[FindingSet]:
+        day = int((now - self.origin) // self.day_seconds)
+        rng = random.Random(f"securityhub/{day}")
+        findings = []
+        for serial, (control, severity, _, resources) in enumerate(_DEMO_CONTROLS, start=1):
+            draw = rng.random()
+            fails = control == _DEMO_PERSISTENT or (draw < self.failing and severity != "CRITICAL")
+            bad = "FAILED" if fails else "WARNING"
+            broken = 1 + rng.randrange(resources) if bad == "FAILED" or draw > 1 - self.warning else 0
+            if broken:
+                findings.append(FindingSet(control_id=control, status=bad, count=broken, serial=serial))
+            if resources > broken:
+                findings.append(
+                    FindingSet(control_id=control, status="PASSED", count=resources - broken, serial=-serial)
+                )
+        return findings
+
 
 def demo_simulator(
     *, start_time: float | None = None, day_seconds: float = 300.0, clock: Callable[[], float] = time.time
@@ -173,7 +229,9 @@ def demo_simulator(
     start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
     at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
     assessment sees a spike of several times its usual noncompliant evidence. The packs' rules change compliance
-    at each rollover, except for one noncompliant rule per pack that stays so every day.
+    at each rollover, except for one noncompliant rule per pack that stays so every day. Security Hub has two
+    standards in us-east-1 (and a hub without standards in eu-west-1) whose controls' findings change at each
+    rollover, except for one CRITICAL control that fails every day.
     """
     simulator = Simulator(clock=clock)
     origin = 0.0 if start_time is None else start_time
@@ -218,4 +276,13 @@ def demo_simulator(
             missing_share,
         )
         simulator.awsconfig._set_drift(region, pack, pack_drift.at)
+    hub = simulator.securityhub
+    hub.enable_hub("eu-west-1")
+    hub.enable_hub("us-east-1")
+    for standard in (_FSBP, _CIS):
+        hub.enable_standard("us-east-1", standard)
+    for control, severity, standards, _ in _DEMO_CONTROLS:
+        enabled = {standard: not (standard == _CIS and control == _DEMO_DISABLED_IN_CIS) for standard in standards}
+        hub.add_control("us-east-1", control, enabled, severity=severity)
+    hub._set_drift("us-east-1", FindingsDrift(origin, day_seconds, 0.2, 0.08).at)
     return simulator

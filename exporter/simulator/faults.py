@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from exporter.simulator.wire import CONFIG_ERROR_STATUS, ERROR_STATUS, Answer, encode, error_answer
+from exporter.simulator.wire import (
+    CONFIG_ERROR_STATUS,
+    ERROR_STATUS,
+    SECURITYHUB_ERROR_STATUS,
+    Answer,
+    encode,
+    error_answer,
+)
 
 FAULT_KINDS = frozenset(
     {"error", "throttle_above_rate", "latency", "reset", "malformed_json", "empty_body", "no_insights", "body"}
 )
+
+_ERROR_CODES = ERROR_STATUS.keys() | CONFIG_ERROR_STATUS.keys() | SECURITYHUB_ERROR_STATUS.keys()
 
 
 @dataclass(frozen=True)
@@ -25,11 +34,12 @@ class Fault:
     message: str = "injected fault"
     conformance_pack: str | None = None
     body: bytes = b""
+    standard: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.kind == "error" and self.code not in ERROR_STATUS.keys() | CONFIG_ERROR_STATUS.keys():
+        if self.kind == "error" and self.code not in _ERROR_CODES:
             raise ValueError(f"unknown error code {self.code!r}")
 
     def matches(self, operation: str, assessment_id: str | None, conformance_pack: str | None = None) -> bool:

@@ -34,6 +34,15 @@ CONFIG_ERROR_STATUS = {
     "InternalFailure": 500,
     "ServiceUnavailable": 503,
 }
+# The same for Security Hub's REST-JSON errors (botocore's `securityhub` model).
+SECURITYHUB_ERROR_STATUS = {
+    "AccessDeniedException": 403,
+    "InternalException": 500,
+    "InvalidAccessException": 401,
+    "InvalidInputException": 400,
+    "LimitExceededException": 429,
+    "ResourceNotFoundException": 404,
+}
 JSON_1_1 = "application/x-amz-json-1.1"
 _CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 _TOKEN_PREFIX = "offset:"

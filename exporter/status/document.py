@@ -25,13 +25,16 @@ def render_json(report: StatusReport, query: Query) -> bytes:
         "targets": [
             {
                 "state": t.state,
+                "source": t.source,
                 "region": t.region,
                 "account_id": t.account_id,
                 "role_arn": t.role_arn,
                 "discover": t.discover,
                 "last_cycle_start": rfc3339(t.last_cycle_start),
                 "last_cycle_duration_seconds": t.last_cycle_seconds,
-                "last_cycle_assessments": t.assessments,
+                "last_cycle_units": t.units,
+                # The former name of last_cycle_units, kept for scripts that read it.
+                "last_cycle_assessments": t.units,
                 "last_cycle_failures": t.failures,
                 "last_cycle_requests": t.requests,
                 "peak_requests_per_second": t.peak_rate,
@@ -58,6 +61,23 @@ def render_json(report: StatusReport, query: Query) -> bytes:
                 "insights_last_updated": rfc3339(a.insights_last_updated),
             }
             for a in shown.assessments
+        ],
+        "units": [
+            {
+                "state": u.state,
+                "source": u.source,
+                "kind": u.kind,
+                "name": u.name,
+                "id": u.id,
+                "account_id": u.account_id,
+                "region": u.region,
+                "poll_success": u.poll_success,
+                "last_success": rfc3339(u.last_success),
+                "error_code": u.error_code,
+                "error_message": u.error_message,
+                "details": dict(u.details),
+            }
+            for u in shown.units
         ],
     }
     # Without indent, the json module's C encoder does the work: several times faster at 5000 assessments.

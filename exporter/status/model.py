@@ -1,5 +1,5 @@
-"""What /status shows, as plain data: the StatusReport of targets and assessments, the order its rows come in
-(failing first), and the filter a request applies to it."""
+"""What /status shows, as plain data: the StatusReport of targets, assessments and the other sources' units, the order
+its rows come in (failing first), and the filter a request applies to it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from exporter.sources.base import Shown, StatusRow
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class TargetStatus:
-    """One target (an account and region) and how its part of the latest poll cycle went."""
+    """One target (an account and region) of one source and how its part of the latest poll cycle went: `units`
+    is how many assessments (conformance packs, ...) it polled, `failures` how many of them failed."""
 
+    source: str
     region: str
     account_id: str | None
     role_arn: str | None
@@ -20,7 +24,7 @@ class TargetStatus:
     rate_limit: float
     last_cycle_start: float | None = None
     last_cycle_seconds: float | None = None
-    assessments: int | None = None
+    units: int | None = None
     failures: int | None = None
     requests: int | None = None
     peak_rate: float | None = None
@@ -40,7 +44,7 @@ class TargetStatus:
 
 
 @dataclass(frozen=True)
-class AssessmentStatus:
+class AssessmentStatus(Shown):
     """One assessment: what it is, and how its latest poll went."""
 
     name: str
@@ -55,16 +59,8 @@ class AssessmentStatus:
     error_message: str | None
     insights_last_updated: float | None
 
-    @property
-    def failing(self) -> bool:
-        return not self.poll_success
 
-    @property
-    def state(self) -> str:
-        return "failing" if self.failing else "ok"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StatusReport:
     """Everything /status shows, as of `generated` (Unix time). Rows are in display order: failing rows first,
     then by region, account and name (see `ordered_targets` and `ordered_assessments`)."""
@@ -79,6 +75,8 @@ class StatusReport:
     generated: float
     targets: tuple[TargetStatus, ...]
     assessments: tuple[AssessmentStatus, ...]
+    # The units of every other source (conformance packs, aggregators, ...), in display order.
+    units: tuple[StatusRow, ...] = ()
 
 
 StatusProvider = Callable[[], StatusReport]
@@ -86,7 +84,13 @@ StatusProvider = Callable[[], StatusReport]
 
 
 def ordered_targets(rows: Iterable[TargetStatus]) -> tuple[TargetStatus, ...]:
-    return tuple(sorted(rows, key=lambda t: (not t.failing, t.region, t.account_id or "", t.role_arn or "")))
+    return tuple(sorted(rows, key=lambda t: (not t.failing, t.region, t.account_id or "", t.role_arn or "", t.source)))
+
+
+def ordered_units(rows: Iterable[StatusRow]) -> tuple[StatusRow, ...]:
+    return tuple(
+        sorted(rows, key=lambda u: (u.poll_success, u.region, u.account_id, u.source, u.kind, u.name.casefold()))
+    )
 
 
 def ordered_assessments(rows: Iterable[AssessmentStatus]) -> tuple[AssessmentStatus, ...]:
@@ -118,7 +122,7 @@ def select(report: StatusReport, query: Query) -> StatusReport:
     """The report with only the rows `query` keeps, in the report's order."""
     needle = query.text.casefold()
 
-    def keep(row: TargetStatus | AssessmentStatus, fields: Iterable[object]) -> bool:
+    def keep(row: TargetStatus | AssessmentStatus | StatusRow, fields: Iterable[object]) -> bool:
         if query.failing and not row.failing:
             return False
         return not needle or any(needle in str(field).casefold() for field in fields if field is not None)
@@ -128,7 +132,7 @@ def select(report: StatusReport, query: Query) -> StatusReport:
     targets = tuple(
         t
         for t in report.targets
-        if keep(t, (t.region, t.account_id, t.role_arn, t.state, t.error_code, t.error_message))
+        if keep(t, (t.source, t.region, t.account_id, t.role_arn, t.state, t.error_code, t.error_message))
     )
     assessments = tuple(
         a
@@ -139,16 +143,27 @@ def select(report: StatusReport, query: Query) -> StatusReport:
              a.error_message),
         )
     )  # fmt: skip
-    return replace(report, targets=targets, assessments=assessments)
+    units = tuple(
+        u
+        for u in report.units
+        if keep(
+            u,
+            (u.source, u.kind, u.name, u.id, u.account_id, u.region, u.state, u.error_code, u.error_message,
+             *(value for _, value in u.details)),
+        )
+    )  # fmt: skip
+    return replace(report, targets=targets, assessments=assessments, units=units)
 
 
 def totals(report: StatusReport) -> dict[str, int]:
-    """How many targets and assessments the report holds, and how many of them fail."""
+    """How many targets, assessments and other units the report holds, and how many of them fail."""
     return {
         "targets": len(report.targets),
         "targets_failing": sum(t.failing for t in report.targets),
         "assessments": len(report.assessments),
         "assessments_failing": sum(a.failing for a in report.assessments),
+        "units": len(report.units),
+        "units_failing": sum(u.failing for u in report.units),
     }
 
 

@@ -6,6 +6,7 @@ import html
 from functools import lru_cache
 from urllib.parse import urlencode
 
+from exporter.config import AUDIT_MANAGER
 from exporter.status.model import Query, StatusReport, select, totals, utc_iso
 
 _STYLE = """
@@ -53,7 +54,8 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         f"<div><dt>Page time</dt><dd>{e(utc_iso(int(now)))}</dd></div>",
         "</dl>",
         f"<p class=summary><b>{counts['targets_failing']}</b> of {counts['targets']} targets failing · "
-        f"<b>{counts['assessments_failing']}</b> of {counts['assessments']} assessments failing</p>",
+        f"<b>{counts['assessments_failing']}</b> of {counts['assessments']} assessments failing · "
+        f"<b>{counts['units_failing']}</b> of {counts['units']} other units failing</p>",
         '<form method=get action="/status"><label for=q>Filter</label>',
         f'<input type=search id=q name=q value="{e(query.text)}" '
         'placeholder="name, id, account, region, framework, error">',
@@ -62,10 +64,10 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         f"<h2>Targets ({len(shown.targets)} shown)</h2>",
         "<table id=targets><thead><tr><th>State</th><th>Region</th><th>Account</th><th>Role ARN</th>"
         "<th>Discovery</th><th>Last cycle</th><th>Duration</th><th>Failed</th><th>Next poll</th>"
-        "<th>Peak rate / limit</th><th>Last error</th></tr></thead><tbody>",
+        "<th>Peak rate / limit</th><th>Source</th><th>Last error</th></tr></thead><tbody>",
     ]
     for t in shown.targets:
-        polled = "—" if t.failures is None else f"{t.failures} of {t.assessments}"
+        polled = "—" if t.failures is None else f"{t.failures} of {t.units}"
         seconds = "—" if t.last_cycle_seconds is None else f"{t.last_cycle_seconds:.2f} s"
         peak = "—" if t.peak_rate is None else f"{t.peak_rate:g}"
         parts.append(
@@ -74,7 +76,7 @@ def render_html(report: StatusReport, query: Query) -> bytes:
             f"<td class=id>{e(t.role_arn or 'default credentials')}</td>"
             f"<td>{'on' if t.discover else 'off'}</td><td>{_when(t.last_cycle_start, now)}</td><td>{seconds}</td>"
             f"<td>{polled}</td><td>{_when(t.next_poll, now, '—')}</td>"
-            f"<td class=nowrap>{peak} / {t.rate_limit:g} req/s</td>"
+            f"<td class=nowrap>{peak} / {t.rate_limit:g} req/s</td><td>{e(t.source)}</td>"
             f"<td>{_error(t.error_code, t.error_message)}</td></tr>"
         )
     parts += [
@@ -95,8 +97,35 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         )
     if not shown.assessments:
         parts.append("<tr><td colspan=10 class=muted>No assessment matches.</td></tr>")
-    parts.append("</tbody></table><p class=muted>Times are UTC; hover a time for the exact one.</p></body></html>\n")
+    parts.append("</tbody></table>")
+    parts += _unit_table(shown, now)
+    parts.append("<p class=muted>Times are UTC; hover a time for the exact one.</p></body></html>\n")
     return "".join(parts).encode()
+
+
+def _unit_table(shown: StatusReport, now: float) -> list[str]:
+    """The other sources' units (conformance packs with their score and rules, aggregators, ...); no table when
+    the config polls no other source."""
+    if not shown.units and not any(t.source != AUDIT_MANAGER for t in shown.targets):
+        return []
+    e = html.escape
+    parts = [
+        f"<h2>Conformance packs and other units ({len(shown.units)} shown)</h2>",
+        "<table id=units><thead><tr><th>State</th><th>Source</th><th>Kind</th><th>Name</th><th>Account</th>"
+        "<th>Region</th><th>Details</th><th>Last success</th><th>Last error</th></tr></thead><tbody>",
+    ]
+    for u in shown.units:
+        details = " · ".join(f"{e(key)}: {e(value)}" for key, value in u.details if value)
+        parts.append(
+            f"<tr class={u.state}><td><span class=badge>{u.state.upper()}</span></td><td>{e(u.source)}</td>"
+            f"<td>{e(u.kind)}</td><td class=name>{e(u.name)}</td><td>{e(u.account_id or 'unknown')}</td>"
+            f"<td class=nowrap>{e(u.region)}</td><td>{details}</td><td>{_when(u.last_success, now)}</td>"
+            f"<td>{_error(u.error_code, u.error_message)}</td></tr>"
+        )
+    if not shown.units:
+        parts.append("<tr><td colspan=9 class=muted>No unit matches.</td></tr>")
+    parts.append("</tbody></table>")
+    return parts
 
 
 def _error(code: str | None, message: str | None) -> str:

@@ -1,5 +1,5 @@
-"""A StatusReport from what the poll service publishes: the Snapshot (its assessments, and the per-target cycle
-records its state owner keeps), the config's targets, the reload status and the scheduler's next poll.
+"""A StatusReport from what the poll service publishes: the Snapshot (its assessments, every source's units, and the
+per-target cycle records its state owner keeps), the config's targets, the reload status and the scheduler's next poll.
 
 The report holds only fields named in exporter.status.model, so no secret of the config, environment or web config
 reaches it; AWS error messages are shortened and any access key id in them masked.
@@ -13,8 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from exporter.config import AUDIT_MANAGER, Target
-from exporter.snapshot import ReloadStatus, Snapshot
-from exporter.status.model import AssessmentStatus, StatusReport, TargetStatus, ordered_assessments, ordered_targets
+from exporter.snapshot import ReloadStatus, Snapshot, TargetCycle
+from exporter.sources.base import StatusRow
+from exporter.sources.registry import sources
+from exporter.status.model import (
+    AssessmentStatus,
+    StatusReport,
+    TargetStatus,
+    ordered_assessments,
+    ordered_targets,
+    ordered_units,
+)
 
 # An AWS error message may quote the request's access key id; it is masked before the page shows it.
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
@@ -73,45 +82,63 @@ def report_from_snapshot(
 ) -> StatusReport:
     """A StatusReport of the configured `targets`, joined with what the latest cycle in `snapshot` says of each,
     and of the snapshot's assessments (`rows` may be a CachedAssessmentRows)."""
-    cycles = {cycle.target: cycle for cycle in snapshot.targets}
+    cycles = {(cycle.source, cycle.target): cycle for cycle in snapshot.targets}
+    registered = sources()
     target_rows = []
     for target in targets:
-        if AUDIT_MANAGER not in target.sources:
-            continue  # an AWS Config-only target: its conformance packs are not on this page
-        row = TargetStatus(
-            target.region,
-            target.role_account_id,
-            target.role_arn,
-            target.discover,
-            target.max_requests_per_second,
-            next_poll=next_poll,
-        )
-        cycle = cycles.get(target)
-        if cycle is not None:
-            row = replace(
-                row,
-                account_id=cycle.account_id or row.account_id,
-                last_cycle_start=cycle.started,
-                last_cycle_seconds=cycle.seconds,
-                assessments=cycle.assessments,
-                failures=cycle.failures,
-                requests=cycle.requests,
-                peak_rate=cycle.peak_rate,
-                error_code=cycle.error_code,
-                error_message=_clean(cycle.error_message),
+        for source in target.sources:
+            if source != AUDIT_MANAGER and source not in registered:
+                continue
+            discovers = target.discover if source == AUDIT_MANAGER else registered[source].discovers(target)
+            row = TargetStatus(
+                source=source,
+                region=target.region,
+                account_id=target.role_account_id,
+                role_arn=target.role_arn,
+                discover=discovers,
+                rate_limit=target.max_requests_per_second,
+                next_poll=next_poll,
             )
-        target_rows.append(row)
+            cycle = cycles.get((source, target))
+            target_rows.append(row if cycle is None else _with_cycle(row, cycle))
     return StatusReport(
-        version,
-        started,
-        config_file,
-        reload.last_attempt,
-        reload.successful,
-        reload.last_success,
-        snapshot.completed_cycles,
-        time.time() if now is None else now,
-        ordered_targets(target_rows),
-        rows(snapshot),
+        version=version,
+        started=started,
+        config_file=config_file,
+        last_reload=reload.last_attempt,
+        last_reload_successful=reload.successful,
+        last_successful_reload=reload.last_success,
+        completed_cycles=snapshot.completed_cycles,
+        generated=time.time() if now is None else now,
+        targets=ordered_targets(target_rows),
+        assessments=rows(snapshot),
+        units=unit_rows(snapshot),
+    )
+
+
+def unit_rows(snapshot: Snapshot) -> tuple[StatusRow, ...]:
+    """The rows of every registered source's units, errors cleaned, in display order."""
+    registered = sources()
+    return ordered_units(
+        replace(row, error_message=_clean(row.error_message))
+        for name, part in snapshot.parts.items()
+        if name in registered
+        for row in registered[name].status_rows(part)
+    )
+
+
+def _with_cycle(row: TargetStatus, cycle: TargetCycle) -> TargetStatus:
+    return replace(
+        row,
+        account_id=cycle.account_id or row.account_id,
+        last_cycle_start=cycle.started,
+        last_cycle_seconds=cycle.seconds,
+        units=cycle.units,
+        failures=cycle.failures,
+        requests=cycle.requests,
+        peak_rate=cycle.peak_rate,
+        error_code=cycle.error_code,
+        error_message=_clean(cycle.error_message),
     )
 
 
