@@ -191,7 +191,12 @@ class Poller:
             )
             listed = {}
             for i, (run, memory) in enumerate(zip(runs, memories, strict=True)):
-                after = refresh_source_listing(source, run, memory, context, blocking=True, retry_after_failure=False)
+                try:
+                    after = refresh_source_listing(
+                        source, run, memory, context, blocking=True, retry_after_failure=False
+                    )
+                finally:
+                    run.client.close_idle_connections()
                 if after is not memory:
                     listed[i] = after
                 if source.lists(run.target, after):
