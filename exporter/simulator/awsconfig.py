@@ -46,12 +46,13 @@ MAX_LIMIT = {
 _DEFAULT_REGION = "us-east-1"
 _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]*")
 _AGGREGATOR_NAME = re.compile(r"[\w\-]{1,256}", re.ASCII)
-# An aggregator's packs: (source account, source region, pack) to the pack's rules' compliance types.
-_Aggregate = dict[tuple[str, str, str], dict[str, str]]
 _T = TypeVar("_T")
 
 # The demo's drifting packs: their rules' compliance types at a time, and when they were last evaluated.
 RulesAt = Callable[[float], tuple[Mapping[str, str], datetime]]
+# An aggregator's packs: (source account, source region, pack) to the pack's rules' compliance types, fixed or
+# drifting (the demo's aggregator mirrors its drifting packs).
+_Aggregate = dict[tuple[str, str, str], Mapping[str, str] | RulesAt]
 
 
 class _ConfigError(Exception):
@@ -146,6 +147,11 @@ class AwsConfig:
         with self._lock:
             self._aggregators.setdefault(region, {}).setdefault(aggregator, {})[source] = dict(rules)
 
+    def _set_aggregate_drift(self, region: str, aggregator: str, source: tuple[str, str, str], drift: RulesAt) -> None:
+        """As set_aggregate_pack, with rules that drift as the demo's packs do."""
+        with self._lock:
+            self._aggregators.setdefault(region, {}).setdefault(aggregator, {})[source] = drift
+
     def remove_aggregator(self, region: str, aggregator: str) -> None:
         """Delete an aggregator; requests naming it get NoSuchConfigurationAggregatorException."""
         with self._lock:
@@ -219,7 +225,7 @@ class AwsConfig:
             elif operation == "DescribeConformancePackCompliance":
                 payload = self._compliance(packs, request, now)
             elif operation == "DescribeAggregateComplianceByConformancePacks":
-                payload = self._aggregate(self._aggregators.get(region, {}), request)
+                payload = self._aggregate(self._aggregators.get(region, {}), request, now)
             else:
                 payload = self._details(region, packs, request)
             return Answer(200, payload, content_type=JSON_1_1)
@@ -260,7 +266,7 @@ class AwsConfig:
         items = [{"ConfigRuleName": rule, "ComplianceType": kind, "Controls": []} for rule, kind in page]
         return _with_token({"ConformancePackName": name, "ConformancePackRuleComplianceList": items}, token)
 
-    def _aggregate(self, aggregators: dict[str, _Aggregate], request: dict[str, Any]) -> dict[str, Any]:
+    def _aggregate(self, aggregators: dict[str, _Aggregate], request: dict[str, Any], now: float) -> dict[str, Any]:
         name = request.get("ConfigurationAggregatorName")
         if not isinstance(name, str) or not _AGGREGATOR_NAME.fullmatch(name):
             raise _ConfigError("ValidationException", "ConfigurationAggregatorName must match [\\w\\-]+")
@@ -272,7 +278,7 @@ class AwsConfig:
         page, token = self._page(list(aggregate.items()), request, "DescribeAggregateComplianceByConformancePacks")
         items = []
         for (account_id, region, pack), rules in page:
-            kinds = list(rules.values())
+            kinds = list((rules(now)[0] if callable(rules) else rules).values())
             compliant, noncompliant = kinds.count("COMPLIANT"), kinds.count("NON_COMPLIANT")
             overall = "NON_COMPLIANT" if noncompliant else "COMPLIANT" if compliant else INSUFFICIENT_DATA
             compliance = {
