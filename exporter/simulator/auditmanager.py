@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -18,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from exporter.simulator.auditmanager_api import UNKNOWN_OPERATION, Call, answer_call, route
 from exporter.simulator.auditmanager_data import ASSESSMENT_ID, STATUSES, Assessment, check_status, checked_tags
 from exporter.simulator.awsconfig import AwsConfig
-from exporter.simulator.faults import Fault, fault_answer
+from exporter.simulator.faults import Fault, InjectedFaults, fault_answer
 from exporter.simulator.http import SimulatorServer
 from exporter.simulator.measure import max_in_window
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
@@ -66,7 +65,7 @@ class Simulator:
         self._regions: dict[str, dict[str, Assessment]] = {}
         self._account_insights: dict[str, AccountInsights] = {}
         # Each throttling fault keeps, per region, the arrival times of the requests it let through.
-        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+        self._faults = InjectedFaults()
         self._records: list[RequestRecord] = []
         self._server: SimulatorServer | None = None
         self.awsconfig = AwsConfig(account_id, clock=clock, record=self._record)
@@ -229,7 +228,7 @@ class Simulator:
         if fault.kind == "error" and fault.code not in ERROR_STATUS:
             raise ValueError(f"{fault.code} is not an Audit Manager error code")
         with self._lock:
-            self._faults.append((fault, {}))
+            self._faults.add(fault)
 
     def clear_faults(self) -> None:
         """Remove every fault."""
@@ -279,16 +278,12 @@ class Simulator:
         parts = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
         operation, assessment_id, resource_arn = route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
-        delay = 0.0
         with self._lock:
-            answer = None
-            for fault, windows in self._faults:
-                if not fault.matches(operation, assessment_id):
-                    continue
-                if fault.kind == "latency":
-                    delay += fault.seconds
-                elif answer is None:
-                    answer = fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
+            answer, delay = self._faults.decide(
+                lambda fault: fault.matches(operation, assessment_id),
+                region,
+                lambda fault, window: fault_answer(fault, window, arrived, assessment_id),
+            )
             if answer is None:
                 answer = self._operation(operation, region, assessment_id, query, resource_arn)
             self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))

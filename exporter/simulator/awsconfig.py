@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from exporter.simulator.faults import Fault, admits
+from exporter.simulator.faults import Fault, InjectedFaults, admits
 from exporter.simulator.model import RequestRecord
 from exporter.simulator.wire import (
     CONFIG_ERROR_STATUS,
@@ -103,7 +103,7 @@ class AwsConfig:
         self._lock = threading.Lock()
         self._regions: dict[str, dict[str, _Pack]] = {}
         self._aggregators: dict[str, dict[str, _Aggregate]] = {}
-        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+        self._faults = InjectedFaults()
 
     def add_conformance_pack(
         self, region: str, name: str, rules: Mapping[str, str] | None = None, *, score: str | None = None
@@ -171,7 +171,7 @@ class AwsConfig:
         if fault.kind == "error" and fault.code not in CONFIG_ERROR_STATUS:
             raise ValueError(f"{fault.code} is not an AWS Config error code")
         with self._lock:
-            self._faults.append((fault, {}))
+            self._faults.add(fault)
 
     def clear_faults(self) -> None:
         """Remove every AWS Config fault."""
@@ -197,16 +197,12 @@ class AwsConfig:
             request = None
         pack_name = request.get("ConformancePackName") if isinstance(request, dict) else None
         pack = pack_name if isinstance(pack_name, str) else None
-        delay = 0.0
         with self._lock:
-            answer = None
-            for fault, windows in self._faults:
-                if not fault.matches(operation, None, pack):
-                    continue
-                if fault.kind == "latency":
-                    delay += fault.seconds
-                elif answer is None:
-                    answer = _fault_answer(fault, windows.setdefault(region, deque()), arrived)
+            answer, delay = self._faults.decide(
+                lambda fault: fault.matches(operation, None, pack),
+                region,
+                lambda fault, window: _fault_answer(fault, window, arrived),
+            )
             if answer is None:
                 answer = self._operation(operation, region, request)
         self._record(RequestRecord(arrived, region, operation, None, answer.status, access_key, pack))
