@@ -224,12 +224,14 @@ class Service:
                 clients, source_clients, replaced = self._clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
-                self.reload_status.record(False, time.time())
-                return ReloadOutcome(problems=tuple(error.problems))
+                refused = ReloadOutcome(problems=tuple(error.problems))
+                self.reload_status.record(False, time.time(), refused.problems)
+                return refused
             except Exception as error:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
-                self.reload_status.record(False, time.time())
-                return ReloadOutcome(problems=(one_line(str(error)),))
+                refused = ReloadOutcome(problems=(one_line(str(error)),))
+                self.reload_status.record(False, time.time(), refused.problems)
+                return refused
             self._poller.stop()
             self._retired += replaced
             if config.max_workers != self._workers.max_workers:
