@@ -244,8 +244,8 @@ class Service:
                 # about to remove raises JobLookupError in the scheduler's thread, which then stops scheduling.
                 self._reload_poll_pending = True
                 self.scheduler.add_job(self._poll_after_reload)
-            self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
+            self.reload_status.record(True, time.time())
             return ReloadOutcome()
 
     def _poll_after_reload(self) -> None:
