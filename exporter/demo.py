@@ -17,21 +17,24 @@ DEMO_POLL_INTERVAL = "10s"
 def demo() -> tuple[Config, SessionFactory]:
     """The demo's config and session factory, with the simulator started in this process."""
     from exporter.simulator import demo_simulator
+    from exporter.simulator.demo import DEMO_AGGREGATOR, DEMO_AGGREGATOR_REGION
 
     simulator = demo_simulator().start()
+    target = {
+        "endpoint_url": simulator.url,
+        "sources": [AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB],
+        "discover": True,
+        "control_domains": True,
+        "conformance_packs": {"discover": True},
+    }
     config = parse(
         {
             "poll_interval": DEMO_POLL_INTERVAL,
             "tag_labels": ["team", "cost-center"],
+            # The aggregator's region polls it too, as a delegated administrator's account would.
             "targets": [
-                {
-                    "regions": ["us-east-1", "eu-west-1"],
-                    "endpoint_url": simulator.url,
-                    "sources": [AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB],
-                    "discover": True,
-                    "control_domains": True,
-                    "conformance_packs": {"discover": True},
-                }
+                {**target, "region": DEMO_AGGREGATOR_REGION, "aggregator": DEMO_AGGREGATOR},
+                {**target, "region": "eu-west-1"},
             ],
         }
     )

@@ -228,12 +228,14 @@ class Service:
                 clients, source_clients, replaced = self._clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
-                self.reload_status.record(False, time.time())
-                return ReloadOutcome(problems=tuple(error.problems))
+                refused = ReloadOutcome(problems=tuple(error.problems))
+                self.reload_status.record(False, time.time(), refused.problems)
+                return refused
             except Exception as error:
                 log.error("config reload failed; keeping the previous config", extra={"error": str(error)})
-                self.reload_status.record(False, time.time())
-                return ReloadOutcome(problems=(one_line(str(error)),))
+                refused = ReloadOutcome(problems=(one_line(str(error)),))
+                self.reload_status.record(False, time.time(), refused.problems)
+                return refused
             self._poller.stop()
             self._retired += replaced
             if config.max_workers != self._workers.max_workers:
@@ -246,8 +248,8 @@ class Service:
                 # about to remove raises JobLookupError in the scheduler's thread, which then stops scheduling.
                 self._reload_poll_pending = True
                 self.scheduler.add_job(self._poll_after_reload)
-            self.reload_status.record(True, time.time())
             log.info("config reloaded", extra={"targets": len(config.targets)})
+            self.reload_status.record(True, time.time())
             return ReloadOutcome()
 
     def _poll_after_reload(self) -> None:

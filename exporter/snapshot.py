@@ -208,17 +208,20 @@ class ApiCounters:
 
 
 class ReloadStatus:
-    """Whether the latest config reload worked, when one was last tried and when one last worked (start-up counts
-    as one)."""
+    """Whether the latest config reload worked, why not if it failed, when one was last tried and when one last
+    worked (start-up counts as one)."""
 
     def __init__(self, now: float) -> None:
         self.successful = True
+        self.problems: tuple[str, ...] = ()
+        """The problems of the latest reload if it failed, one line each as `--config.check` prints them; else ()."""
         self.last_success = now
         self.last_attempt = now
         self.changes = 0
         """How many reloads were recorded: a reader that saw the same number saw the same status."""
 
-    def record(self, successful: bool, now: float) -> None:
+    def record(self, successful: bool, now: float, problems: tuple[str, ...] = ()) -> None:
+        self.problems = () if successful else problems
         self.successful = successful
         self.last_attempt = now
         if successful:

@@ -4,7 +4,9 @@ the demo simulator with a failing assessment and a failing target, read as JSON 
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -41,7 +43,16 @@ from exporter.snapshot import (
     TargetCycle,
 )
 from exporter.status import Query, StatusReport, render_html, render_json, report_from_snapshot, select
-from tests.conftest import ExporterProcess, eventually, free_port, http_get, insights, require_binary, uuid
+from tests.conftest import (
+    ExporterProcess,
+    eventually,
+    free_port,
+    http_get,
+    insights,
+    require_binary,
+    uuid,
+    write_config,
+)
 from tests.test_poller import make_poller
 from tests.test_webconfig import make_pki
 
@@ -514,6 +525,50 @@ def test_a_failed_reload_shows_as_failed_with_the_time_of_the_last_that_worked(s
     assert after["last_successful_reload"] == before["last_successful_reload"] <= after["last_reload"]
     page = http_get(exporter.url + "/status")[1].decode()
     assert "(failed; the last that worked:" in page
+
+
+def _reload(exporter: ExporterProcess) -> int:
+    request = urllib.request.Request(exporter.url + "/-/reload", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _shown_reload_problems(page: str) -> list[str]:
+    """The problems the page lists under the failed reload, one per list item, as the browser shows them."""
+    block = re.search(r"<div id=reload-problems[^>]*>(.*?)</div>", page, re.DOTALL)
+    return [] if block is None else [html.unescape(item) for item in re.findall(r"<li>(.*?)</li>", block[1])]
+
+
+def test_a_failed_reload_shows_its_problems_on_the_page_and_in_the_json_until_a_reload_works(simulator, run_exporter):
+    simulator.add_assessment("us-east-1", uuid(1), "Only one", insights=insights())
+    config = {"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "assessments": [{"id": uuid(1)}]}]}
+    exporter = run_exporter(config)
+    assert exporter.config_path is not None
+    assert json.loads(http_get(exporter.url + "/status?format=json")[1])["last_reload_problems"] == []
+    # Two problems, one of them with markup in a key the page must escape.
+    broken = {**config, "poll_interval": "soon", "targets": [{**config["targets"][0], "<b>bold</b>": 1}]}
+    write_config(exporter.config_path, broken)
+    problems = [
+        f"{exporter.config_path}: poll_interval: not a duration: 'soon' (use a unit, like 90s, 15m or 1h)",
+        f"{exporter.config_path}: targets[0].<b>bold</b>: unknown key",
+    ]
+
+    assert _reload(exporter) == 500
+    failed = json.loads(http_get(exporter.url + "/status?format=json")[1])
+    assert failed["last_reload_successful"] is False and failed["last_reload_problems"] == problems
+    page = http_get(exporter.url + "/status")[1].decode()
+    assert _shown_reload_problems(page) == problems
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+
+    write_config(exporter.config_path, config)
+    assert _reload(exporter) == 200
+    fixed = json.loads(http_get(exporter.url + "/status?format=json")[1])
+    assert fixed["last_reload_successful"] is True and fixed["last_reload_problems"] == []
+    page = http_get(exporter.url + "/status")[1].decode()
+    assert _shown_reload_problems(page) == [] and "The latest reload failed" not in page
 
 
 def test_status_is_served_over_tls_like_every_endpoint(simulator, run_exporter, tmp_path):

@@ -1,84 +1,35 @@
 """A loopback HTTP server speaking AWS Audit Manager's REST-JSON protocol, for tests, benchmarks and `--demo`.
 
-Point an unchanged boto3 client at `Simulator.url`; the simulator can also inject faults and count requests.
+Point an unchanged boto3 client at `Simulator.url`; the simulator can also inject faults and count requests. Its
+state and answers' shapes are in auditmanager_data, its operations in auditmanager_api.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simulator.auditmanager_api import UNKNOWN_OPERATION, Call, answer_call, route
+from exporter.simulator.auditmanager_data import ASSESSMENT_ID, STATUSES, Assessment, check_status, checked_tags
 from exporter.simulator.awsconfig import AwsConfig
-from exporter.simulator.faults import Fault, fault_answer
-from exporter.simulator.framework import control_sets
+from exporter.simulator.faults import Fault, InjectedFaults, fault_answer
 from exporter.simulator.http import SimulatorServer
 from exporter.simulator.measure import max_in_window
 from exporter.simulator.model import AccountInsights, ControlDomain, Insights, RequestRecord
 from exporter.simulator.securityhub import SecurityHub
-from exporter.simulator.wire import ERROR_STATUS, Answer, ApiError, credential_scope, field_problem, page_of, with_token
+from exporter.simulator.wire import ERROR_STATUS, Answer, credential_scope
 
 if TYPE_CHECKING:
     from exporter.simulator.demo import Drift
 
+__all__ = ["DEFAULT_REGION", "STATUSES", "UNKNOWN_OPERATION", "Simulator"]
+
 DEFAULT_REGION = "us-east-1"
-UNKNOWN_OPERATION = "UnknownOperation"
-STATUSES = frozenset({"ACTIVE", "INACTIVE"})
-
-_ASSESSMENT_ID = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
-_CREDENTIAL_REGION = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
-_ARN = re.compile(r"arn:.*:auditmanager:.*")
-_ASSESSMENT_ARN = re.compile(r"arn:[^:]*:auditmanager:[^:]*:[^:]*:assessment/(.+)")
-# TagMap's limits in botocore's model.
-_TAG_KEY = re.compile(r"(?!aws:)[a-zA-Z+-=._:/]{1,128}")
-_MAX_TAG_VALUE = 256
-_MAX_TAGS = 50
-
-_EVIDENCE_KEYS = (
-    ("noncompliantEvidenceCount", "noncompliant_evidence"),
-    ("compliantEvidenceCount", "compliant_evidence"),
-    ("inconclusiveEvidenceCount", "inconclusive_evidence"),
-)
-_CONTROL_KEYS = (
-    ("assessmentControlsCountByNoncompliantEvidence", "noncompliant_controls"),
-    ("totalAssessmentControlsCount", "total_controls"),
-)
-_DOMAIN_CONTROL_KEYS = (
-    ("controlsCountByNoncompliantEvidence", "noncompliant_controls"),
-    ("totalControlsCount", "total_controls"),
-)
-_ACTIVE_KEY = (("activeAssessmentsCount", "active_assessments"),)
-
-
-@dataclass
-class _Assessment:
-    id: str
-    name: str
-    status: str
-    framework: str
-    compliance_type: str
-    created: datetime
-    updated: datetime
-    insights: Insights | None
-    control_domains: tuple[ControlDomain, ...]
-    framework_controls: int = 0
-    tags: dict[str, str] = field(default_factory=dict)
-    drift: Drift | None = None
-    per_request: Callable[[int], Insights] | None = None
-    served: int = 0
-
-    def current(self, now: float) -> tuple[Insights | None, tuple[ControlDomain, ...]]:
-        if self.drift is None:
-            return self.insights, self.control_domains
-        return self.drift.at(now)
 
 
 class Simulator:
@@ -111,10 +62,10 @@ class Simulator:
         self._port = port
         self._clock = clock
         self._lock = threading.Lock()
-        self._regions: dict[str, dict[str, _Assessment]] = {}
+        self._regions: dict[str, dict[str, Assessment]] = {}
         self._account_insights: dict[str, AccountInsights] = {}
         # Each throttling fault keeps, per region, the arrival times of the requests it let through.
-        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+        self._faults = InjectedFaults()
         self._records: list[RequestRecord] = []
         self._server: SimulatorServer | None = None
         self.awsconfig = AwsConfig(account_id, clock=clock, record=self._record)
@@ -182,14 +133,14 @@ class Simulator:
 
         Its framework has `framework_controls` controls (default: the simulator's `framework_controls`).
         """
-        if not _ASSESSMENT_ID.fullmatch(assessment_id):
+        if not ASSESSMENT_ID.fullmatch(assessment_id):
             raise ValueError(f"not an Audit Manager assessment id: {assessment_id!r}")
-        _check_status(status)
+        check_status(status)
         controls = self.framework_controls if framework_controls is None else framework_controls
         if controls < 0:
             raise ValueError(f"framework_controls must not be negative, not {controls}")
         created = datetime.fromtimestamp(self._clock(), UTC)
-        assessment = _Assessment(
+        assessment = Assessment(
             assessment_id,
             name,
             status,
@@ -200,7 +151,7 @@ class Simulator:
             insights,
             tuple(control_domains),
             controls,
-            _checked_tags(tags or {}),
+            checked_tags(tags or {}),
         )
         with self._lock:
             self._regions.setdefault(region, {})[assessment_id] = assessment
@@ -228,7 +179,7 @@ class Simulator:
 
     def set_status(self, region: str, assessment_id: str, status: str) -> None:
         """Change an assessment's status; its lastUpdated becomes now."""
-        _check_status(status)
+        check_status(status)
         updated = datetime.fromtimestamp(self._clock(), UTC)
         with self._lock:
             assessment = self._regions[region][assessment_id]
@@ -237,7 +188,7 @@ class Simulator:
 
     def set_tags(self, region: str, assessment_id: str, tags: Mapping[str, str]) -> None:
         """Replace an assessment's tags, as GetAssessment and ListTagsForResource answer them."""
-        checked = _checked_tags(tags)
+        checked = checked_tags(tags)
         with self._lock:
             self._regions[region][assessment_id].tags = checked
 
@@ -277,7 +228,7 @@ class Simulator:
         if fault.kind == "error" and fault.code not in ERROR_STATUS:
             raise ValueError(f"{fault.code} is not an Audit Manager error code")
         with self._lock:
-            self._faults.append((fault, {}))
+            self._faults.add(fault)
 
     def clear_faults(self) -> None:
         """Remove every fault."""
@@ -326,204 +277,31 @@ class Simulator:
         access_key, region = credential_scope(authorization, DEFAULT_REGION)
         parts = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        operation, assessment_id, resource_arn = _route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
-        delay = 0.0
+        operation, assessment_id, resource_arn = route(method, [unquote(s) for s in parts.path.split("/")[1:]], query)
         with self._lock:
-            answer = None
-            for fault, windows in self._faults:
-                if not fault.matches(operation, assessment_id):
-                    continue
-                if fault.kind == "latency":
-                    delay += fault.seconds
-                elif answer is None:
-                    answer = fault_answer(fault, windows.setdefault(region, deque()), arrived, assessment_id)
+            answer, delay = self._faults.decide(
+                lambda fault: fault.matches(operation, assessment_id),
+                region,
+                lambda fault, window: fault_answer(fault, window, arrived, assessment_id),
+            )
             if answer is None:
                 answer = self._operation(operation, region, assessment_id, query, resource_arn)
             self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
         return answer, delay
 
     def _operation(
-        self,
-        operation: str,
-        region: str,
-        assessment_id: str | None,
-        query: dict[str, str],
-        resource_arn: str | None,
+        self, operation: str, region: str, assessment_id: str | None, query: dict[str, str], resource_arn: str | None
     ) -> Answer:
-        assessments = self._regions.get(region, {})
-        now = self._clock()
-        try:
-            if operation == "GetInsights":
-                return Answer(200, {"insights": self._region_insights(region, now)})
-            if operation == "ListAssessments":
-                return Answer(200, self._list_assessments(assessments, query))
-            if operation == UNKNOWN_OPERATION:
-                raise ApiError("UnknownOperationException", "no such operation", status=404)
-            if operation == "ListTagsForResource":
-                return Answer(200, {"tags": dict(self._tagged(region, resource_arn or "", assessment_id).tags)})
-            assessment = _find(assessments, assessment_id)
-            if operation == "GetAssessment":
-                return Answer(200, {"assessment": self._assessment_json(region, assessment)})
-            insights, domains = assessment.current(now)
-            if operation == "GetInsightsByAssessment" and assessment.per_request is not None:
-                assessment.served += 1
-                insights = assessment.per_request(assessment.served)
-            if operation == "GetInsightsByAssessment":
-                return Answer(200, {"insights": {} if insights is None else _insights_json(insights)})
-            page, token = page_of(domains, query, self.page_size)
-            return Answer(200, with_token({"controlDomainInsights": [_domain_json(d) for d in page]}, token))
-        except ApiError as error:
-            return error.answer
-
-    def _region_insights(self, region: str, now: float) -> dict[str, Any]:
-        fixed = self._account_insights.get(region)
-        if fixed is not None:
-            return _counts_json(fixed, _ACTIVE_KEY + _EVIDENCE_KEYS + _CONTROL_KEYS, fixed.last_updated)
-        active = [a for a in self._regions.get(region, {}).values() if a.status == "ACTIVE"]
-        present = [insights for a in active if (insights := a.current(now)[0]) is not None]
-        payload: dict[str, Any] = {"activeAssessmentsCount": len(active)}
-        for key, attribute in _EVIDENCE_KEYS + _CONTROL_KEYS:
-            values = [value for i in present if (value := getattr(i, attribute)) is not None]
-            if values:
-                payload[key] = sum(values)
-        if present:
-            payload["lastUpdated"] = max(i.last_updated for i in present).timestamp()
-        return payload
-
-    def _list_assessments(self, assessments: dict[str, _Assessment], query: dict[str, str]) -> dict[str, Any]:
-        status = query.get("status")
-        if status is not None and status not in STATUSES:
-            raise ApiError("ValidationException", f"invalid status {status!r}", **field_problem("status", "invalid"))
-        matching = [a for a in assessments.values() if status in (None, a.status)]
-        page, token = page_of(matching, query, self.page_size)
-        return with_token({"assessmentMetadata": [_metadata_json(a) for a in page]}, token)
-
-    def _tagged(self, region: str, resource_arn: str, assessment_id: str | None) -> _Assessment:
-        """The assessment a ListTagsForResource ARN names in this account and region; only assessments have tags
-        here, so any other resource is not found."""
-        if not 20 <= len(resource_arn) <= 2048 or not _ARN.fullmatch(resource_arn):
-            raise ApiError(
-                "ValidationException",
-                f"resourceArn {resource_arn!r} is not an Audit Manager ARN",
-                **field_problem("resourceArn", "invalid"),
-            )
-        assessment = self._regions.get(region, {}).get(assessment_id or "")
-        if assessment is None or resource_arn != self._arn(region, assessment):
-            raise ApiError(
-                "ResourceNotFoundException",
-                f"resource {resource_arn} not found",
-                resourceId=resource_arn,
-                resourceType="ASSESSMENT",
-            )
-        return assessment
-
-    def _arn(self, region: str, assessment: _Assessment) -> str:
-        return f"arn:aws:auditmanager:{region}:{self.account_id}:assessment/{assessment.id}"
-
-    def _assessment_json(self, region: str, assessment: _Assessment) -> dict[str, Any]:
-        account = {
-            "id": self.account_id,
-            "name": f"Account {self.account_id}",
-            "emailAddress": f"aws+{self.account_id}@example.com",
-        }
-        framework_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"auditmanager-framework/{assessment.framework}"))
-        arn_prefix = f"arn:aws:auditmanager:{region}:{self.account_id}"
-        metadata = _metadata_json(assessment) | {"scope": {"awsAccounts": [account], "awsServices": []}}
-        return {
-            "arn": self._arn(region, assessment),
-            "awsAccount": account,
-            "metadata": metadata,
-            "framework": {
-                "id": framework_id,
-                "arn": f"{arn_prefix}:assessmentFramework/{framework_id}",
-                "metadata": {"name": assessment.framework, "complianceType": assessment.compliance_type},
-                "controlSets": list(control_sets(assessment.framework, assessment.framework_controls)),
-            },
-            "tags": dict(assessment.tags),
-        }
-
-
-def _route(method: str, segments: list[str], query: dict[str, str]) -> tuple[str, str | None, str | None]:
-    """The operation a request calls, the assessment it concerns, and the resource ARN it names (tags only)."""
-    if method == "GET":
-        match segments:
-            case ["insights"]:
-                return "GetInsights", None, None
-            case ["insights", "assessments", assessment_id]:
-                return "GetInsightsByAssessment", assessment_id, None
-            case ["insights", "control-domains-by-assessment"]:
-                return "ListControlDomainInsightsByAssessment", query.get("assessmentId"), None
-            case ["assessments"]:
-                return "ListAssessments", None, None
-            case ["assessments", assessment_id]:
-                return "GetAssessment", assessment_id, None
-            case ["tags", resource_arn]:
-                match = _ASSESSMENT_ARN.fullmatch(resource_arn)
-                return "ListTagsForResource", match.group(1) if match else None, resource_arn
-    return UNKNOWN_OPERATION, None, None
-
-
-def _find(assessments: dict[str, _Assessment], assessment_id: str | None) -> _Assessment:
-    if assessment_id is None:
-        raise ApiError("ValidationException", "assessmentId is required", **field_problem("assessmentId", "required"))
-    if not _ASSESSMENT_ID.fullmatch(assessment_id):
-        raise ApiError(
-            "ValidationException",
-            f"assessmentId {assessment_id!r} does not match the UUID pattern",
-            **field_problem("assessmentId", "invalid"),
+        call = Call(
+            operation=operation,
+            account_id=self.account_id,
+            region=region,
+            assessments=self._regions.get(region, {}),
+            account_insights=self._account_insights.get(region),
+            page_size=self.page_size,
+            now=self._clock(),
+            assessment_id=assessment_id,
+            query=query,
+            resource_arn=resource_arn,
         )
-    assessment = assessments.get(assessment_id)
-    if assessment is None:
-        raise ApiError(
-            "ResourceNotFoundException",
-            f"assessment {assessment_id} not found",
-            resourceId=assessment_id,
-            resourceType="ASSESSMENT",
-        )
-    return assessment
-
-
-def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `tags`, if AWS would accept them (TagMap in botocore's model); else ValueError."""
-    if len(tags) > _MAX_TAGS:
-        raise ValueError(f"at most {_MAX_TAGS} tags, not {len(tags)}")
-    for key, value in tags.items():
-        if not _TAG_KEY.fullmatch(key):
-            raise ValueError(f"not a tag key AWS accepts: {key!r}")
-        if len(value) > _MAX_TAG_VALUE:
-            raise ValueError(f"tag {key!r}: value longer than {_MAX_TAG_VALUE} characters")
-    return dict(tags)
-
-
-def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"assessment status must be ACTIVE or INACTIVE, not {status!r}")
-
-
-def _counts_json(source: object, keys: tuple[tuple[str, str], ...], last_updated: datetime) -> dict[str, Any]:
-    payload = {key: value for key, attribute in keys if (value := getattr(source, attribute)) is not None}
-    payload["lastUpdated"] = last_updated.timestamp()
-    return payload
-
-
-def _insights_json(insights: Insights) -> dict[str, Any]:
-    return _counts_json(insights, _EVIDENCE_KEYS + _CONTROL_KEYS, insights.last_updated)
-
-
-def _domain_json(domain: ControlDomain) -> dict[str, Any]:
-    evidence = {key: value for key, attribute in _EVIDENCE_KEYS if (value := getattr(domain, attribute)) is not None}
-    payload = {"name": domain.name, "id": domain.id, "evidenceInsights": evidence}
-    return payload | _counts_json(domain, _DOMAIN_CONTROL_KEYS, domain.last_updated)
-
-
-def _metadata_json(assessment: _Assessment) -> dict[str, Any]:
-    return {
-        "name": assessment.name,
-        "id": assessment.id,
-        "complianceType": assessment.compliance_type,
-        "status": assessment.status,
-        "creationTime": assessment.created.timestamp(),
-        "lastUpdated": assessment.updated.timestamp(),
-        "roles": [],
-        "delegations": [],
-    }
+        return answer_call(call)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from exporter.simulator.faults import Fault, admits
+from exporter.simulator.faults import Fault, InjectedFaults, admits
 from exporter.simulator.model import RequestRecord
 from exporter.simulator.wire import (
     CONFIG_ERROR_STATUS,
@@ -46,12 +46,13 @@ MAX_LIMIT = {
 _DEFAULT_REGION = "us-east-1"
 _PACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]*")
 _AGGREGATOR_NAME = re.compile(r"[\w\-]{1,256}", re.ASCII)
-# An aggregator's packs: (source account, source region, pack) to the pack's rules' compliance types.
-_Aggregate = dict[tuple[str, str, str], dict[str, str]]
 _T = TypeVar("_T")
 
 # The demo's drifting packs: their rules' compliance types at a time, and when they were last evaluated.
 RulesAt = Callable[[float], tuple[Mapping[str, str], datetime]]
+# An aggregator's packs: (source account, source region, pack) to the pack's rules' compliance types, fixed or
+# drifting (the demo's aggregator mirrors its drifting packs).
+_Aggregate = dict[tuple[str, str, str], Mapping[str, str] | RulesAt]
 
 
 class _ConfigError(Exception):
@@ -102,7 +103,7 @@ class AwsConfig:
         self._lock = threading.Lock()
         self._regions: dict[str, dict[str, _Pack]] = {}
         self._aggregators: dict[str, dict[str, _Aggregate]] = {}
-        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+        self._faults = InjectedFaults()
 
     def add_conformance_pack(
         self, region: str, name: str, rules: Mapping[str, str] | None = None, *, score: str | None = None
@@ -146,6 +147,11 @@ class AwsConfig:
         with self._lock:
             self._aggregators.setdefault(region, {}).setdefault(aggregator, {})[source] = dict(rules)
 
+    def _set_aggregate_drift(self, region: str, aggregator: str, source: tuple[str, str, str], drift: RulesAt) -> None:
+        """As set_aggregate_pack, with rules that drift as the demo's packs do."""
+        with self._lock:
+            self._aggregators.setdefault(region, {}).setdefault(aggregator, {})[source] = drift
+
     def remove_aggregator(self, region: str, aggregator: str) -> None:
         """Delete an aggregator; requests naming it get NoSuchConfigurationAggregatorException."""
         with self._lock:
@@ -165,7 +171,7 @@ class AwsConfig:
         if fault.kind == "error" and fault.code not in CONFIG_ERROR_STATUS:
             raise ValueError(f"{fault.code} is not an AWS Config error code")
         with self._lock:
-            self._faults.append((fault, {}))
+            self._faults.add(fault)
 
     def clear_faults(self) -> None:
         """Remove every AWS Config fault."""
@@ -191,16 +197,12 @@ class AwsConfig:
             request = None
         pack_name = request.get("ConformancePackName") if isinstance(request, dict) else None
         pack = pack_name if isinstance(pack_name, str) else None
-        delay = 0.0
         with self._lock:
-            answer = None
-            for fault, windows in self._faults:
-                if not fault.matches(operation, None, pack):
-                    continue
-                if fault.kind == "latency":
-                    delay += fault.seconds
-                elif answer is None:
-                    answer = _fault_answer(fault, windows.setdefault(region, deque()), arrived)
+            answer, delay = self._faults.decide(
+                lambda fault: fault.matches(operation, None, pack),
+                region,
+                lambda fault, window: _fault_answer(fault, window, arrived),
+            )
             if answer is None:
                 answer = self._operation(operation, region, request)
         self._record(RequestRecord(arrived, region, operation, None, answer.status, access_key, pack))
@@ -219,7 +221,7 @@ class AwsConfig:
             elif operation == "DescribeConformancePackCompliance":
                 payload = self._compliance(packs, request, now)
             elif operation == "DescribeAggregateComplianceByConformancePacks":
-                payload = self._aggregate(self._aggregators.get(region, {}), request)
+                payload = self._aggregate(self._aggregators.get(region, {}), request, now)
             else:
                 payload = self._details(region, packs, request)
             return Answer(200, payload, content_type=JSON_1_1)
@@ -260,7 +262,7 @@ class AwsConfig:
         items = [{"ConfigRuleName": rule, "ComplianceType": kind, "Controls": []} for rule, kind in page]
         return _with_token({"ConformancePackName": name, "ConformancePackRuleComplianceList": items}, token)
 
-    def _aggregate(self, aggregators: dict[str, _Aggregate], request: dict[str, Any]) -> dict[str, Any]:
+    def _aggregate(self, aggregators: dict[str, _Aggregate], request: dict[str, Any], now: float) -> dict[str, Any]:
         name = request.get("ConfigurationAggregatorName")
         if not isinstance(name, str) or not _AGGREGATOR_NAME.fullmatch(name):
             raise _ConfigError("ValidationException", "ConfigurationAggregatorName must match [\\w\\-]+")
@@ -272,7 +274,7 @@ class AwsConfig:
         page, token = self._page(list(aggregate.items()), request, "DescribeAggregateComplianceByConformancePacks")
         items = []
         for (account_id, region, pack), rules in page:
-            kinds = list(rules.values())
+            kinds = list((rules(now)[0] if callable(rules) else rules).values())
             compliant, noncompliant = kinds.count("COMPLIANT"), kinds.count("NON_COMPLIANT")
             overall = "NON_COMPLIANT" if noncompliant else "COMPLIANT" if compliant else INSUFFICIENT_DATA
             compliance = {

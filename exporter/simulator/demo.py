@@ -123,6 +123,9 @@ class PackDrift:
 # region, name, the rules (AWS names a pack's rules "<managed rule>-conformance-pack-<suffix>"), the rules that
 # fail every day (the findings a real account lives with for months), and the daily chances of any other rule being
 # noncompliant or without data.
+# The demo's configuration aggregator: every demo pack, of every region, seen from us-east-1.
+DEMO_AGGREGATOR = "demo-organisation"
+DEMO_AGGREGATOR_REGION = "us-east-1"
 _DEMO_PACKS = (
     (
         "us-east-1",
@@ -229,7 +232,8 @@ def demo_simulator(
     start at multiples of `day_seconds`). The counts are the current day's: they rise through the day and drop
     at the rollover, when lastUpdated moves to the start of the new day. On about one day in three, one
     assessment sees a spike of several times its usual noncompliant evidence. The packs' rules change compliance
-    at each rollover, except for one noncompliant rule per pack that stays so every day. Security Hub has two
+    at each rollover, except for one noncompliant rule per pack that stays so every day; the configuration aggregator
+    DEMO_AGGREGATOR in DEMO_AGGREGATOR_REGION holds every pack of every region. Security Hub has two
     standards in us-east-1 (and a hub without standards in eu-west-1) whose controls' findings change at each
     rollover, except for one CRITICAL control that fails every day.
     """
@@ -276,6 +280,8 @@ def demo_simulator(
             missing_share,
         )
         simulator.awsconfig._set_drift(region, pack, pack_drift.at)
+        source = (simulator.awsconfig.account_id, region, pack)
+        simulator.awsconfig._set_aggregate_drift(DEMO_AGGREGATOR_REGION, DEMO_AGGREGATOR, source, pack_drift.at)
     hub = simulator.securityhub
     hub.enable_hub("eu-west-1")
     hub.enable_hub("us-east-1")

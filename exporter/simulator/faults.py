@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.simulator.wire import (
@@ -50,6 +51,38 @@ class Fault:
             and (self.assessment_id is None or self.assessment_id == assessment_id)
             and (self.conformance_pack is None or self.conformance_pack == conformance_pack)
         )
+
+
+class InjectedFaults:
+    """The faults injected into one service's requests, with each throttling fault's window of the requests it let
+    through, per region. Not locked: its simulator calls it under its own lock."""
+
+    def __init__(self) -> None:
+        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+
+    def add(self, fault: Fault) -> None:
+        self._faults.append((fault, {}))
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def decide(
+        self,
+        applies: Callable[[Fault], bool],
+        region: str,
+        answer_of: Callable[[Fault, deque[float]], Answer | None],
+    ) -> tuple[Answer | None, float]:
+        """The answer of the first fault that `applies` and fires (`answer_of` given its window in `region`), or
+        None, and the sum of the delays of the latency faults that apply."""
+        answer, delay = None, 0.0
+        for fault, windows in self._faults:
+            if not applies(fault):
+                continue
+            if fault.kind == "latency":
+                delay += fault.seconds
+            elif answer is None:
+                answer = answer_of(fault, windows.setdefault(region, deque()))
+        return answer, delay
 
 
 def admits(rate: float, window: deque[float], arrived: float) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.simulator.faults import Fault, admits
+from exporter.simulator.faults import Fault, InjectedFaults, admits
 from exporter.simulator.model import RequestRecord
 from exporter.simulator.securityhub_api import OPERATIONS, Call, HubError, HubRegion, hub_error_answer
 from exporter.simulator.securityhub_data import (
@@ -53,7 +53,7 @@ class SecurityHub:
         self._lock = threading.Lock()
         self._regions: dict[str, HubRegion] = {}
         self._serial = 0
-        self._faults: list[tuple[Fault, dict[str, deque[float]]]] = []
+        self._faults = InjectedFaults()
 
     def enable_hub(self, region: str, generator: str = SECURITY_CONTROL) -> None:
         """Enable Security Hub in a region with this control finding generator (keeping anything it holds)."""
@@ -106,7 +106,7 @@ class SecurityHub:
         if fault.kind == "error" and fault.code not in SECURITYHUB_ERROR_STATUS:
             raise ValueError(f"{fault.code} is not a Security Hub error code")
         with self._lock:
-            self._faults.append((fault, {}))
+            self._faults.add(fault)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -125,16 +125,12 @@ class SecurityHub:
         except ValueError:
             request = None
         standard = standard_named(subject or query.get("StandardsArn") or "")
-        delay = 0.0
         with self._lock:
-            answer = None
-            for fault, windows in self._faults:
-                if not fault.matches(operation, None) or fault.standard not in (None, standard):
-                    continue
-                if fault.kind == "latency":
-                    delay += fault.seconds
-                elif answer is None:
-                    answer = _fault_answer(fault, windows.setdefault(region, deque()), arrived)
+            answer, delay = self._faults.decide(
+                lambda fault: fault.matches(operation, None) and fault.standard in (None, standard),
+                region,
+                lambda fault, window: _fault_answer(fault, window, arrived),
+            )
             if answer is None:
                 answer = self._operation(operation, region, subject, query, request)
         self._record(RequestRecord(arrived, region, operation, None, answer.status, access_key, None))

@@ -18,6 +18,7 @@ def render_json(report: StatusReport, query: Query) -> bytes:
         "last_reload": rfc3339(shown.last_reload),
         "last_reload_successful": shown.last_reload_successful,
         "last_successful_reload": rfc3339(shown.last_successful_reload),
+        "last_reload_problems": list(shown.last_reload_problems),
         "completed_cycles": shown.completed_cycles,
         "generated": rfc3339(shown.generated),
         "filter": query.params(),

@@ -72,6 +72,8 @@ class StatusReport:
     last_reload_successful: bool
     last_successful_reload: float
     completed_cycles: int
+    # Why the latest reload failed, one problem per line as `--config.check` prints them; () when it worked.
+    last_reload_problems: tuple[str, ...] = ()
     generated: float
     targets: tuple[TargetStatus, ...]
     assessments: tuple[AssessmentStatus, ...]

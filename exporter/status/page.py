@@ -24,6 +24,7 @@ tr.failing td{background:#fff1f0}tr.failing td:first-child{border-left:4px solid
 .id{font-family:ui-monospace,monospace;font-size:.85em}.id,.nowrap,time{white-space:nowrap}
 .name{min-width:12em}.muted{color:#666}.summary{font-size:1.05em}
 .err{color:#8a1005}.err code{font-weight:600}
+#reload-problems{margin:.6em 0}#reload-problems ul{margin:.2em 0;padding-left:1.5em}
 """
 
 
@@ -53,6 +54,7 @@ def render_html(report: StatusReport, query: Query) -> bytes:
         f"<div><dt>Poll cycles</dt><dd>{report.completed_cycles} completed</dd></div>",
         f"<div><dt>Page time</dt><dd>{e(utc_iso(int(now)))}</dd></div>",
         "</dl>",
+        _reload_problems(report.last_reload_problems),
         f"<p class=summary><b>{counts['targets_failing']}</b> of {counts['targets']} targets failing · "
         f"<b>{counts['assessments_failing']}</b> of {counts['assessments']} assessments failing · "
         f"<b>{counts['units_failing']}</b> of {counts['units']} other units failing</p>",
@@ -132,6 +134,17 @@ def _error(code: str | None, message: str | None) -> str:
     if code is None:
         return ""
     return f"<span class=err><code>{html.escape(code)}</code> {html.escape(message or '')}</span>"
+
+
+def _reload_problems(problems: tuple[str, ...]) -> str:
+    """Why the latest reload failed, one problem per line; nothing when it worked."""
+    if not problems:
+        return ""
+    items = "".join(f"<li>{html.escape(problem)}</li>" for problem in problems)
+    return (
+        "<div id=reload-problems class=err><b>The latest reload failed; the previous config stays in use:</b>"
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def _when(timestamp: float | None, now: float, missing: str = "never") -> str:

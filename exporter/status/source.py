@@ -108,6 +108,7 @@ def report_from_snapshot(
         last_reload=reload.last_attempt,
         last_reload_successful=reload.successful,
         last_successful_reload=reload.last_success,
+        last_reload_problems=reload.problems,
         completed_cycles=snapshot.completed_cycles,
         generated=time.time() if now is None else now,
         targets=ordered_targets(target_rows),

@@ -69,16 +69,18 @@ class WebConfigSource:
         try:
             config = load(self.path)
         except WebConfigError as error:
-            # Remember what was tried, so the same broken files are not re-read on every connection.
-            self._stamps = stamps
-            self.successful = False
+            # Logged before the gauge changes, so whoever sees the gauge finds the reason in the log.
             log.error(
                 "web config reload failed; keeping the previous one",
                 extra={"reason": reason, "problems": error.problems},
             )
+            # Remember what was tried, so the same broken files are not re-read on every connection.
+            self._stamps = stamps
+            self.successful = False
             return False
-        self._config, self._stamps, self.successful = config, _stamps(config.files), True
+        self._config, self._stamps = config, _stamps(config.files)
         log.info("web config reloaded", extra={"reason": reason, "tls": config.tls is not None})
+        self.successful = True
         return True
 
 
