@@ -1,5 +1,6 @@
-"""`python -m benchmarks [--smoke] [--only lookups|securityhub] [--output FILE]`: run the harness, print the table,
-exit 1 if a check failed. `python -m benchmarks --baseline REV` compares this checkout with revision REV instead."""
+"""`python -m benchmarks [--smoke] [--only lookups|organisation|securityhub] [--output FILE]`: run the harness, print
+the table, exit 1 if a check failed. `python -m benchmarks --baseline REV` compares this checkout with revision REV
+instead."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import baseline, lookups, securityhub
+from benchmarks import baseline, lookups, organisation, securityhub
 from benchmarks.harness import Report, Settings, machine, run
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -23,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["lookups", "securityhub"],
-        help="only the look-up or the Security Hub case (not written to the results unless --output)",
+        choices=["lookups", "organisation", "securityhub"],
+        help="only the look-up, organisation or Security Hub case (not written to the results unless --output)",
     )
     parser.add_argument(
         "--baseline",
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args, progress, started)
 
     report = Report(settings) if args.only else run(settings, progress)
-    if args.only != "securityhub":
+    if args.only in (None, "organisation"):
+        scale = organisation.OrganisationSettings
+        organisation.run(report, scale.smoke() if args.smoke else scale.full(), progress)
+    if args.only in (None, "lookups"):
         lookups.run(report, lookups.LookupSettings.smoke() if args.smoke else lookups.LookupSettings.full(), progress)
     if args.only == "securityhub":
         hub = securityhub.HubSettings.smoke() if args.smoke else securityhub.HubSettings.full()

@@ -21,7 +21,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from benchmarks.organisation import ASSESSMENTS_PER_TARGET, CONCURRENCY, measure_organisation
 from benchmarks.polling import (
     INSIGHTS,
     Cycle,
@@ -37,7 +36,6 @@ from exporter.simulator.measure import max_in_window
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
-ORGANISATION_REGION = "eu-central-1"
 MB = 1024 * 1024
 # Calls a target may make in a cycle besides one GetInsightsByAssessment per assessment: the account id, the
 # names and the account-level insights. None of them may grow with the number of assessments.
@@ -54,9 +52,13 @@ ORDER = (
     "max requests in any 1 s window",
     "rate-limited cycle wall time",
     "cycle beside the framework look-ups",
+    "organisation: time to first /healthz",
+    "organisation: first cycle complete (from start)",
     "organisation: peak threads",
     "organisation: peak open files",
-    "organisation: CPU per assessment per cycle",
+    "organisation: RSS between cycles",
+    "organisation: peak RSS (VmHWM)",
+    "organisation: CPU per API call",
     "/metrics latency p50",
     "/metrics latency p99",
     "/metrics body size",
@@ -92,8 +94,6 @@ class Settings:
     scrape_seconds: float
     idle_seconds: float
     targets: bool
-    # Targets of 20 assessments each, small then large, for the organisation-scale rows.
-    organisations: tuple[int, int] = (10, 100)
     # Assessments of the one target whose cycle runs beside the framework look-ups, at limited_rate.
     overlap_size: int = 200
 
@@ -103,7 +103,7 @@ class Settings:
 
     @classmethod
     def smoke(cls) -> Settings:
-        return cls((5, 20), (1, 4), 0.01, 1000.0, 12, 5.0, (20,), (1, 4), 0.5, 2.0, False, (2, 5), 20)
+        return cls((5, 20), (1, 4), 0.01, 1000.0, 12, 5.0, (20,), (1, 4), 0.5, 2.0, False, 20)
 
 
 @dataclass
@@ -168,7 +168,6 @@ def run(settings: Settings, progress: Callable[[str], None]) -> Report:
     regions = {
         REGION: max(largest, settings.overlap_size),
         OTHER_REGION: settings.limited_size,
-        ORGANISATION_REGION: settings.organisations[1] * ASSESSMENTS_PER_TARGET,
     }
     progress(f"starting the simulator ({largest} assessments, {settings.latency * 1000:g} ms latency)")
     simulator = SimulatorProcess(regions, settings.latency)
@@ -177,7 +176,6 @@ def run(settings: Settings, progress: Callable[[str], None]) -> Report:
         _rate_limit(report, simulator)
         progress("a cycle beside the framework look-ups")
         _details_overlap(report, simulator)
-        _organisations(report, simulator, progress)
         _long_sequential(report, simulator, progress)
     finally:
         simulator.stop()
@@ -310,43 +308,7 @@ def _details_overlap(report: Report, simulator: SimulatorProcess) -> None:
     )
 
 
-def _organisations(report: Report, simulator: SimulatorProcess, progress: Callable[[str], None]) -> None:
-    small, large = report.settings.organisations
-    figures = []
-    for targets in (small, large):
-        progress(f"the exporter process over {targets} targets x {ASSESSMENTS_PER_TARGET} assessments")
-        figures.append(measure_organisation(simulator, targets, ORGANISATION_REGION, 2, _free_port()))
-    few, many = figures
-    setting = f"{large} targets x {ASSESSMENTS_PER_TARGET}, C={CONCURRENCY}, max_workers 32"
-    reference = f"{small} targets: "
-    report.row(
-        "organisation: peak threads",
-        setting,
-        str(many.peak_threads),
-        reference + str(few.peak_threads),
-        f"{many.peak_threads / few.peak_threads:.2f}x",
-        report.target(many.peak_threads <= 80, "≤ 80"),
-    )
-    report.row(
-        "organisation: peak open files",
-        setting,
-        str(many.peak_open_files),
-        reference + str(few.peak_open_files),
-        f"{many.peak_open_files / few.peak_open_files:.2f}x",
-        report.target(many.peak_open_files <= 300, "≤ 300"),
-    )
-    ratio = many.cpu_per_assessment_cycle / few.cpu_per_assessment_cycle
-    report.row(
-        "organisation: CPU per assessment per cycle",
-        f"{setting}, {many.cycles:g} steady cycles",
-        f"{many.cpu_per_assessment_cycle * 1000:.2f} ms",
-        reference + f"{few.cpu_per_assessment_cycle * 1000:.2f} ms ({few.cycles:g} cycles)",
-        f"{ratio:.2f}x",
-        report.target(ratio <= 1.3, f"≤ 1.3x {small} targets"),
-    )
-
-
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -415,7 +377,7 @@ def _exporter_at(
     largest = size == max(settings.scrape_sizes)
     progress(f"starting the exporter process (N={size}, C={concurrency})")
     simulator.reset_stats()
-    exporter = ExporterProcess(_exporter_config(simulator, size, concurrency, settings.fast_rate), _free_port())
+    exporter = ExporterProcess(_exporter_config(simulator, size, concurrency, settings.fast_rate), free_port())
     started = time.perf_counter()
     try:
         exporter.wait_ready(timeout=600)

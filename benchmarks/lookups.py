@@ -8,12 +8,11 @@ been read (N GetAssessment calls); steady state is the next `windows` discovery 
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.harness import MB, REGION, Report
+from benchmarks.harness import MB, REGION, Report, free_port
 from benchmarks.processes import ExporterProcess, SimulatorProcess
 
 GET_ASSESSMENT = "GetAssessment"
@@ -60,12 +59,6 @@ class LookupRun:
         return calls * 3600 / self.steady_seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def measure(
     assessments: int, controls: int, discovery: int, settings: LookupSettings, progress: Callable[[str], None]
 ) -> LookupRun:
@@ -80,7 +73,7 @@ def measure(
         "targets": [{"region": REGION, "endpoint_url": simulator.url, "discover": True}],
     }
     progress(f"look-ups: N={assessments}, {controls}-control frameworks, discovery every {discovery} s")
-    exporter = ExporterProcess(config, _free_port())
+    exporter = ExporterProcess(config, free_port())
     started = time.perf_counter()
     try:
         exporter.wait_ready(timeout=300)

@@ -56,6 +56,13 @@ def _simulator_main(conn: Connection, regions: dict[str, int], latency: float, f
         conn.send(getattr(simulator, name)(*args) if name in _QUERIES else None)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def memory_bytes(pid: int, field: str = "VmRSS") -> int:
     """A memory figure of /proc/<pid>/status: VmRSS (resident now) or VmHWM (resident at its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -90,6 +97,10 @@ class FloorProcess:
 
     def memory_bytes(self, field: str = "VmRSS") -> int:
         return memory_bytes(self.process.pid, field)
+
+    def cpu_seconds(self) -> float:
+        """The CPU time of the imports and the one client."""
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         assert self.process.stdin is not None
@@ -213,31 +224,36 @@ class ExporterProcess:
         )
         args = [sys.executable, "-m", "exporter", "--config.file", str(config_path), "--log.level", log_level]
         args += ["--web.listen-address", f"127.0.0.1:{port}"]
+        # Start-up times count from here (monotonic clock).
+        self.started = time.monotonic()
         with self._log_path.open("wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
 
-    def wait_ready(self, timeout: float) -> None:
-        """Wait until /readyz answers 200, that is until the first poll cycle has finished."""
+    def wait_ready(self, timeout: float) -> float:
+        """Wait until /readyz answers 200, that is until the first poll cycle has finished; return the seconds since
+        the process started."""
+        return self.wait_for("/readyz", timeout)
+
+    def wait_for(self, path: str, timeout: float) -> float:
+        """Wait until `path` answers 200; return the seconds since the process started."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the exporter exited early:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
                     if response.status == 200:
-                        return
+                        return time.monotonic() - self.started
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.02)
-        raise RuntimeError(f"the exporter was not ready within {timeout} s:\n{self.logs()}")
+        raise RuntimeError(f"{path} did not answer 200 within {timeout} s:\n{self.logs()}")
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the process so far, from /proc/<pid>/stat."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User plus system CPU time of the process so far."""
+        return cpu_seconds(self.process.pid)
 
     def memory_bytes(self, field: str = "VmRSS") -> int:
         """A memory figure of the process: VmRSS (resident now) or VmHWM (resident at its peak)."""

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchmarks.harness import MB, REGION, Report
-from benchmarks.lookups import _free_port
+from benchmarks.harness import MB, REGION, Report, free_port
 from benchmarks.processes import ExporterProcess
 
 FSBP = "standards/aws-foundational-security-best-practices/v/1.0.0"
@@ -122,7 +121,7 @@ def measure(findings: int, progress: Callable[[str], None]) -> HubRun:
         "targets": [{"region": REGION, "endpoint_url": simulator.url, "sources": ["securityhub"]}],
     }
     progress(f"security hub: {findings} findings")
-    exporter = ExporterProcess(config, _free_port())
+    exporter = ExporterProcess(config, free_port())
     try:
         timeout = 120 + 2 * math.ceil(findings / PAGE) / GET_FINDINGS_RATE
         exporter.wait_ready(timeout=timeout)

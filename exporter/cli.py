@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter import __version__, healthcheck, logs, webconfig
 from exporter.aws import default_session
+from exporter.aws.session import unknown_profiles
 from exporter.config import Config, ConfigError, load
 from exporter.demo import demo
 from exporter.exposition import Exposition
@@ -224,11 +225,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     try:
-        shard = Shard(args.shard_index, args.shard_count)
-        service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
+        profiles = [] if args.demo else unknown_profiles(config.expanded_targets())
     except botocore.exceptions.BotoCoreError as error:
         print(f"auditmanager-exporter: cannot set up the AWS client: {error}", file=sys.stderr)
         return USAGE_ERROR
+    for profile in profiles:
+        print(
+            f"auditmanager-exporter: cannot set up the AWS client: no profile {profile!r} in the AWS config or "
+            "credentials files",
+            file=sys.stderr,
+        )
+    if profiles:
+        return USAGE_ERROR
+    shard = Shard(args.shard_index, args.shard_count)
+    service = Service(config, lambda: _load_for_reload(config_path), session_factory, shard)
     runtime = CollectorRegistry(auto_describe=False)
     for standard in (ProcessCollector, PlatformCollector, GCCollector):
         standard(registry=runtime)
@@ -236,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.store,
         service.counters,
         service.reload_status,
-        runtime=[webconfig.WebConfigCollector(web), runtime],
+        runtime=[webconfig.WebConfigCollector(web), service.sessions, runtime],
         after_render=release_freed_memory,
     )
     status = status_provider(service, None if args.demo else str(config_path), started)

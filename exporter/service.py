@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter import __version__
-from exporter.aws import AuditManagerClient, SessionFactory, default_session
+from exporter.aws import AuditManagerClient, SessionCache, SessionFactory, default_session
 from exporter.config import AUDIT_MANAGER, Config, ConfigError, Target
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import AllClients, Clients, ServiceClient
@@ -104,7 +104,11 @@ class Service:
         self._listings_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
-        self._clients = all_clients(self.counters, session_factory)
+        # One session per credential source for the life of the process, handed to every client as its session
+        # factory; a target's botocore clients exist only while its work runs, so building the service builds none
+        # and the server listens at once.
+        self.sessions = SessionCache(session_factory)
+        self._clients = all_clients(self.counters, self.sessions)
         self._retired: list[ServiceClient | Workers] = []
         self._reload_poll_pending = False
         self._config = config

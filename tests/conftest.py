@@ -66,6 +66,8 @@ CONTRACT_METRICS = frozenset(
         "auditmanager_api_errors_total",
         "auditmanager_poll_duration_seconds",
         "auditmanager_exporter_build_info",
+        "auditmanager_exporter_aws_client_builds_total",
+        "auditmanager_exporter_aws_client_build_seconds_total",
         "auditmanager_exporter_config_last_reload_successful",
         "auditmanager_exporter_config_last_reload_success_timestamp_seconds",
         "awsconfig_conformance_pack_compliance_score",

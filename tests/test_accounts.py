@@ -175,14 +175,12 @@ def test_a_role_is_assumed_through_sts_and_names_the_account_without_a_lookup(st
 
 def test_assumed_credentials_about_to_expire_are_refreshed_before_use(sts, simulator, monkeypatch):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
-    sessions: list[boto3.Session] = []
-
-    def recording(target):
-        sessions.append(default_session(target))
-        return sessions[-1]
-
-    poller, _ = make_poller({"targets": [role_target(simulator, session_name="org-audit")]}, recording)
-    (credentials,) = [s.get_credentials() for s in sessions]
+    raw = {"targets": [role_target(simulator, session_name="org-audit")]}
+    # The session the poller's client will use, made here: clients are built by the poll, not before.
+    (target,) = parse(raw).expanded_targets()
+    session = default_session(target)
+    poller, _ = make_poller(raw, lambda _: session)
+    credentials = session.get_credentials()
     assert isinstance(credentials, botocore.credentials.RefreshableCredentials)
     # STS issues no credentials shorter than 15 minutes; issue them "55 minutes ago" instead, so they expire in 5.
     issued = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=55)

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from exporter.aws.sessions import ClientSettings, SessionCache, build_families
-from exporter.config import Config, Target, parse
+from exporter.config import Config, parse
 from exporter.simulator import Simulator
 from exporter.snapshot import ApiCounters
 from exporter.sources.auditmanager.client import AUDIT_MANAGER_ANSWERS, AuditManagerClient
@@ -53,53 +53,52 @@ def test_another_external_id_session_name_or_profile_is_another_session(sts, sim
     assert len(sessions) == 4
 
 
-def lent_client(cache: SessionCache, target: Target, config: Config) -> Any:
-    with cache.lease(target, "auditmanager", ClientSettings.of(target, config), AUDIT_MANAGER_ANSWERS) as lease:
-        return lease.client
-
-
-def test_a_returned_client_is_lent_again_and_a_busy_one_is_not(simulator, monkeypatch):
+def test_each_holder_gets_a_client_of_its_own_that_closes_when_given_back(simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config = config_of({"region": "us-east-1", "endpoint_url": simulator.url, "discover": True})
     (target,) = config.expanded_targets()
     cache = SessionCache()
     settings = ClientSettings.of(target, config)
+    closed: list[Any] = []
 
-    first = lent_client(cache, target, config)
-    assert lent_client(cache, target, config) is first
     with (
-        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as busy,
-        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as other,
+        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as first,
+        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as second,
     ):
-        assert busy.client is first
-        assert other.client is not first
+        assert first.client is not second.client
+        for lease in (first, second):
+            monkeypatch.setattr(lease.client, "close", lambda client=lease.client: closed.append(client))
+        assert closed == []
+    assert {id(client) for client in closed} == {id(first.client), id(second.client)}
     assert cache.builds()["auditmanager"][0] == 2
 
-    cache.close_idle()
-    assert lent_client(cache, target, config) not in (first, other.client)
-    assert cache.builds()["auditmanager"][0] == 3
 
-
-def test_a_client_lent_again_carries_none_of_the_previous_holders_limits_or_counts(simulator, monkeypatch):
+def test_a_target_borrows_a_client_for_its_work_and_keeps_its_limits_and_counts_across_clients(simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     simulator.add_assessment("us-east-1", uuid(1), "A1")
-    config = config_of({"region": "us-east-1", "endpoint_url": simulator.url, "discover": True})
+    config = config_of(
+        {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True, "max_requests_per_second": 2}
+    )
     (target,) = config.expanded_targets()
     cache = SessionCache()
-    before, after = ApiCounters(), ApiCounters()
+    counters = ApiCounters()
+    client = AuditManagerClient(target, config, counters, clients=cache)
+    assert "auditmanager" not in cache.builds(), "no client before the target's work needs one"
 
-    old = AuditManagerClient(target, config, before, clients=cache)
-    old.list_assessments()
-    old.close()
-    new = AuditManagerClient(target, config, after, clients=cache)
-    new.list_assessments()
+    client.list_assessments()
+    client.list_assessments()
+    first = client._client
+    client.close_idle_connections()
+    client.list_assessments()
 
-    assert new._client is old._client
-    assert before.requests() == after.requests() == {("ListAssessments", "us-east-1"): 1}
-    assert (old.requests_started, new.requests_started) == (1, 1)
-    assert cache.builds()["auditmanager"][0] == 1
+    assert client._client is not first
+    assert cache.builds()["auditmanager"][0] == 2
+    assert counters.requests() == {("ListAssessments", "us-east-1"): 3}
+    assert client.requests_started == 3
+    # The limiter's window spans both clients: at 2 a second the third call waited for the first's window.
+    assert client.take_peak_rate() == 2
 
 
 def test_client_builds_and_their_seconds_are_counted_by_service(simulator, monkeypatch):
@@ -121,8 +120,8 @@ def test_client_builds_and_their_seconds_are_counted_by_service(simulator, monke
     ticks = iter(range(100))
     cache = SessionCache(clock=lambda: float(next(ticks)))
     for target in config.expanded_targets():
-        AuditManagerClient(target, config, ApiCounters(), clients=cache)
-        ConformancePackClient(target, config, ApiCounters(), clients=cache)
+        AuditManagerClient(target, config, ApiCounters(), clients=cache).list_assessments()
+        ConformancePackClient(target, config, ApiCounters(), clients=cache).conformance_packs()
     registry = CollectorRegistry()
     registry.register(type("Builds", (), {"collect": lambda self: build_families(cache)})())
 
@@ -134,3 +133,15 @@ def test_client_builds_and_their_seconds_are_counted_by_service(simulator, monke
     # The fake clock ticks once at the start and once at the end of each build.
     assert sample("auditmanager_exporter_aws_client_build_seconds_total", "auditmanager") == 2.0
     assert sample("auditmanager_exporter_aws_client_build_seconds_total", "config") == 2.0
+
+
+def test_a_client_given_the_cache_as_its_session_factory_shares_its_sessions_and_counts(simulator, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    config = config_of({"regions": ["us-east-1", "eu-west-1"], "endpoint_url": simulator.url, "discover": True})
+    cache = SessionCache()
+    for target in config.expanded_targets():
+        ConformancePackClient(target, config, ApiCounters(), cache).conformance_packs()
+    first, second = config.expanded_targets()
+    assert cache(first) is cache(second)
+    assert cache.builds()["config"][0] == 2

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.harness import PER_TARGET_CALLS
+from benchmarks.organisation import OrganisationSettings, organisation_config
 from benchmarks.polling import INSIGHTS, poll_cycles
 from benchmarks.processes import SimulatorProcess, assessment_id
 from benchmarks.scraping import percentile
+from exporter.config import parse
 from exporter.simulator.measure import max_in_window
 
 
@@ -57,6 +59,28 @@ def test_percentile_is_the_nearest_rank():
     assert percentile(values, 0.5) == 50
     assert percentile(values, 0.99) == 99
     assert percentile([3.0], 0.99) == 3
+
+
+def test_the_quota_bound_is_set_by_the_rate_limit_for_few_targets_and_by_the_workers_for_many():
+    settings = OrganisationSettings.full()
+    # 10 targets of 200 assessments: 203 calls at 10 per 1.02 s window, the last one answered after 0.1 s.
+    assert settings.quota_bound(10) == (pytest.approx(20 * 1.02 + 0.1), "rate")
+    # 1000 targets of 2: 5000 calls on 28 poll-cycle threads (4 of 32 are the look-ups'), 0.1 s each.
+    assert settings.quota_bound(1000) == (pytest.approx(179 * 0.1), "workers")
+    # The baseline, one target of 2000 at 16 at once and no rate limit to speak of.
+    assert settings.quota_bound(1) == (pytest.approx((1 + 126) * 0.1), "concurrency")
+
+
+@pytest.mark.parametrize("targets", [1, 10, 100, 1000])
+def test_organisation_targets_are_an_account_and_region_each_sharing_the_same_assessments(targets):
+    settings = OrganisationSettings.full()
+    config = parse(organisation_config(settings, "http://127.0.0.1:9", targets))
+    expanded = config.expanded_targets()
+    ids = [a.id for target in expanded for a in target.assessments]
+    assert len(ids) == len(set(ids)) == settings.assessments
+    assert len({target.region for target in expanded}) == targets
+    assert len({target.profile for target in expanded}) == -(-targets // 10)
+    assert config.poll_interval >= 2 * settings.quota_bound(targets)[0]
 
 
 def test_the_baseline_comparison_runs_both_revisions_and_reports_every_measure_as_a_ratio():

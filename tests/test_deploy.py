@@ -105,13 +105,23 @@ def test_deployment_sets_resource_requests_and_limits() -> None:
         assert set(resources[bound]) == {"cpu", "memory"}, bound
 
 
-def test_deployment_probes_healthz_for_liveness_and_readyz_for_readiness() -> None:
+def test_deployment_probes_healthz_for_startup_and_liveness_and_readyz_for_readiness() -> None:
     ports = {port["name"]: port["containerPort"] for port in container()["ports"]}
     assert ports == {"metrics": PORT}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         check = container()[probe]["httpGet"]
         assert check["path"] == path
         assert check["port"] in ("metrics", PORT)
+
+
+@pytest.mark.parametrize("path", ["deployment.yaml", "sharded/statefulset.yaml"])
+def test_a_startup_probe_not_a_fixed_delay_holds_the_liveness_probe_off_for_minutes(path: str) -> None:
+    (workload,) = [doc for doc in yaml.safe_load_all((KUBERNETES / path).read_text(encoding="utf-8")) if doc]
+    (probed,) = workload["spec"]["template"]["spec"]["containers"]
+    startup = probed["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert "initialDelaySeconds" not in probed["livenessProbe"]
 
 
 def test_deployment_mounts_the_configmap_where_the_image_reads_its_config() -> None:

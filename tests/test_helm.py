@@ -130,7 +130,17 @@ def test_lint_reports_values_the_schema_rejects() -> None:
     assert "/replicas" in errors and "/logLevel" in errors
 
 
-@pytest.mark.parametrize("bad", [{"replicas": 0}, {"replica": 2}, {"serviceMonitor": {"enable": True}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"replicas": 0},
+        {"replica": 2},
+        {"serviceMonitor": {"enable": True}},
+        {"probes": {"startup": {"periodSeconds": 0}}},
+        {"probes": {"startup": {"failureTreshold": 10}}},
+        {"resources": {"limits": {"memory": ["256Mi"]}}},
+    ],
+)
 def test_render_refuses_values_outside_the_schema(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
         render(bad)
@@ -201,10 +211,35 @@ def test_web_config_becomes_a_secret_passed_with_web_config_file() -> None:
     assert volumes["web-config"]["secret"]["secretName"] == secret["metadata"]["name"]
     assert f"--web.config.file={mounts['web-config']}/web-config.yml" in container(documents)["args"]
     assert "checksum/web-config" in workload(documents)["spec"]["template"]["metadata"]["annotations"]
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         check = container(documents)[probe]["httpGet"]
         assert check["scheme"] == "HTTPS"
         assert check["httpHeaders"] == ALL_ON["probes"]["httpHeaders"]
+
+
+def test_a_startup_probe_on_healthz_holds_the_liveness_probe_off_for_as_long_as_the_values_say() -> None:
+    for values, (period, failures) in (({}, (5, 60)), ({"probes": {"startup": {"failureThreshold": 120}}}, (5, 120))):
+        probes = container(render(values))
+        startup = probes["startupProbe"]
+        assert (
+            startup["httpGet"]
+            == probes["livenessProbe"]["httpGet"]
+            == {
+                "path": "/healthz",
+                "port": "metrics",
+                "scheme": "HTTP",
+            }
+        )
+        assert (startup["periodSeconds"], startup["failureThreshold"]) == (period, failures)
+        # The startup probe, not a fixed delay, decides when liveness starts.
+        assert "initialDelaySeconds" not in probes["livenessProbe"]
+
+
+def test_values_say_per_100_targets_which_resources_to_raise() -> None:
+    values = (CHART / "values.yaml").read_text(encoding="utf-8")
+    comment = values[: values.index("\nresources:")].rsplit("\n\n", 1)[-1]
+    assert "per 100 targets" in comment
+    assert re.search(r"\d+ ?Mi\b", comment) and re.search(r"\d+m\b", comment), comment
 
 
 @pytest.mark.parametrize("values", VALUES.values(), ids=VALUES.keys())

@@ -266,6 +266,26 @@ def test_a_closed_pool_cancels_the_tasks_it_has_not_started_instead_of_leaving_t
         lane.submit(lambda: "after").result(timeout=30)
 
 
+def test_a_lane_made_earlier_is_served_first_even_when_its_next_tasks_come_later():
+    # One thread; the first lane's plan runs, then every lane has a task waiting: its follow-up comes after the
+    # other lanes' plans were queued, yet it runs next, so that a target's plan and calls run together.
+    workers = Workers(2)
+    first, second, third = (workers.lane(1) for _ in range(3))
+    started: list[str] = []
+    release = threading.Event()
+    plan = first.submit(lambda: (started.append("first plan"), release.wait()))
+    later = [
+        lane.submit(lambda name=name: started.append(name))
+        for lane, name in ((second, "second plan"), (third, "third plan"))
+    ]
+    follow_up = first.submit(lambda: started.append("first calls"))
+    release.set()
+    for future in (plan, *later, follow_up):
+        future.result(timeout=30)
+    workers.close()
+    assert started == ["first plan", "first calls", "second plan", "third plan"]
+
+
 def test_a_bug_while_reading_a_valid_answer_is_an_exporter_error_not_a_malformed_answer(simulator, caplog, monkeypatch):
     simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
     config = config_for(simulator, {"region": REGION, "assessments": [{"id": uuid(1)}]})

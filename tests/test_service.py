@@ -4,6 +4,7 @@ targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
-from benchmarks.organisation import ASSESSMENTS_PER_TARGET, measure_organisation
-from benchmarks.processes import SimulatorProcess
+from benchmarks.organisation import OrganisationSettings, measure
+from exporter.aws import AuditManagerClient
 from exporter.cli import Service
 from exporter.config import Config, parse
 from exporter.simulator import Simulator
@@ -134,7 +135,7 @@ def counting_sessions() -> tuple[list[str], Callable[[Any], boto3.Session]]:
     return made, session
 
 
-def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others(simulator):
+def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others(simulator, monkeypatch):
     for region in REGIONS:
         simulator.add_assessment(region, uuid(1), "A1", insights=insights())
 
@@ -154,16 +155,27 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
             }
         )
 
+    built: list[str] = []
+
+    class CountedClient(AuditManagerClient):
+        def __init__(self, target: Any, *args: Any, **kwargs: Any) -> None:
+            built.append(target.region)
+            super().__init__(target, *args, **kwargs)
+
+    monkeypatch.setattr(sys.modules[Service.__module__], "AuditManagerClient", CountedClient)
     configs = iter([config(5), config(6), config(6)])
     made, session = counting_sessions()
     service = Service(next(configs), lambda: next(configs), session)
     service.start()
     try:
-        assert sorted(made) == ["eu-west-1", "us-east-1"]
+        assert sorted(built) == ["eu-west-1", "us-east-1"]
         assert service.reload()
-        assert sorted(made) == ["eu-west-1", "eu-west-1", "us-east-1"]
+        assert sorted(built) == ["eu-west-1", "eu-west-1", "us-east-1"]
         assert service.reload()
-        assert len(made) == 3
+        assert len(built) == 3
+        service.run_cycle()
+        # Both targets use the same credentials: one session, kept across reloads.
+        assert len(made) == 1
     finally:
         service.stop()
         assert service.wait_idle(30)
@@ -171,14 +183,10 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
 
 
 def test_at_100_targets_of_20_assessments_threads_and_open_files_stay_bounded():
-    simulator = SimulatorProcess({"us-east-1": 100 * ASSESSMENTS_PER_TARGET}, latency=0.0)
-    try:
-        figures = measure_organisation(simulator, 100, "us-east-1", 0, free_port(), cycles=1)
-    finally:
-        simulator.stop()
-    assert figures.cycles >= 1
-    assert figures.peak_threads <= 80, figures
-    assert figures.peak_open_files <= 300, figures
+    settings = dataclasses.replace(OrganisationSettings.smoke(), assessments=2000, max_workers=32, cycles=1)
+    figures = measure(settings, 100)
+    assert figures.peak_threads <= 60, figures
+    assert figures.peak_open_files <= 200, figures
 
 
 def test_a_reload_that_keeps_a_target_asks_aws_nothing_it_already_knows(simulator, run_exporter):

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from exporter.answers import AnswerRules, check_answers
+from exporter.answers import AnswerRules
 from exporter.aws.errors import MALFORMED, AnswerError, AwsError, as_aws_error
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.aws.session import SessionFactory, default_session
@@ -37,31 +37,27 @@ class ServiceClient:
         *,
         clients: SessionCache | None = None,
     ) -> None:
-        """A client from `session_factory`'s session of the target, or, with `clients`, one lent by that cache (its
-        session shared with every target of the same credentials) until `close`."""
+        """The target's calls, through a botocore client built when its work first needs one and given back when
+        the work is done (`close_idle_connections`): from `clients` (or `session_factory`, if that is a SessionCache),
+        the cache shared with every target, so that targets of one credential source share its session; otherwise
+        from a cache of its own over `session_factory`. The limits and counts are this object's, and last as long as
+        it does, across the clients it borrows."""
         self.region = target.region
         self._counters = counters
         self._limiter = RequestRateLimiter(target.max_requests_per_second)
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
-        # Calls in progress, so that closing idle connections never closes a pool a call is about to use.
+        # Calls in progress, so that giving the client back never takes it from a call about to use it.
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._set_up(target)
-        settings = ClientSettings.of(target, config)
-        self._lease = contextlib.ExitStack()
+        self._target = target
+        self._settings = ClientSettings.of(target, config)
         if clients is None:
-            self._client = session_factory(target).client(
-                self.SERVICE,
-                region_name=target.region,
-                endpoint_url=target.endpoint_url,
-                config=settings.botocore_config(),
-            )
-            check_answers(self._client, self.ANSWERS)
-            self._client.meta.events.register(f"before-send.{self.SERVICE}", self._before_send)
-        else:
-            lease = self._lease.enter_context(clients.lease(target, self.SERVICE, settings, self.ANSWERS))
-            self._client = lease.client
-            lease.register(f"before-send.{self.SERVICE}", self._before_send)
+            clients = session_factory if isinstance(session_factory, SessionCache) else SessionCache(session_factory)
+        self._sessions = clients
+        self._lease_lock = threading.Lock()
+        self._lease: contextlib.ExitStack | None = None
+        self._borrowed: Any = None
 
     def _set_up(self, target: Target) -> None:
         """A subclass's own state for the target, made before any request can start; none here."""
@@ -79,18 +75,36 @@ class ServiceClient:
         """The highest request rate this client reached since the last call, in requests per second."""
         return self._limiter.take_peak_rate()
 
+    @property
+    def _client(self) -> Any:
+        """The botocore client, borrowed from the cache on first use since it was last given back."""
+        with self._lease_lock:
+            if self._borrowed is None:
+                lease = contextlib.ExitStack()
+                borrowing = self._sessions.lease(self._target, self.SERVICE, self._settings, self.ANSWERS)
+                lent = lease.enter_context(borrowing)
+                lent.register(f"before-send.{self.SERVICE}", self._before_send)
+                self._lease, self._borrowed = lease, lent.client
+            return self._borrowed
+
+    def _give_back(self) -> None:
+        with self._lease_lock:
+            lease, self._lease, self._borrowed = self._lease, None, None
+        if lease is not None:
+            lease.close()
+
     def close(self) -> None:
-        """Close the client's pooled connections (a reload that replaced the client, or the exporter stopping); a
-        client lent by a SessionCache goes back to it."""
-        self._client.close()
-        self._lease.close()
+        """Give the client back, closing its connections (a reload that replaced this target, or the exporter
+        stopping)."""
+        self._give_back()
 
     def close_idle_connections(self) -> None:
-        """Close the pooled connections unless a call is in progress; the next call opens new ones. Between poll
-        cycles minutes apart, a kept-alive connection gains nothing and holds a socket."""
+        """Give the client back, closing its connections, unless a call is in progress: the target's work is done
+        for now, and an idle target should hold neither sockets nor a client's memory. Its next call borrows a new
+        client; its limits stay."""
         with self._in_flight_lock:
             if not self._in_flight:
-                self._client.close()
+                self._give_back()
 
     def _call(self, operation: str, request: Callable[[], _A], parse: Callable[[_A], _T]) -> _T:
         """Run one logical call in one of the target's concurrency slots and parse its answer; count and re-raise

@@ -3,7 +3,7 @@ copy of botocore's parsed service data shared by the whole process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
@@ -29,6 +29,13 @@ def _botocore_session() -> botocore.session.Session:
 def new_session(**kwargs: Any) -> boto3.Session:
     """A boto3 Session (same arguments) whose botocore session shares the process's parsed service data."""
     return boto3.Session(botocore_session=_botocore_session(), **kwargs)
+
+
+def unknown_profiles(targets: Iterable[Target]) -> list[str]:
+    """The profiles the targets name that the AWS config and credentials files do not define, in config order:
+    checked at start, since the sessions are built later, by the poll."""
+    known = set(botocore.session.Session().available_profiles)
+    return list(dict.fromkeys(t.profile for t in targets if t.profile is not None and t.profile not in known))
 
 
 def default_session(target: Target) -> boto3.Session:

@@ -97,7 +97,9 @@ class Cycle:
         own_polls: list[list[Future[AssessmentState | None]]] = [[] for _ in self._runs]
         plans: dict[Future[_Plan], int] = {}
         for i, run in enumerate(self._runs):
-            work[i].expect(1)
+            # The plan, and a hold until its polls are submitted: the target is not idle in between, so its client
+            # is built once for the whole cycle.
+            work[i].expect(2)
             plans[work[i].submit(functools.partial(self._prepare, run, work[i]))] = i
         polls: list[Future[AssessmentState | None]] = []
         account_polls: list[Future[AccountState | None]] = []
@@ -106,35 +108,39 @@ class Cycle:
         lookups: dict[AssessmentKey, Lookup] = {}
         for done in as_completed(plans):
             i, run = plans[done], self._runs[plans[done]]
-            if done.cancelled():
-                continue
-            error = done.exception()
-            if isinstance(error, Exception) and not isinstance(error, CancelledError):
-                # Preparing is guarded where it calls AWS; this is anything else it met (a closed pool cancels).
-                report_unexpected(self._settings.counters, "ListAssessments", error, region=run.target.region)
-            if error is not None:
-                continue
-            plan = done.result()
-            decided += plan.decided
-            accounts += plan.accounts
-            own[i] += plan.decided
-            if plan.account_id is None:
-                continue
-            account_id, region = plan.account_id, run.target.region
-            if plan.lookup is not None:
-                described = plan.lookup
-                tags = allowed(described.tags, self._settings.tag_labels)
-                lookups[account_id, region, described.assessment_id] = Lookup(
-                    described.framework_name, described.status, described.arn, tags
-                )
-            polls_account = self._settings.shard.polls_accounts
-            work[i].expect(len(plan.wanted) + polls_account)
-            if polls_account:
-                account_polls.append(work[i].submit(functools.partial(self._poll_account, run, work[i], account_id)))
-            own_polls[i] = [
-                work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted
-            ]
-            polls += own_polls[i]
+            try:
+                if done.cancelled():
+                    continue
+                error = done.exception()
+                if isinstance(error, Exception) and not isinstance(error, CancelledError):
+                    # Preparing is guarded where it calls AWS; this is anything else it met (a closed pool cancels).
+                    report_unexpected(self._settings.counters, "ListAssessments", error, region=run.target.region)
+                if error is not None:
+                    continue
+                plan = done.result()
+                decided += plan.decided
+                accounts += plan.accounts
+                own[i] += plan.decided
+                if plan.account_id is None:
+                    continue
+                account_id, region = plan.account_id, run.target.region
+                if plan.lookup is not None:
+                    described = plan.lookup
+                    tags = allowed(described.tags, self._settings.tag_labels)
+                    lookups[account_id, region, described.assessment_id] = Lookup(
+                        described.framework_name, described.status, described.arn, tags
+                    )
+                polls_account = self._settings.shard.polls_accounts
+                work[i].expect(len(plan.wanted) + polls_account)
+                if polls_account:
+                    poll_account = functools.partial(self._poll_account, run, work[i], account_id)
+                    account_polls.append(work[i].submit(poll_account))
+                own_polls[i] = [
+                    work[i].submit(functools.partial(self._poll_assessment, run, account_id, w)) for w in plan.wanted
+                ]
+                polls += own_polls[i]
+            finally:
+                work[i].end_hold()
         wait(polls)
         wait(account_polls)
         to_wall = wall_started - started

@@ -5,10 +5,11 @@ ListTagsForResource per known assessment every discovery interval."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from exporter.aws import AwsError, DescribedAssessment
 from exporter.failures import log_aws_failure, report_unexpected
@@ -78,14 +79,17 @@ def fetch_lookups(
             memory.tags_at = now
             tagged = [i for i in memory.polled if i in arns] if tag_labels else []
         lane = workers.background_lane(min(LANE_LIMIT, run.target.max_concurrency))
-        lookups += [
+        describing = [
             ((account_id, region, i), lane.submit(functools.partial(_describe, run, i, stopped, counters)))
             for i in work
         ]
-        refreshes += [
+        tagging = [
             ((account_id, region, i), lane.submit(functools.partial(_list_tags, run, i, arns[i], stopped, counters)))
             for i in tagged
         ]
+        _release_when_done(run, [future for _, future in describing] + [future for _, future in tagging])
+        lookups += describing
+        refreshes += tagging
     wait([future for _, future in lookups])
     wait([future for _, future in refreshes])
     return LookupResults(
@@ -96,6 +100,24 @@ def fetch_lookups(
         },
         {key: tags for key, future in refreshes if (tags := _result(future)) is not None},
     )
+
+
+def _release_when_done(run: TargetRun, futures: list[Future[Any]]) -> None:
+    """Give the target's client back once its last look-up has ended, so that a round over many targets holds the
+    clients of the few it is working on, not of all it has served."""
+    left = len(futures)
+    lock = threading.Lock()
+
+    def done(_: Future[Any]) -> None:
+        nonlocal left
+        with lock:
+            left -= 1
+            last = left == 0
+        if last:
+            run.client.close_idle_connections()
+
+    for future in futures:
+        future.add_done_callback(done)
 
 
 def _result(future: Future[_T | None]) -> _T | None:

@@ -78,12 +78,21 @@ class TargetTasks:
         try:
             return task()
         finally:
-            with self._lock:
-                self._left -= 1
+            self._one_done(ran=True)
+
+    def end_hold(self) -> None:
+        """End a hold announced with `expect` that is not a task (a plan's, until its polls are submitted), so that
+        the target is not idle, and its client not given back, in between."""
+        self._one_done(ran=False)
+
+    def _one_done(self, *, ran: bool) -> None:
+        with self._lock:
+            self._left -= 1
+            if ran:
                 self.finished = max(self.finished, self._clock())
-                idle = self._left == 0
-            if idle:
-                self._client.close_idle_connections()
+            idle = self._left == 0
+        if idle:
+            self._client.close_idle_connections()
 
 
 def results(futures: Iterable[Future[_T | None]]) -> list[_T]:

@@ -191,7 +191,12 @@ class Poller:
             )
             listed = {}
             for i, (run, memory) in enumerate(zip(runs, memories, strict=True)):
-                after = refresh_source_listing(source, run, memory, context, blocking=True, retry_after_failure=False)
+                try:
+                    after = refresh_source_listing(
+                        source, run, memory, context, blocking=True, retry_after_failure=False
+                    )
+                finally:
+                    run.client.close_idle_connections()
                 if after is not memory:
                     listed[i] = after
                 if source.lists(run.target, after):
@@ -224,6 +229,8 @@ class Poller:
             except Exception as error:
                 report_unexpected(self._settings.counters, "ListAssessments", error, region=region)
                 continue
+            finally:
+                run.client.close_idle_connections()
             listed = listed or run.memory.listed_at != before
         if listed and not self._stop.is_set():
             self._publisher.commit(self._generation, lambda state: state.record_listings(changes))

@@ -3,7 +3,9 @@ look-ups between them), and the lanes that keep each target within its own concu
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -42,10 +44,12 @@ class Workers:
 
 
 class Lane:
-    """One target's queue of tasks in a Pool: at most `limit` of them run at once, in the order submitted."""
+    """One target's queue of tasks in a Pool: at most `limit` of them run at once, in the order submitted. `order`
+    is its place among the pool's lanes: the older lane goes first."""
 
-    def __init__(self, pool: Pool, limit: int) -> None:
+    def __init__(self, pool: Pool, limit: int, order: int) -> None:
         self.limit = max(1, limit)
+        self.order = order
         self.pending: deque[_Task] = deque()
         self.running = 0
         self._pool = pool
@@ -58,24 +62,27 @@ class Lane:
 
 class Pool:
     """A fixed number of threads running the tasks of many lanes. A free thread takes the next task of the oldest
-    lane that may start one, so lanes are served about one after the other rather than all at once: a target's
-    calls run together and end together, and few targets hold connections at any moment. A task waiting for its
-    turn holds no thread, so one slow target cannot block the threads the others need."""
+    lane that may start one (the lane made first, even if its tasks came later), so lanes are served about one after
+    the other rather than all at once: a target's plan and then its calls run together and end together, and few
+    targets hold a client and connections at any moment. A task waiting for its turn holds no thread, so one slow
+    target cannot block the threads the others need."""
 
     def __init__(self, size: int, name: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
         self._free = size
         self._lanes: list[Lane] = []
+        self._made = itertools.count()
         self._lock = threading.Lock()
 
     def lane(self, limit: int) -> Lane:
-        return Lane(self, limit)
+        with self._lock:
+            return Lane(self, limit, next(self._made))
 
     def enqueue(self, lane: Lane, task: _Task) -> None:
         with self._lock:
             lane.pending.append(task)
             if lane not in self._lanes:
-                self._lanes.append(lane)
+                bisect.insort(self._lanes, lane, key=lambda queued: queued.order)
         self._dispatch()
 
     def close(self) -> None:

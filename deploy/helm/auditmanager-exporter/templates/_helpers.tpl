@@ -143,6 +143,20 @@ spec:
         - name: metrics
           containerPort: 10118
           protocol: TCP
+      # Holds the liveness probe off until /healthz first answers, so that a slow start (a CPU-throttled pod, many
+      # targets) is not restarted before it serves.
+      startupProbe:
+        httpGet:
+          path: /healthz
+          port: metrics
+          scheme: {{ .Values.probes.scheme }}
+          {{- with .Values.probes.httpHeaders }}
+          httpHeaders:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+        periodSeconds: {{ .Values.probes.startup.periodSeconds }}
+        timeoutSeconds: 5
+        failureThreshold: {{ .Values.probes.startup.failureThreshold }}
       livenessProbe:
         httpGet:
           path: /healthz
@@ -152,7 +166,6 @@ spec:
           httpHeaders:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-        initialDelaySeconds: 5
         periodSeconds: 20
         timeoutSeconds: 5
         failureThreshold: 3
