@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.snapshot import ApiCounters, ReloadStatus, Snapshot, SnapshotStore
-from exporter.sources.auditmanager.metrics import assessment_families, detail_families, poll_status_families
+from exporter.sources.base import SourcePart
 from exporter.sources.registry import sources
 
 ACCOUNT_LABELS = ["account_id", "region"]
@@ -20,16 +20,13 @@ ACCOUNT_LABELS = ["account_id", "region"]
 
 def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     """Families that only change when a new snapshot is published."""
-    yield from assessment_families(snapshot)
     duration = GaugeMetricFamily(
         "auditmanager_poll_duration_seconds", "Wall time of the last poll cycle, by region.", labels=["region"]
     )
     for region, seconds in sorted(snapshot.poll_durations.items()):
         duration.add_metric([region], seconds)
     yield duration
-    yield from detail_families(snapshot)
     yield from _source_families(snapshot)
-    yield from poll_status_families(snapshot)
     build_info = GaugeMetricFamily(
         "auditmanager_exporter_build_info", "The exporter's version; always 1.", labels=["version"]
     )
@@ -38,15 +35,13 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 
 def _source_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """Every source's part: its own families, then how the latest listing of each target that discovers went."""
-    registered = sources()
-    for name, part in snapshot.parts.items():
-        source = registered.get(name)
-        if source is not None:
-            yield from source.families(part)
-        prefix = source.metric_prefix if source is not None else name
+    """Every registered source's families of its part, then how the latest listing of each of its targets that
+    discovers went."""
+    for name, source in sources().items():
+        part = snapshot.parts.get(name) or SourcePart()
+        yield from source.families(part)
         discovery = GaugeMetricFamily(
-            f"{prefix}_discovery_success",
+            f"{source.metric_prefix}_discovery_success",
             "1 if the latest listing of a target that discovers (its units, and the account they belong to) "
             "succeeded, else 0; account_id is empty while the account is unknown.",
             labels=ACCOUNT_LABELS,

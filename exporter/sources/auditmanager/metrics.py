@@ -1,5 +1,5 @@
-"""Audit Manager's metric families, read from the snapshot: per assessment (insights, poll status, framework and
-status, tags, control domains) and per account (GetInsights)."""
+"""Audit Manager's metric families and /status rows, read from its part of the snapshot: per assessment (insights,
+poll status, framework and status, tags, control domains) and per account (GetInsights)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.snapshot import AssessmentState, Snapshot
+from exporter.sources.auditmanager.state import AssessmentState, AuditManagerPart
+from exporter.sources.base import StatusRow
 from exporter.tags import label_name
 
 ASSESSMENT_LABELS = ["account_id", "region", "assessment_id", "assessment_name"]
@@ -44,18 +45,44 @@ def _labels(state: AssessmentState) -> list[str]:
 
 
 def _assessment_gauge(
-    snapshot: Snapshot, name: str, documentation: str, value: Callable[[AssessmentState], float | None]
+    part: AuditManagerPart, name: str, documentation: str, value: Callable[[AssessmentState], float | None]
 ) -> GaugeMetricFamily:
     """One sample per assessment whose `value` is not None."""
     family = GaugeMetricFamily(name, documentation, labels=ASSESSMENT_LABELS)
-    for state in snapshot.assessments:
+    for state in part.assessments:
         number = value(state)
         if number is not None:
             family.add_metric(_labels(state), number)
     return family
 
 
-def assessment_families(snapshot: Snapshot) -> Iterator[Metric]:
+def families(part: AuditManagerPart) -> Iterator[Metric]:
+    yield from _assessment_families(part)
+    yield from _detail_families(part)
+    yield from _poll_status_families(part)
+
+
+def status_rows(part: AuditManagerPart) -> Iterator[StatusRow]:
+    """A row per assessment, with its framework and status once known."""
+    for state in part.assessments:
+        details = part.details.get(state.key)
+        yield StatusRow(
+            source="auditmanager",
+            kind="assessment",
+            name=state.name,
+            id=state.assessment_id,
+            account_id=state.account_id,
+            region=state.region,
+            poll_success=state.poll_success,
+            last_success=state.last_success,
+            error_code=state.error_code,
+            error_message=state.error_message,
+            details=(("framework", details.framework), ("status", details.status)) if details else (),
+            updated=state.insights.last_updated if state.insights else None,
+        )
+
+
+def _assessment_families(part: AuditManagerPart) -> Iterator[Metric]:
     """Each assessment's insights and how its latest poll went.
 
     Each family is built only when the previous one has been taken, so that a render that drops each family once
@@ -66,51 +93,51 @@ def assessment_families(snapshot: Snapshot) -> Iterator[Metric]:
         f"Evidence of the assessment by compliance result. {_DAILY}",
         labels=[*ASSESSMENT_LABELS, "compliance"],
     )
-    for state in snapshot.assessments:
+    for state in part.assessments:
         if state.insights is not None:
             _add_evidence(evidence, _labels(state), state.insights)
     yield evidence
     del evidence
     yield _assessment_gauge(
-        snapshot,
+        part,
         "auditmanager_assessment_controls",
         f"Controls in the assessment (totalAssessmentControlsCount). {_DAILY}",
         lambda state: state.insights.total_controls if state.insights else None,
     )
     yield _assessment_gauge(
-        snapshot,
+        part,
         "auditmanager_assessment_noncompliant_controls",
         f"Controls with noncompliant evidence (assessmentControlsCountByNoncompliantEvidence). {_DAILY}",
         lambda state: state.insights.noncompliant_controls if state.insights else None,
     )
     yield _assessment_gauge(
-        snapshot,
+        part,
         "auditmanager_assessment_insights_last_updated_timestamp_seconds",
         "When AWS last updated the assessment's insights (lastUpdated), as Unix time.",
         lambda state: state.insights.last_updated if state.insights else None,
     )
     yield _assessment_gauge(
-        snapshot,
+        part,
         "auditmanager_assessment_poll_success",
         "1 if the exporter's latest poll of the assessment succeeded, else 0.",
         lambda state: 1.0 if state.poll_success else 0.0,
     )
     yield _assessment_gauge(
-        snapshot,
+        part,
         "auditmanager_assessment_last_poll_success_timestamp_seconds",
         "When the exporter last polled the assessment successfully, as Unix time.",
         lambda state: state.last_success,
     )
 
 
-def detail_families(snapshot: Snapshot) -> Iterator[Metric]:
+def _detail_families(part: AuditManagerPart) -> Iterator[Metric]:
     """Framework and status, tags, control domains, and the account-level insights."""
-    yield from _info_families(snapshot)
-    yield from _control_domain_families(snapshot)
-    yield from _account_families(snapshot)
+    yield from _info_families(part)
+    yield from _control_domain_families(part)
+    yield from _account_families(part)
 
 
-def _info_families(snapshot: Snapshot) -> Iterator[Metric]:
+def _info_families(part: AuditManagerPart) -> Iterator[Metric]:
     info = GaugeMetricFamily(
         "auditmanager_assessment_info",
         "The assessment's framework (from its one GetAssessment) and status (from the target's latest "
@@ -118,31 +145,31 @@ def _info_families(snapshot: Snapshot) -> Iterator[Metric]:
         "once the framework is known.",
         labels=[*ASSESSMENT_LABELS, "framework", "status"],
     )
-    for state in snapshot.assessments:
-        details = snapshot.details.get(state.key)
+    for state in part.assessments:
+        details = part.details.get(state.key)
         if details is not None:
             info.add_metric([*_labels(state), details.framework, details.status], 1.0)
     yield info
-    if snapshot.tag_labels:
-        yield _tags_family(snapshot)
+    if part.tag_labels:
+        yield _tags_family(part)
 
 
-def _tags_family(snapshot: Snapshot) -> Metric:
+def _tags_family(part: AuditManagerPart) -> Metric:
     """One series per assessment whose details are known, a label per allow-listed tag key (empty if untagged)."""
     tags = GaugeMetricFamily(
         "auditmanager_assessment_tags",
         "The assessment's tags named in the config's tag_labels, each as a label tag_<key> (characters outside "
         "[a-zA-Z0-9_] as _), empty when the assessment lacks it; always 1. Join on account_id, region, assessment_id.",
-        labels=[*ASSESSMENT_LABELS, *(label_name(key) for key in snapshot.tag_labels)],
+        labels=[*ASSESSMENT_LABELS, *(label_name(key) for key in part.tag_labels)],
     )
-    for state in snapshot.assessments:
-        details = snapshot.details.get(state.key)
+    for state in part.assessments:
+        details = part.details.get(state.key)
         if details is not None:
-            tags.add_metric([*_labels(state), *(details.tags.get(key, "") for key in snapshot.tag_labels)], 1.0)
+            tags.add_metric([*_labels(state), *(details.tags.get(key, "") for key in part.tag_labels)], 1.0)
     return tags
 
 
-def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
+def _control_domain_families(part: AuditManagerPart) -> Iterator[Metric]:
     evidence = GaugeMetricFamily(
         "auditmanager_assessment_control_domain_evidence",
         f"Evidence of the assessment's control domain by compliance result. {_DAILY}",
@@ -153,12 +180,12 @@ def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
         f"Controls of the assessment's control domain with noncompliant evidence. {_DAILY}",
         labels=[*ASSESSMENT_LABELS, "control_domain"],
     )
-    for state in snapshot.assessments:
+    for state in part.assessments:
         for domain in state.control_domains:
             _add_evidence(evidence, [*_labels(state), domain.name], domain)
     yield evidence
     del evidence
-    for state in snapshot.assessments:
+    for state in part.assessments:
         for domain in state.control_domains:
             if domain.noncompliant_controls is not None:
                 noncompliant_controls.add_metric([*_labels(state), domain.name], domain.noncompliant_controls)
@@ -168,11 +195,11 @@ def _control_domain_families(snapshot: Snapshot) -> Iterator[Metric]:
         "Control-domain series left out because max_control_domain_series was reached, added up over every poll "
         "cycle that left them out. Above 0: raise the limit or turn control_domains off for some targets.",
     )
-    dropped.add_metric([], snapshot.control_domain_series_dropped)
+    dropped.add_metric([], part.control_domain_series_dropped)
     yield dropped
 
 
-def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
+def _account_families(part: AuditManagerPart) -> Iterator[Metric]:
     scope = "over the account's ACTIVE assessments in the region (GetInsights)"
     active = GaugeMetricFamily(
         "auditmanager_account_active_assessments",
@@ -195,7 +222,7 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
         "When AWS last updated the account's insights in the region (lastUpdated), as Unix time.",
         labels=ACCOUNT_LABELS,
     )
-    for account in snapshot.accounts:
+    for account in part.accounts:
         labels = [account.account_id, account.region]
         insights = account.insights
         if insights is None:
@@ -212,7 +239,7 @@ def _account_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (active, evidence, controls, noncompliant_controls, last_updated)
 
 
-def poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:
+def _poll_status_families(part: AuditManagerPart) -> Iterator[Metric]:
     """Whether the latest account-level and control-domain polls succeeded, and when they last did: a failed poll
     keeps the last good values published, and these say how old they are."""
     account_success = GaugeMetricFamily(
@@ -225,7 +252,7 @@ def poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:
         "When the exporter last polled the account's insights in the region successfully, as Unix time.",
         labels=ACCOUNT_LABELS,
     )
-    for account in snapshot.accounts:
+    for account in part.accounts:
         labels = [account.account_id, account.region]
         account_success.add_metric(labels, 1.0 if account.poll_success else 0.0)
         if account.last_success is not None:
@@ -241,7 +268,7 @@ def poll_status_families(snapshot: Snapshot) -> Iterator[Metric]:
         "When the exporter last polled the assessment's control domains successfully, as Unix time.",
         labels=ASSESSMENT_LABELS,
     )
-    for state in snapshot.assessments:
+    for state in part.assessments:
         if state.control_domains_success is None:
             continue
         domains_success.add_metric(_labels(state), 1.0 if state.control_domains_success else 0.0)
