@@ -14,7 +14,7 @@ from typing import Any
 from exporter.config import Config, Target
 from exporter.failures import failure_of
 from exporter.sources.auditmanager.client import AuditManagerClient, DescribedAssessment
-from exporter.sources.auditmanager.polls import lookup_of, polling_of
+from exporter.sources.auditmanager.polls import listed_of, lookup_of, polling_of
 from exporter.sources.auditmanager.state import Lookup, allowed
 from exporter.sources.base import Chores, Context, Memory, UnitState
 
@@ -94,9 +94,13 @@ def chores(
     calls: list[Callable[[], Any]] = [functools.partial(_describe, client, i, context, fields) for i in work]
     calls += [functools.partial(_list_tags, client, i, known[i].arn, context, fields) for i in tagged]
 
+    # A look-up is kept while its assessment is polled or listed (a rediscovery does not ask again), and forgotten
+    # after.
+    keep = {*polling_of(memory).polled, *listed_of(memory).names, *work}
+
     def apply(stored: Any, results: Sequence[Any]) -> LookedUp:
         base = looked_up_of(stored)
-        lookups = dict(base.lookups)
+        lookups = {i: lookup for i, lookup in base.lookups.items() if i in keep}
         for assessment_id, described in zip(work, results[: len(work)], strict=True):
             if isinstance(described, DescribedAssessment):
                 lookups[assessment_id] = lookup_of(described, tag_labels)
