@@ -55,6 +55,28 @@ class UnitState(Protocol):
     def poll_success(self) -> bool: ...
 
 
+class ShownState(Protocol):
+    """What every unit state tells /status: where the unit is and how its latest poll went."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def poll_success(self) -> bool: ...
+
+    @property
+    def last_success(self) -> float | None: ...
+
+    @property
+    def error_code(self) -> str | None: ...
+
+    @property
+    def error_message(self) -> str | None: ...
+
+
 _S = TypeVar("_S", bound=UnitState)
 _C = TypeVar("_C", bound="SourceClient")
 
@@ -200,6 +222,24 @@ class StatusRow(Shown):
     details: tuple[tuple[str, str], ...] = ()
     # When AWS last updated the unit's figures (an assessment's insights), as Unix time, if it says.
     updated: float | None = None
+
+    @classmethod
+    def of(cls, state: ShownState, *, source: str, kind: str, name: str, id: str, **columns: Any) -> StatusRow:
+        """The row of `state`: where it is and how its latest poll went come from the state itself; `columns` are
+        the row's other fields (`details`, `updated`)."""
+        return cls(
+            source=source,
+            kind=kind,
+            name=name,
+            id=id,
+            account_id=state.account_id,
+            region=state.region,
+            poll_success=state.poll_success,
+            last_success=state.last_success,
+            error_code=state.error_code,
+            error_message=state.error_message,
+            **columns,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,17 +66,12 @@ def status_rows(part: AuditManagerPart) -> Iterator[StatusRow]:
     """A row per assessment, with its framework and status once known."""
     for state in part.assessments:
         details = part.details.get(state.key)
-        yield StatusRow(
+        yield StatusRow.of(
+            state,
             source="auditmanager",
             kind="assessment",
             name=state.name,
             id=state.assessment_id,
-            account_id=state.account_id,
-            region=state.region,
-            poll_success=state.poll_success,
-            last_success=state.last_success,
-            error_code=state.error_code,
-            error_message=state.error_message,
             details=(("framework", details.framework), ("status", details.status)) if details else (),
             updated=state.insights.last_updated if state.insights else None,
         )
