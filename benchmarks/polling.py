@@ -14,10 +14,11 @@ import boto3
 
 from benchmarks.processes import SimulatorProcess
 from exporter.aws import AuditManagerClient
-from exporter.config import Target, parse
+from exporter.config import AUDIT_MANAGER, Target, parse
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator.measure import SendTimes, max_in_window
 from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.sources.auditmanager.source import audit_manager_part
 
 INSIGHTS = "GetInsightsByAssessment"
 # Every operation the exporter may call; the simulator counts each.
@@ -65,7 +66,9 @@ def poll_cycles(
     counters = ApiCounters()
     sent = SendTimes()
     clients = [AuditManagerClient(target, config, counters, sent.session) for target in config.expanded_targets()]
-    poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters)
+    poller = Poller(
+        config, {AUDIT_MANAGER: clients}, Publisher(PollState(), SnapshotStore()), Workers(config.max_workers), counters
+    )
     measured = []
     for _ in range(cycles):
         simulator.reset_stats()
@@ -83,8 +86,8 @@ def poll_cycles(
                 max_per_second={region: max_in_window(sent.times.get(region, [])) for region in targets},
                 max_per_second_combined=max_in_window([t for times in sent.times.values() for t in times]),
                 sent={region: tuple(times) for region, times in sent.times.items()},
-                assessments=len(snapshot.assessments),
-                succeeded=sum(s.poll_success for s in snapshot.assessments),
+                assessments=len(audit_manager_part(snapshot).assessments),
+                succeeded=sum(s.poll_success for s in audit_manager_part(snapshot).assessments),
             )
         )
     return measured
@@ -141,13 +144,13 @@ def cycle_beside_details(
     counters = ApiCounters()
     clients = [AuditManagerClient(target, config, counters, _session) for target in config.expanded_targets()]
     workers = Workers(config.max_workers)
-    poller = Poller(config, clients, Publisher(PollState(), SnapshotStore()), workers, counters)
+    poller = Poller(config, {AUDIT_MANAGER: clients}, Publisher(PollState(), SnapshotStore()), workers, counters)
     try:
         poller.poll()
         started = time.perf_counter()
         poller.poll()
         steady = time.perf_counter() - started
-        details = threading.Thread(target=poller.refresh_details)
+        details = threading.Thread(target=poller.refresh_background)
         details.start()
         before = simulator.count("GetAssessment")
         started = time.perf_counter()

@@ -19,19 +19,12 @@ from benchmarks.harness import machine
 from benchmarks.scraping import percentile, scrape_latencies
 from exporter import __version__
 from exporter.collector import snapshot_families
-from exporter.config import parse
+from exporter.config import AUDIT_MANAGER, parse
 from exporter.exposition import Exposition, prepare
 from exporter.server import App, MetricsServer, bind
-from exporter.snapshot import (
-    ApiCounters,
-    AssessmentDetails,
-    AssessmentState,
-    Insights,
-    ReloadStatus,
-    Snapshot,
-    SnapshotStore,
-    TargetCycle,
-)
+from exporter.snapshot import ApiCounters, ReloadStatus, Snapshot, SnapshotStore, TargetCycle
+from exporter.sources.auditmanager.source import part_with
+from exporter.sources.auditmanager.state import AssessmentDetails, AssessmentState, AuditManagerPart, Insights
 from exporter.status import (
     AssessmentStatus,
     CachedAssessmentRows,
@@ -98,12 +91,8 @@ def snapshot_of(count: int, now: float) -> tuple[Snapshot, list[dict[str, object
         )
         for target in config.expanded_targets()
     )
-    snapshot = Snapshot(
-        assessments=tuple(sorted(states, key=lambda s: s.key)),
-        completed_cycles=3,
-        details=MappingProxyType(details),
-        targets=cycles,
-    )
+    data = AuditManagerPart(assessments=tuple(sorted(states, key=lambda s: s.key)), details=MappingProxyType(details))
+    snapshot = Snapshot(parts=MappingProxyType({AUDIT_MANAGER: part_with(data)}), completed_cycles=3, targets=cycles)
     return snapshot, targets
 
 

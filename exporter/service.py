@@ -1,4 +1,4 @@
-"""The running exporter: one poller on a schedule (cycles, listings between them, framework look-ups), replaced by
+"""The running exporter: one poller on a schedule (cycles, listings and chores between them), replaced by
 `reload`, stopped by `stop`; and the /status data it provides."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter import __version__
-from exporter.aws import AuditManagerClient, SessionCache, SessionFactory, default_session
-from exporter.config import AUDIT_MANAGER, Config, ConfigError, Target
+from exporter.aws import SessionCache, SessionFactory, default_session
+from exporter.config import Config, ConfigError, Target
 from exporter.polling import UNSHARDED, Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import AllClients, Clients, ServiceClient
 from exporter.server import ReloadOutcome
@@ -63,9 +63,8 @@ def release_freed_memory() -> None:
 
 
 def all_clients(counters: ApiCounters, session_factory: SessionFactory) -> AllClients:
-    """The clients of Audit Manager and of every registered source, built as a reload needs them."""
+    """The clients of every registered source, built as a reload needs them."""
     return AllClients(
-        Clients(AUDIT_MANAGER, lambda target, cfg: AuditManagerClient(target, cfg, counters, session_factory)),
         {
             name: Clients(name, functools.partial(_source_client, source, counters, session_factory))
             for name, source in sources().items()
@@ -100,7 +99,7 @@ class Service:
         self._load_config = load_config
         self._shard = shard
         self._cycle_lock = threading.Lock()
-        self._details_lock = threading.Lock()
+        self._background_lock = threading.Lock()
         self._listings_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
@@ -113,7 +112,7 @@ class Service:
         self._reload_poll_pending = False
         self._config = config
         self._workers = Workers(config.max_workers)
-        self._poller = self._new_poller(config, *self._clients.build(config)[:2])
+        self._poller = self._new_poller(config, self._clients.build(config)[0])
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     @property
@@ -127,35 +126,25 @@ class Service:
         run_time = job.next_run_time if job is not None else None
         return run_time.timestamp() if run_time is not None else None
 
-    def _new_poller(
-        self, config: Config, clients: Sequence[Any], source_clients: Mapping[str, Sequence[Any]]
-    ) -> Poller:
-        return Poller(
-            config,
-            clients,
-            self._publisher,
-            self._workers,
-            self.counters,
-            source_clients=source_clients,
-            shard=self._shard,
-        )
+    def _new_poller(self, config: Config, source_clients: Mapping[str, Sequence[Any]]) -> Poller:
+        return Poller(config, source_clients, self._publisher, self._workers, self.counters, shard=self._shard)
 
-    def _schedule_details(self) -> None:
-        # The framework of every assessment costs one GetAssessment each: fetched after a cycle, not within it,
-        # so a cycle takes as long as its insights calls alone.
-        if self._poller.details_due() and not self._details_lock.locked():
+    def _schedule_background(self) -> None:
+        # Chores such as Audit Manager's framework look-ups (one GetAssessment each) run after a cycle, not within
+        # it, so a cycle takes as long as its polls alone.
+        if self._poller.background_due() and not self._background_lock.locked():
             with contextlib.suppress(SchedulerNotRunningError):
-                self.scheduler.add_job(self._refresh_details, id="details", replace_existing=True)
+                self.scheduler.add_job(self._refresh_background, id="background", replace_existing=True)
 
-    def _refresh_details(self) -> None:
-        if not self._details_lock.acquire(blocking=False):
+    def _refresh_background(self) -> None:
+        if not self._background_lock.acquire(blocking=False):
             return
         try:
             poller = self._poller
-            poller.refresh_details()
+            poller.refresh_background()
             poller.close_idle_connections()
         finally:
-            self._details_lock.release()
+            self._background_lock.release()
         release_freed_memory()
 
     def _schedule_listings(self, seconds: float) -> None:
@@ -211,7 +200,7 @@ class Service:
         finally:
             self._cycle_lock.release()
         release_freed_memory()
-        self._schedule_details()
+        self._schedule_background()
 
     def _scheduled_cycle(self) -> None:
         self._locked_cycle(wait=False)
@@ -225,7 +214,7 @@ class Service:
         with self._reload_lock:
             try:
                 config = self._load_config()
-                clients, source_clients, replaced = self._clients.build(config)
+                source_clients, replaced = self._clients.build(config)
             except ConfigError as error:
                 log.error("config reload failed; keeping the previous config", extra={"problems": error.problems})
                 refused = ReloadOutcome(problems=tuple(error.problems))
@@ -241,7 +230,7 @@ class Service:
             if config.max_workers != self._workers.max_workers:
                 self._retired.append(self._workers)
                 self._workers = Workers(config.max_workers)
-            self._poller, self._config = self._new_poller(config, clients, source_clients), config
+            self._poller, self._config = self._new_poller(config, source_clients), config
             self.scheduler.reschedule_job("poll", trigger=self._trigger(config))
             if not self._reload_poll_pending:
                 # A job of its own each time, never one replaced by id: replacing a one-off job the scheduler is
@@ -261,8 +250,8 @@ class Service:
 
     def close_retired(self) -> None:
         """Close the clients and workers reloads replaced, once the old pollers' cycles and look-ups have ended
-        (the caller holds the cycle lock; this waits for the details and listings locks)."""
-        with self._details_lock, self._listings_lock, self._reload_lock:
+        (the caller holds the cycle lock; this waits for the chores and listings locks)."""
+        with self._background_lock, self._listings_lock, self._reload_lock:
             retired, self._retired = self._retired, []
         for item in retired:
             item.close()
@@ -281,9 +270,9 @@ class Service:
             item.close()
 
     def wait_idle(self, seconds: float) -> bool:
-        """Wait up to `seconds` for a running cycle, details refresh and listing to end; True if none is running."""
+        """Wait up to `seconds` for a running cycle, chores and listing to end; True if none is running."""
         deadline = time.monotonic() + seconds
-        for lock in (self._cycle_lock, self._details_lock, self._listings_lock):
+        for lock in (self._cycle_lock, self._background_lock, self._listings_lock):
             if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 return False
             lock.release()

@@ -1,4 +1,4 @@
-"""What one poll cycle learned, as an immutable Snapshot, and the stores the collector reads.
+"""What one poll cycle learned, as an immutable Snapshot of every source's part, and the stores the collector reads.
 
 A poll builds a whole new Snapshot and swaps it in with one assignment, so a scrape sees either the previous
 poll or the next one, never half of each. API counters change during a poll and live beside it.
@@ -17,101 +17,6 @@ from exporter.config import Target
 
 if TYPE_CHECKING:
     from exporter.sources.base import SourcePart
-
-
-@dataclass(frozen=True, slots=True)
-class Insights:
-    """One assessment's daily counts for the `last_updated` date. Any count may be None: AWS's are nullable."""
-
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ControlDomainInsights:
-    """One control domain's daily counts within an assessment (ListControlDomainInsightsByAssessment)."""
-
-    name: str
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: float | None
-
-    @property
-    def series(self) -> int:
-        """How many series it publishes: one per evidence count and the noncompliant controls, when not null."""
-        counts = (self.noncompliant_evidence, self.compliant_evidence, self.inconclusive_evidence)
-        return sum(count is not None for count in (*counts, self.noncompliant_controls))
-
-
-@dataclass(frozen=True, slots=True)
-class AccountInsights:
-    """GetInsights's daily counts over the ACTIVE assessments of one account and region."""
-
-    active_assessments: int | None
-    noncompliant_evidence: int | None
-    compliant_evidence: int | None
-    inconclusive_evidence: int | None
-    noncompliant_controls: int | None
-    total_controls: int | None
-    last_updated: float | None
-
-
-AssessmentKey = tuple[str, str, str]
-"""(account_id, region, assessment_id)"""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AssessmentState:
-    """The published state of one assessment: its last good insights and how its latest poll went."""
-
-    account_id: str
-    region: str
-    assessment_id: str
-    name: str
-    insights: Insights | None
-    poll_success: bool
-    last_success: float | None
-    control_domains: tuple[ControlDomainInsights, ...] = ()
-    # None when the target does not poll control domains; else how the latest ListControlDomainInsightsByAssessment
-    # went (False also when it was not tried because the insights call failed), and when it last succeeded.
-    control_domains_success: bool | None = None
-    control_domains_last_success: float | None = None
-    # The AWS error of the latest failed poll; None once a poll succeeds.
-    error_code: str | None = None
-    error_message: str | None = None
-
-    @property
-    def key(self) -> AssessmentKey:
-        return (self.account_id, self.region, self.assessment_id)
-
-
-@dataclass(frozen=True, slots=True)
-class AssessmentDetails:
-    """What AWS says about an assessment beyond its insights, for `auditmanager_assessment_info` and
-    `auditmanager_assessment_tags`; `tags` holds only the allow-listed ones (config `tag_labels`)."""
-
-    framework: str
-    status: str
-    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True, slots=True)
-class AccountState:
-    """The last good account-level insights of one account and region (None until a GetInsights succeeds), and
-    how the latest GetInsights went."""
-
-    account_id: str
-    region: str
-    insights: AccountInsights | None
-    poll_success: bool = True
-    last_success: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,25 +41,18 @@ class TargetCycle:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """Everything a scrape publishes, as of one finished poll cycle: the Audit Manager assessments and accounts, and
-    every other source's part by source name (`parts`, see exporter.sources).
+    """Everything a scrape publishes, as of one finished poll cycle: every source's part by source name (`parts`,
+    see exporter.sources), the wall time of the cycle by region, and each target's cycle record.
 
-    `details` may be newer than the cycle: the details refresh runs between cycles and publishes its own copy, and
-    the listings between cycles publish their outcomes. `control_domain_series_dropped` is cumulative over the
-    exporter's life. `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older
-    generation is never published. `tag_labels` are the tag keys the config publishes as labels (none: no tags
-    metric).
+    A part may be newer than the cycle: the listings and the look-ups between cycles publish their own copy.
+    `generation` is the poller that published it: a reload starts a new one, and a snapshot of an older generation
+    is never published.
     """
 
-    assessments: tuple[AssessmentState, ...] = ()
     poll_durations: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     completed_cycles: int = 0
-    accounts: tuple[AccountState, ...] = ()
-    details: Mapping[AssessmentKey, AssessmentDetails] = field(default_factory=lambda: MappingProxyType({}))
-    control_domain_series_dropped: int = 0
     generation: int = 0
     targets: tuple[TargetCycle, ...] = ()
-    tag_labels: tuple[str, ...] = ()
     parts: Mapping[str, SourcePart] = field(default_factory=lambda: MappingProxyType({}))
 
 

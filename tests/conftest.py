@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, TypeVar
 
 import boto3
@@ -27,11 +27,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aws import AuditManagerClient
-from exporter.config import Config
+from exporter.config import AUDIT_MANAGER, Config
 from exporter.polling import Poller, PollState, Publisher, Workers
 from exporter.simulator import Insights, Simulator
 from exporter.simulator.measure import max_in_window, simulator_session
-from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.source import part_with
+from exporter.sources.auditmanager.state import AuditManagerPart
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -101,9 +103,19 @@ def new_poller(
     counters: ApiCounters | None = None,
     **options: Any,
 ) -> Poller:
-    """A Poller publishing to `store` (a new one if None) with a state and workers of its own."""
+    """A Poller of the Audit Manager `clients` publishing to `store` (a new one if None) with a state and workers of
+    its own."""
     publisher = Publisher(PollState(), store if store is not None else SnapshotStore())
-    return Poller(config, clients, publisher, Workers(config.max_workers), counters or ApiCounters(), **options)
+    workers = Workers(config.max_workers)
+    return Poller(config, {AUDIT_MANAGER: clients}, publisher, workers, counters or ApiCounters(), **options)
+
+
+def audit_manager_snapshot(*, parts: Any = None, **fields: Any) -> Snapshot:
+    """A Snapshot whose Audit Manager part holds the AuditManagerPart `fields` (assessments, accounts, details,
+    tag_labels, control_domain_series_dropped); the others are the Snapshot's."""
+    names = {f for f in AuditManagerPart.__dataclass_fields__ if f in fields}
+    data = AuditManagerPart(**{name: fields.pop(name) for name in names})
+    return Snapshot(parts=MappingProxyType({**(parts or {}), AUDIT_MANAGER: part_with(data)}), **fields)
 
 
 def within_rate(times: list[float], per_second: float) -> bool:

@@ -16,6 +16,7 @@ from exporter.polling import Poller
 from exporter.simulator import AccountInsights, Fault, Simulator
 from exporter.simulator.measure import SendTimes
 from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.sources.auditmanager.source import audit_manager_part
 from tests.conftest import ROLE_ACCOUNT, ROLE_ARN, assumed_roles, insights, new_poller, sample, uuid, within_rate
 
 
@@ -66,7 +67,7 @@ def test_each_region_keeps_its_own_rate_limit_while_polled_in_parallel(simulator
         sent.session,
     )
     snapshot = poller.poll()
-    assert sorted((s.region, s.name) for s in snapshot.assessments) == sorted(
+    assert sorted((s.region, s.name) for s in audit_manager_part(snapshot).assessments) == sorted(
         (region, f"{region} {n}") for region in ("us-east-1", "eu-west-1") for n in range(4)
     )
     # Measured at the client: each region keeps to its own limit, and the two targets run side by side, not one
@@ -89,11 +90,13 @@ def test_two_accounts_are_told_apart_by_their_account_id():
             }
         )
         snapshot = poller.poll()
-    assert [(s.account_id, s.name, s.insights.noncompliant_evidence) for s in snapshot.assessments] == [
+    assert [
+        (s.account_id, s.name, s.insights.noncompliant_evidence) for s in audit_manager_part(snapshot).assessments
+    ] == [
         ("111111111111", "First", 1),
         ("222222222222", "Second", 2),
     ]
-    assert [(a.account_id, a.region) for a in snapshot.accounts] == [
+    assert [(a.account_id, a.region) for a in audit_manager_part(snapshot).accounts] == [
         ("111111111111", "us-east-1"),
         ("222222222222", "us-east-1"),
     ]
@@ -103,7 +106,7 @@ def test_account_insights_are_polled_once_per_target_and_a_failure_keeps_values_
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights(7, 70, 3, 2, 40))
     simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights(1, 10, 0, 1, 20))
     poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
-    (account,) = poller.poll().accounts
+    (account,) = audit_manager_part(poller.poll()).accounts
     assert simulator.count("GetInsights") == 1
     values = account.insights
     assert (values.active_assessments, values.noncompliant_evidence, values.compliant_evidence) == (2, 8, 80)
@@ -111,10 +114,10 @@ def test_account_insights_are_polled_once_per_target_and_a_failure_keeps_values_
     assert values.last_updated == insights().last_updated.timestamp()
     assert (account.poll_success, account.last_success is not None) == (True, True)
     simulator.add_fault(Fault("error", code="InternalServerException", operation="GetInsights"))
-    (failed,) = poller.poll().accounts
+    (failed,) = audit_manager_part(poller.poll()).accounts
     assert (failed.insights, failed.poll_success, failed.last_success) == (values, False, account.last_success)
     simulator.clear_faults()
-    (recovered,) = poller.poll().accounts
+    (recovered,) = audit_manager_part(poller.poll()).accounts
     assert recovered.poll_success and recovered.last_success > account.last_success
 
 
@@ -123,8 +126,10 @@ def test_a_malformed_account_insights_answer_is_never_published(simulator):
     simulator.add_fault(Fault("no_insights", operation="GetInsights"))
     poller, _ = make_poller({"targets": [{"region": "us-east-1", "endpoint_url": simulator.url, "discover": True}]})
     snapshot = poller.poll()
-    assert [(a.insights, a.poll_success, a.last_success) for a in snapshot.accounts] == [(None, False, None)]
-    assert [s.poll_success for s in snapshot.assessments] == [True]
+    assert [(a.insights, a.poll_success, a.last_success) for a in audit_manager_part(snapshot).accounts] == [
+        (None, False, None)
+    ]
+    assert [s.poll_success for s in audit_manager_part(snapshot).assessments] == [True]
 
 
 def test_the_exporter_publishes_account_level_insights_per_account_and_region(simulator, run_exporter):
@@ -163,7 +168,7 @@ def role_target(sim: Simulator, **extra: Any) -> dict[str, Any]:
 def test_a_role_is_assumed_through_sts_and_names_the_account_without_a_lookup(sts, simulator):
     simulator.add_assessment("us-east-1", uuid(1), "A1", insights=insights())
     poller, _ = make_poller({"targets": [role_target(simulator, external_id="org-monitoring")]}, default_session)
-    (state,) = poller.poll().assessments
+    (state,) = audit_manager_part(poller.poll()).assessments
     assert (state.account_id, state.poll_success) == (ROLE_ACCOUNT, True)
     assert simulator.count("GetAssessment") == 0
     (role,) = assumed_roles()
@@ -204,7 +209,7 @@ def test_missing_source_credentials_become_a_counted_error_not_a_crash(sts, simu
         {"targets": [role_target(simulator, discover=False, assessments=[{"id": uuid(1)}])]}, default_session
     )
     started = time.monotonic()
-    (state,) = poller.poll().assessments
+    (state,) = audit_manager_part(poller.poll()).assessments
     assert (state.poll_success, state.insights) == (False, None)
     assert simulator.count() == 0
     assert time.monotonic() - started < 10

@@ -6,21 +6,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import SnapshotCollector
 from exporter.conformance import RuleCompliance
-from exporter.snapshot import (
+from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.state import (
     AccountInsights,
     AccountState,
-    ApiCounters,
     AssessmentDetails,
     AssessmentState,
     ControlDomainInsights,
     Insights,
-    Snapshot,
-    SnapshotStore,
 )
 from exporter.sources.awsconfig.source import AwsConfigPart
 from exporter.sources.awsconfig.state import ConformancePackState, rule_counts
 from exporter.sources.base import SourcePart
-from tests.conftest import parse_metrics, sample, series, uuid
+from tests.conftest import audit_manager_snapshot, parse_metrics, sample, series, uuid
 
 LABELS = {"account_id": "111122223333", "region": "us-east-1", "assessment_id": uuid(1), "assessment_name": "SOC 2"}
 
@@ -56,7 +54,9 @@ def registry_for(store: SnapshotStore, counters: ApiCounters | None = None):
 
 def test_every_count_is_a_gauge_with_the_assessment_labels():
     store = SnapshotStore(
-        Snapshot(assessments=(state(FULL),), poll_durations=MappingProxyType({"us-east-1": 1.5}), completed_cycles=1)
+        audit_manager_snapshot(
+            assessments=(state(FULL),), poll_durations=MappingProxyType({"us-east-1": 1.5}), completed_cycles=1
+        )
     )
     registry = registry_for(store)
     get = registry.get_sample_value
@@ -74,7 +74,9 @@ def test_every_count_is_a_gauge_with_the_assessment_labels():
 
 def test_the_insights_age_is_left_to_prometheus_only_the_timestamp_is_published():
     samples = parse_metrics(
-        generate_latest(registry_for(SnapshotStore(Snapshot(assessments=(state(FULL),), completed_cycles=1)))).decode()
+        generate_latest(
+            registry_for(SnapshotStore(audit_manager_snapshot(assessments=(state(FULL),), completed_cycles=1)))
+        ).decode()
     )
     assert sample(samples, "auditmanager_assessment_insights_last_updated_timestamp_seconds", **LABELS) == 1_700_000_000
     assert not [name for name, _ in samples if "_age" in name]
@@ -82,7 +84,7 @@ def test_the_insights_age_is_left_to_prometheus_only_the_timestamp_is_published(
 
 def test_a_null_count_publishes_no_series_for_that_field_only():
     partial = Insights(None, 70, None, None, 40, None)
-    registry = registry_for(SnapshotStore(Snapshot(assessments=(state(partial),), completed_cycles=1)))
+    registry = registry_for(SnapshotStore(audit_manager_snapshot(assessments=(state(partial),), completed_cycles=1)))
     get = registry.get_sample_value
     assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "noncompliant"}) is None
     assert get("auditmanager_assessment_evidence", {**LABELS, "compliance": "compliant"}) == 70
@@ -92,7 +94,9 @@ def test_a_null_count_publishes_no_series_for_that_field_only():
 
 
 def test_an_assessment_never_polled_successfully_has_poll_status_but_no_values():
-    registry = registry_for(SnapshotStore(Snapshot(assessments=(state(None, poll_success=False, last_success=None),))))
+    registry = registry_for(
+        SnapshotStore(audit_manager_snapshot(assessments=(state(None, poll_success=False, last_success=None),)))
+    )
     get = registry.get_sample_value
     assert get("auditmanager_assessment_poll_success", LABELS) == 0
     assert get("auditmanager_assessment_last_poll_success_timestamp_seconds", LABELS) is None
@@ -113,11 +117,13 @@ def test_api_counters_are_exported_as_counters():
 
 
 def test_an_assessment_that_leaves_the_snapshot_leaves_the_output():
-    store = SnapshotStore(Snapshot(assessments=(state(FULL), state(FULL, assessment=2)), completed_cycles=1))
+    store = SnapshotStore(
+        audit_manager_snapshot(assessments=(state(FULL), state(FULL, assessment=2)), completed_cycles=1)
+    )
     registry = registry_for(store)
     other = {**LABELS, "assessment_id": uuid(2)}
     assert registry.get_sample_value("auditmanager_assessment_controls", other) == 40
-    store.publish(Snapshot(assessments=(state(FULL),), completed_cycles=2))
+    store.publish(audit_manager_snapshot(assessments=(state(FULL),), completed_cycles=2))
     assert registry.get_sample_value("auditmanager_assessment_controls", other) is None
     assert registry.get_sample_value("auditmanager_assessment_controls", LABELS) == 40
 
@@ -127,7 +133,7 @@ ACCOUNT = {"account_id": "111122223333", "region": "us-east-1"}
 
 def test_account_insights_are_gauges_by_account_and_region_and_null_counts_publish_nothing():
     account = AccountState("111122223333", "us-east-1", AccountInsights(3, 7, 70, None, 2, 40, 1_700_000_000.0))
-    get = registry_for(SnapshotStore(Snapshot(accounts=(account,), completed_cycles=1))).get_sample_value
+    get = registry_for(SnapshotStore(audit_manager_snapshot(accounts=(account,), completed_cycles=1))).get_sample_value
     assert get("auditmanager_account_active_assessments", ACCOUNT) == 3
     assert get("auditmanager_account_evidence", {**ACCOUNT, "compliance": "noncompliant"}) == 7
     assert get("auditmanager_account_evidence", {**ACCOUNT, "compliance": "compliant"}) == 70
@@ -141,7 +147,9 @@ def test_assessment_info_is_published_only_once_the_framework_is_known():
     known = state(FULL)
     unknown = state(FULL, assessment=2, name="Other")
     details = MappingProxyType({known.key: AssessmentDetails("SOC 2", "ACTIVE")})
-    registry = registry_for(SnapshotStore(Snapshot(assessments=(known, unknown), details=details, completed_cycles=1)))
+    registry = registry_for(
+        SnapshotStore(audit_manager_snapshot(assessments=(known, unknown), details=details, completed_cycles=1))
+    )
     info = {**LABELS, "framework": "SOC 2", "status": "ACTIVE"}
     assert registry.get_sample_value("auditmanager_assessment_info", info) == 1
     samples = parse_metrics(generate_latest(registry).decode())
@@ -153,7 +161,7 @@ def test_control_domains_are_published_by_domain_and_the_dropped_series_counted(
         ControlDomainInsights("Data protection", 4, 40, 1, 2, 10, 1_700_000_000.0),
         ControlDomainInsights("Logging", None, 9, None, None, 3, 1_700_000_000.0),
     )
-    snapshot = Snapshot(
+    snapshot = audit_manager_snapshot(
         assessments=(state(FULL, domains=domains),), completed_cycles=1, control_domain_series_dropped=5
     )
     get = registry_for(SnapshotStore(snapshot)).get_sample_value

@@ -13,6 +13,7 @@ from exporter.config import parse
 from exporter.polling import Poller
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.source import audit_manager_part
 from tests.conftest import (
     ExporterProcess,
     Samples,
@@ -69,7 +70,7 @@ def make_poller(
 
 
 def names(snapshot: Snapshot) -> list[str]:
-    return sorted(s.name for s in snapshot.assessments)
+    return sorted(s.name for s in audit_manager_part(snapshot).assessments)
 
 
 def test_discovery_polls_every_active_assessment_across_pages_and_no_inactive_one(monkeypatch, simulator):
@@ -80,7 +81,7 @@ def test_discovery_polls_every_active_assessment_across_pages_and_no_inactive_on
     poller, _ = make_poller(simulator)
     snapshot = poller.poll()
     assert names(snapshot) == ["A0", "A1", "A3", "A4", "A6"]
-    assert all(s.poll_success and s.account_id == ACCOUNT for s in snapshot.assessments)
+    assert all(s.poll_success and s.account_id == ACCOUNT for s in audit_manager_part(snapshot).assessments)
     # One listing of all seven assessments (the statuses of all), at two a page: four pages.
     assert simulator.count("ListAssessments") == 4
     assert {r.assessment_id for r in simulator.requests("GetInsightsByAssessment")} == {
@@ -126,7 +127,7 @@ def test_configured_and_discovered_assessments_combine_without_duplicates(simula
     simulator.add_assessment("us-east-1", uuid(3), "A3", insights=insights())
     poller, _ = make_poller(simulator, assessments=[{"id": uuid(2)}, {"id": uuid(3), "name": "Mine"}])
     snapshot = poller.poll()
-    assert [(s.assessment_id, s.name) for s in snapshot.assessments] == [
+    assert [(s.assessment_id, s.name) for s in audit_manager_part(snapshot).assessments] == [
         (uuid(1), "A1"),
         (uuid(2), "Kept for reference"),
         (uuid(3), "Mine"),
@@ -150,7 +151,11 @@ def test_a_failed_discovery_keeps_the_previous_assessments_and_is_retried_next_c
 def test_a_target_with_nothing_to_discover_publishes_nothing_and_does_not_fail(simulator):
     poller, store = make_poller(simulator)
     snapshot = poller.poll()
-    assert (snapshot.assessments, snapshot.accounts, store.get().completed_cycles) == ((), (), 1)
+    assert (
+        audit_manager_part(snapshot).assessments,
+        audit_manager_part(snapshot).accounts,
+        store.get().completed_cycles,
+    ) == ((), (), 1)
 
 
 def test_frameworks_are_fetched_once_outside_the_cycle_and_statuses_come_from_each_listing(simulator):
@@ -161,25 +166,25 @@ def test_frameworks_are_fetched_once_outside_the_cycle_and_statuses_come_from_ea
     poller.poll()
     # The cycle's only GetAssessment is the account lookup, whose answer already holds one framework.
     assert simulator.count("GetAssessment") == 1
-    assert len(store.get().details) == 1
-    assert poller.details_due()
-    poller.refresh_details()
-    details = store.get().details
+    assert len(audit_manager_part(store.get()).details) == 1
+    assert poller.background_due()
+    poller.refresh_background()
+    details = audit_manager_part(store.get()).details
     assert {key[2]: (d.framework, d.status) for key, d in details.items()} == {
         uuid(n): (f"Framework {n}", "ACTIVE") for n in range(3)
     }
     assert simulator.count("GetAssessment") == 3
-    assert not poller.details_due()
+    assert not poller.background_due()
     # The configured A0 turns INACTIVE (it stays polled); the discovered A1 too (it leaves).
     simulator.set_status("us-east-1", uuid(0), "INACTIVE")
     simulator.set_status("us-east-1", uuid(1), "INACTIVE")
     for _ in range(3):
         clock.now += 3600
         snapshot = poller.poll()
-        assert not poller.details_due()
-        poller.refresh_details()
+        assert not poller.background_due()
+        poller.refresh_background()
     assert snapshot is not None
-    assert {key[2]: (d.framework, d.status) for key, d in snapshot.details.items()} == {
+    assert {key[2]: (d.framework, d.status) for key, d in audit_manager_part(snapshot).details.items()} == {
         uuid(0): ("Framework 0", "INACTIVE"),
         uuid(2): ("Framework 2", "ACTIVE"),
     }
@@ -192,10 +197,10 @@ def test_details_survive_the_next_cycle_and_leave_with_their_assessment(simulato
     simulator.add_assessment("us-east-1", uuid(2), "A2", insights=insights())
     poller, store = make_poller(simulator)
     poller.poll()
-    poller.refresh_details()
-    assert len(store.get().details) == 2
+    poller.refresh_background()
+    assert len(audit_manager_part(store.get()).details) == 2
     simulator.remove_assessment("us-east-1", uuid(2))
-    assert [key[2] for key in poller.poll().details] == [uuid(1)]
+    assert [key[2] for key in audit_manager_part(poller.poll()).details] == [uuid(1)]
 
 
 def test_a_failing_get_assessment_publishes_no_details_and_is_not_retried_every_cycle(simulator):
@@ -204,10 +209,10 @@ def test_a_failing_get_assessment_publishes_no_details_and_is_not_retried_every_
     poller, store = make_poller(simulator)
     poller.poll()
     simulator.add_fault(Fault("error", code="AccessDeniedException", operation="GetAssessment"))
-    poller.refresh_details()
-    assert [key[2] for key in store.get().details] == [uuid(1)]
+    poller.refresh_background()
+    assert [key[2] for key in audit_manager_part(store.get()).details] == [uuid(1)]
     poller.poll()
-    assert not poller.details_due()
+    assert not poller.background_due()
 
 
 def test_the_exporter_discovers_new_assessments_without_a_restart(simulator, run_exporter):

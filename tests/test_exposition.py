@@ -19,16 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter import exposition as exposition_module
 from exporter.collector import ReloadCollector, SnapshotCollector
 from exporter.exposition import LIVE_MAX_AGE, Body, Exposition
-from exporter.snapshot import (
-    ApiCounters,
-    AssessmentState,
-    ControlDomainInsights,
-    Insights,
-    ReloadStatus,
-    Snapshot,
-    SnapshotStore,
-)
-from tests.conftest import require_binary
+from exporter.snapshot import ApiCounters, ReloadStatus, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.state import AssessmentState, ControlDomainInsights, Insights
+from tests.conftest import audit_manager_snapshot, require_binary
 
 NOW = 1_780_000_000.25
 
@@ -72,7 +65,12 @@ def parts() -> tuple[SnapshotStore, ApiCounters, ReloadStatus, list[float]]:
     counters = ApiCounters()
     counters.count_request("GetInsightsByAssessment", "us-east-1")
     counters.count_error("GetInsightsByAssessment", "us-east-1", "ThrottlingException")
-    return SnapshotStore(Snapshot(assessments=TRICKY, completed_cycles=1)), counters, ReloadStatus(NOW - 60), [0.0]
+    return (
+        SnapshotStore(audit_manager_snapshot(assessments=TRICKY, completed_cycles=1)),
+        counters,
+        ReloadStatus(NOW - 60),
+        [0.0],
+    )
 
 
 def exposition_for(parts: tuple[SnapshotStore, ApiCounters, ReloadStatus, list[float]]) -> Exposition:
@@ -87,7 +85,7 @@ def test_scrapes_of_one_snapshot_write_the_identical_prepared_objects(parts, ope
     first, second = exposition.body(openmetrics, gzipped), exposition.body(openmetrics, gzipped)
     assert first.parts and all(a is b for a, b in zip(first.parts, second.parts, strict=True))
     store = parts[0]
-    store.publish(Snapshot(assessments=TRICKY[:1], completed_cycles=2))
+    store.publish(audit_manager_snapshot(assessments=TRICKY[:1], completed_cycles=2))
     third = exposition.body(openmetrics, gzipped)
     assert third.parts[0] is not first.parts[0]
     assert 'assessment_name="A4"' not in decoded(third) and 'assessment_name="A4"' in decoded(first)
@@ -155,7 +153,7 @@ def test_a_snapshot_is_rendered_by_another_thread_than_the_publisher_and_waited_
 
     def publish() -> None:
         with publisher_lock:
-            store.publish(Snapshot(assessments=TRICKY[:2], completed_cycles=2))
+            store.publish(audit_manager_snapshot(assessments=TRICKY[:2], completed_cycles=2))
 
     publisher = threading.Thread(target=publish)
     publisher.start()
@@ -181,7 +179,7 @@ def test_a_scrape_fails_rather_than_serve_a_snapshot_that_could_not_be_rendered(
         yield
 
     monkeypatch.setattr(exposition_module, "snapshot_families", broken)
-    store.publish(Snapshot(assessments=TRICKY[:1], completed_cycles=2))
+    store.publish(audit_manager_snapshot(assessments=TRICKY[:1], completed_cycles=2))
     with pytest.raises(RuntimeError, match="no"):
         exposition.body()
 

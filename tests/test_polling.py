@@ -14,11 +14,12 @@ import boto3
 import pytest
 
 from exporter.aws import AuditManagerClient, AwsError
-from exporter.config import Config, parse
+from exporter.config import AUDIT_MANAGER, Config, parse
 from exporter.polling import Poller, PollState, Publisher, Shard, Workers, shard_of
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, SnapshotStore
 from exporter.sources.auditmanager import client as auditmanager_client
+from exporter.sources.auditmanager.source import audit_manager_part
 from tests.conftest import InFlight, insights, new_poller, uuid
 
 REGION = "us-east-1"
@@ -84,7 +85,7 @@ def test_an_unexpected_exception_in_one_assessment_fails_only_it_logged_once_as_
     bug = ValueError("a bug")
     clients = clients_for(config, counters, failing_session(bug, "GetInsightsByAssessment", uuid(1)))
     poller = new_poller(config, clients, counters=counters)
-    states = {s.assessment_id: s for s in poller.poll().assessments}
+    states = {s.assessment_id: s for s in audit_manager_part(poller.poll()).assessments}
     assert (states[uuid(1)].poll_success, states[uuid(1)].insights) == (False, None)
     assert states[uuid(2)].poll_success and states[uuid(2)].insights.noncompliant_evidence == 2
     assert counters.errors() == {("GetInsightsByAssessment", REGION, "ExporterError"): 1}
@@ -100,8 +101,8 @@ def test_an_unexpected_exception_in_one_target_fails_only_that_target(simulator,
     counters = ApiCounters()
     clients = clients_for(config, counters, failing_session(RuntimeError("a bug")), plain_session)
     snapshot = new_poller(config, clients, counters=counters).poll()
-    assert [(s.region, s.poll_success) for s in snapshot.assessments] == [("eu-west-1", True)]
-    assert [a.region for a in snapshot.accounts] == ["eu-west-1"]
+    assert [(s.region, s.poll_success) for s in audit_manager_part(snapshot).assessments] == [("eu-west-1", True)]
+    assert [a.region for a in audit_manager_part(snapshot).accounts] == ["eu-west-1"]
     assert counters.errors() == {("ListAssessments", REGION, "ExporterError"): 1}
     assert len(errors_logged(caplog)) == 1
 
@@ -120,10 +121,10 @@ def test_a_replaced_poller_never_publishes_again(simulator):
     config = config_for(simulator, {"region": REGION, "assessments": [{"id": uuid(1)}]})
     store = SnapshotStore()
     publisher, workers = Publisher(PollState(), store), Workers(4)
-    old = Poller(config, clients_for(config, ApiCounters()), publisher, workers, ApiCounters())
-    new = Poller(config, clients_for(config, ApiCounters()), publisher, workers, ApiCounters())
+    old = Poller(config, {AUDIT_MANAGER: clients_for(config, ApiCounters())}, publisher, workers, ApiCounters())
+    new = Poller(config, {AUDIT_MANAGER: clients_for(config, ApiCounters())}, publisher, workers, ApiCounters())
     assert old.poll() is None
-    assert old.refresh_details() is None
+    assert old.refresh_background() is None
     assert store.get().completed_cycles == 0
     published = new.poll()
     assert published is not None and store.get() is published
@@ -134,11 +135,11 @@ def test_what_is_known_about_an_unchanged_target_survives_a_new_poller(simulator
     simulator.add_assessment(REGION, uuid(1), "A1", insights=insights())
     config = config_for(simulator, {"region": REGION, "assessments": [{"id": uuid(1)}]})
     publisher, workers = Publisher(PollState(), SnapshotStore()), Workers(4)
-    Poller(config, clients_for(config, ApiCounters()), publisher, workers, ApiCounters()).poll()
+    Poller(config, {AUDIT_MANAGER: clients_for(config, ApiCounters())}, publisher, workers, ApiCounters()).poll()
     assert (simulator.count("GetAssessment"), simulator.count("ListAssessments")) == (1, 1)
     simulator.reset_stats()
-    replacement = Poller(config, clients_for(config, ApiCounters()), publisher, workers, ApiCounters())
-    (state,) = replacement.poll().assessments
+    replacement = Poller(config, {AUDIT_MANAGER: clients_for(config, ApiCounters())}, publisher, workers, ApiCounters())
+    (state,) = audit_manager_part(replacement.poll()).assessments
     assert (state.account_id, state.name, state.poll_success) == (ACCOUNT, "A1", True)
     # The account and the name are known: no look-up and no listing again.
     assert (simulator.count("GetAssessment"), simulator.count("ListAssessments")) == (0, 0)
@@ -149,22 +150,22 @@ def test_discovery_follows_the_monotonic_clock_when_the_wall_clock_steps_backwar
     config = config_for(simulator, {"region": REGION, "discover": True}, discovery_interval="10m", tag_labels=["team"])
     wall, monotonic = Clock(1_800_000_000.0), Clock(1000.0)
     poller = new_poller(config, clients_for(config, ApiCounters()), clock=wall, monotonic=monotonic)
-    (first,) = poller.poll().assessments
+    (first,) = audit_manager_part(poller.poll()).assessments
     assert first.last_success == wall.now
     simulator.add_assessment(REGION, uuid(2), "A2", insights=insights())
     # NTP steps the wall clock back a day; ten minutes pass.
     wall.now -= 86400
     monotonic.now += 600
     snapshot = poller.poll()
-    assert [s.name for s in snapshot.assessments] == ["A1", "A2"]
+    assert [s.name for s in audit_manager_part(snapshot).assessments] == ["A1", "A2"]
     # Published timestamps are wall time, stepped back as it is.
-    assert {s.last_success for s in snapshot.assessments} == {wall.now}
-    poller.refresh_details()
-    assert not poller.details_due()
+    assert {s.last_success for s in audit_manager_part(snapshot).assessments} == {wall.now}
+    poller.refresh_background()
+    assert not poller.background_due()
     # The tags are refreshed every discovery_interval of the monotonic clock too, whatever the wall clock.
     wall.now -= 86400
     monotonic.now += 600
-    assert poller.details_due()
+    assert poller.background_due()
 
 
 def test_a_target_whose_account_is_unknown_is_published_by_shard_0_only_and_never_moves_later(simulator):
@@ -174,12 +175,12 @@ def test_a_target_whose_account_is_unknown_is_published_by_shard_0_only_and_neve
     config = config_for(simulator, {"region": REGION, "assessments": [{"id": i} for i in ids]})
     simulator.add_fault(Fault("error", code="AccessDeniedException", operation="GetAssessment"))
     pollers = [new_poller(config, clients_for(config, ApiCounters()), shard=Shard(i, 2)) for i in range(2)]
-    unresolved = [p.poll().assessments for p in pollers]
+    unresolved = [audit_manager_part(p.poll()).assessments for p in pollers]
     assert [(s.account_id, s.poll_success) for s in unresolved[0]] == [("", False)] * len(ids)
     assert unresolved[1] == ()
     simulator.clear_faults()
     for index, poller in enumerate(pollers):
-        polled = poller.poll().assessments
+        polled = audit_manager_part(poller.poll()).assessments
         assert {s.assessment_id for s in polled if s.account_id} == {
             i for i in ids if shard_of(ACCOUNT, REGION, i, 2) == index
         }
@@ -216,7 +217,9 @@ def test_all_targets_share_one_bounded_pool_and_each_keeps_its_own_concurrency()
         poller = new_poller(config, clients)
         before = workers()
         snapshot = poller.poll()
-        assert len(snapshot.assessments) == 36 and all(s.poll_success for s in snapshot.assessments)
+        assert len(audit_manager_part(snapshot).assessments) == 36 and all(
+            s.poll_success for s in audit_manager_part(snapshot).assessments
+        )
         # 7 of the 8 workers are for the poll cycles (one is kept for the framework look-ups).
         assert inflight.peak_total <= 7
         assert max(inflight.peak.values()) <= 3
@@ -243,8 +246,8 @@ def test_framework_look_ups_keep_to_their_slice_of_the_rate(simulator):
     poller = new_poller(config, clients_for(config, ApiCounters(), session))
     poller.poll()
     sent.clear()
-    snapshot = poller.refresh_details()
-    assert snapshot is not None and len(snapshot.details) == 4
+    snapshot = poller.refresh_background()
+    assert snapshot is not None and len(audit_manager_part(snapshot).details) == 4
     # A tenth of 10 requests/s: one look-up a second (without the slice the three would leave at once; half a
     # second leaves room for a loaded machine delaying one record).
     assert len(sent) == 3
@@ -296,7 +299,9 @@ def test_a_bug_while_reading_a_valid_answer_is_an_exporter_error_not_a_malformed
         raise bug
 
     monkeypatch.setattr(auditmanager_client, "_insights", broken)
-    (state,) = new_poller(config, clients_for(config, counters), counters=counters).poll().assessments
+    (state,) = audit_manager_part(
+        new_poller(config, clients_for(config, counters), counters=counters).poll()
+    ).assessments
     assert not state.poll_success
     assert counters.errors() == {("GetInsightsByAssessment", REGION, "ExporterError"): 1}
     (record,) = errors_logged(caplog)

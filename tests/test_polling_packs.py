@@ -15,6 +15,7 @@ from exporter.polling import Poller, PollState, Publisher, Shard, Workers
 from exporter.polling.clients import Clients
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.source import audit_manager_part
 from exporter.sources.awsconfig.source import packs_of
 from exporter.sources.awsconfig.state import ConformancePackState
 from tests.conftest import insights, uuid
@@ -52,11 +53,10 @@ def poller_for(
     publisher = publisher or Publisher(PollState(), SnapshotStore())
     return Poller(
         config,
-        audit.build(config)[0],
+        {"auditmanager": audit.build(config)[0], "config": packs.build(config)[0]},
         publisher,
         Workers(config.max_workers),
         counters,
-        source_clients={"config": packs.build(config)[0]},
         **options,
     )
 
@@ -110,7 +110,7 @@ def test_each_source_calls_only_its_own_service(simulator):
     assert by_region[REGION] == config_operations
     assert by_region["eu-west-1"] and not by_region["eu-west-1"] & config_operations
     assert [p.name for p in packs(snapshot)] == ["Pack"]
-    assert [a.assessment_id for a in snapshot.assessments] == [uuid(1)]
+    assert [a.assessment_id for a in audit_manager_part(snapshot).assessments] == [uuid(1)]
 
 
 def test_a_new_poller_keeps_the_discovered_packs_and_the_account_and_does_not_list_again(simulator):

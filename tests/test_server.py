@@ -29,8 +29,9 @@ from exporter.server import (
     bind,
     parse_listen_address,
 )
-from exporter.snapshot import ApiCounters, AssessmentState, Insights, Snapshot, SnapshotStore
-from tests.conftest import ROOT, eventually, free_port, http_get, insights, parse_metrics, uuid
+from exporter.snapshot import ApiCounters, SnapshotStore
+from exporter.sources.auditmanager.state import AssessmentState, Insights
+from tests.conftest import ROOT, audit_manager_snapshot, eventually, free_port, http_get, insights, parse_metrics, uuid
 
 STATE = AssessmentState(
     account_id="111122223333",
@@ -67,12 +68,14 @@ def test_readyz_is_503_until_the_first_cycle_then_200(serve):
     url = serve(store)
     assert http_get(url + "/readyz")[0] == 503
     assert http_get(url + "/healthz")[0] == 200
-    store.publish(Snapshot(assessments=(STATE,), completed_cycles=1))
+    store.publish(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1))
     assert http_get(url + "/readyz")[0] == 200
 
 
 def test_metrics_are_served_on_the_telemetry_path_only(serve):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)), telemetry_path="/custom")
+    url = serve(
+        SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)), telemetry_path="/custom"
+    )
     status, body, headers = http_get(url + "/custom")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -91,7 +94,7 @@ def test_metrics_are_served_on_the_telemetry_path_only(serve):
 
 
 def test_gzip_is_served_when_asked_for(serve):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)))
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)))
     status, body, headers = http_get(url + "/metrics", {"Accept-Encoding": "gzip"})
     assert (status, headers.get("Content-Encoding")) == (200, "gzip")
     assert b"auditmanager_assessment_controls{" in gzip.decompress(body)
@@ -109,7 +112,7 @@ PROMETHEUS_ACCEPT = (
 
 @pytest.mark.parametrize("accept_encoding", ["", "gzip"])
 def test_openmetrics_is_served_to_a_scraper_that_asks_for_it_like_prometheus(serve, accept_encoding):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)))
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)))
     status, body, headers = http_get(
         url + "/metrics", {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": accept_encoding}
     )
@@ -124,7 +127,7 @@ def test_openmetrics_is_served_to_a_scraper_that_asks_for_it_like_prometheus(ser
 
 
 def test_head_of_the_metrics_announces_the_length_of_the_body_it_would_send(serve):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)))
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)))
     body = http_get(url + "/metrics")[1]
     request = urllib.request.Request(url + "/metrics", method="HEAD")
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -179,7 +182,7 @@ TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def test_prometheus_2_and_3_scrapes_get_openmetrics_unless_their_scrape_protocols_leave_it_out(
     serve, accept, content_type
 ):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)))
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)))
     status, body, headers = http_get(url + "/metrics", {"Accept": accept, "Accept-Encoding": "gzip"})
     assert (status, headers["Content-Type"], headers["Content-Encoding"]) == (200, content_type, "gzip")
     assert gzip.decompress(body).endswith(b"# EOF\n") is (content_type == OPENMETRICS_TYPE)
@@ -228,7 +231,7 @@ def test_landing_page_names_the_exporter_and_links_metrics_health_and_status(ser
 
 
 def test_metrics_responses_vary_by_accept_and_accept_encoding_and_the_server_header_has_no_stray_space(serve):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)))
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)))
     for accept in ("gzip", "identity"):
         _, _, headers = http_get(url + "/metrics", {"Accept-Encoding": accept})
         assert headers["Vary"] == "Accept, Accept-Encoding"
@@ -269,7 +272,7 @@ def request(url: str, method: str) -> tuple[int, bytes, dict[str, str]]:
     ],
 )
 def test_a_known_path_asked_with_a_method_it_does_not_take_is_405_with_allow(serve, method, path, allow):
-    url = serve(SnapshotStore(Snapshot(assessments=(STATE,), completed_cycles=1)), status=lambda: None)
+    url = serve(SnapshotStore(audit_manager_snapshot(assessments=(STATE,), completed_cycles=1)), status=lambda: None)
     status, body, headers = request(url + path, method)
     assert (status, headers["Allow"]) == (405, allow)
     assert method == "HEAD" or body == f"{path} takes {allow.replace(', ', ' or ')}\n".encode()

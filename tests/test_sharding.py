@@ -19,6 +19,7 @@ from exporter.config import parse
 from exporter.polling import Poller, Shard, shard_of
 from exporter.simulator import Simulator
 from exporter.snapshot import ApiCounters
+from exporter.sources.auditmanager.source import audit_manager_part
 from tests.conftest import ROOT, insights, new_poller, require_module, series, uuid
 
 STATEFULSET = ROOT / "deploy" / "kubernetes" / "sharded" / "statefulset.yaml"
@@ -64,12 +65,12 @@ def test_every_assessment_is_polled_by_exactly_one_shard(simulator, count):
     for index in range(count):
         simulator.reset_stats()
         snapshot = shard_poller(simulator, Shard(index, count)).poll()
-        published = {s.key for s in snapshot.assessments}
+        published = {s.key for s in audit_manager_part(snapshot).assessments}
         asked = {("123456789012", r.region, r.assessment_id) for r in simulator.requests("GetInsightsByAssessment")}
         assert asked == published
         # Only shard 0 polls and publishes the account-level insights.
         assert simulator.count("GetInsights") == (len(REGIONS) if index == 0 else 0)
-        assert len(snapshot.accounts) == (len(REGIONS) if index == 0 else 0)
+        assert len(audit_manager_part(snapshot).accounts) == (len(REGIONS) if index == 0 else 0)
         polled.append(published)
     assert set().union(*polled) == everything
     assert sum(len(p) for p in polled) == len(everything)

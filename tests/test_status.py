@@ -32,19 +32,13 @@ from exporter.config import parse
 from exporter.exposition import Exposition
 from exporter.server import App, MetricsServer, bind
 from exporter.simulator import Fault, Simulator, demo_simulator
-from exporter.snapshot import (
-    ApiCounters,
-    AssessmentDetails,
-    AssessmentState,
-    Insights,
-    ReloadStatus,
-    Snapshot,
-    SnapshotStore,
-    TargetCycle,
-)
+from exporter.snapshot import ApiCounters, ReloadStatus, Snapshot, SnapshotStore, TargetCycle
+from exporter.sources.auditmanager.source import audit_manager_part
+from exporter.sources.auditmanager.state import AssessmentDetails, AssessmentState, Insights
 from exporter.status import Query, StatusReport, render_html, render_json, report_from_snapshot, select
 from tests.conftest import (
     ExporterProcess,
+    audit_manager_snapshot,
     eventually,
     free_port,
     http_get,
@@ -135,7 +129,8 @@ def test_the_report_joins_each_configured_target_with_its_latest_cycle():
     )
     details = MappingProxyType({_state(1, "a").key: AssessmentDetails("SOC 2", "ACTIVE")})
     report = _report(
-        Snapshot(assessments=(_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)), raw
+        audit_manager_snapshot(assessments=(_state(1, "a"),), completed_cycles=4, details=details, targets=(cycle,)),
+        raw,
     )
 
     first, second = report.targets
@@ -193,7 +188,8 @@ def test_every_source_of_every_target_is_listed_aws_config_only_targets_too():
 def test_failing_rows_come_first_then_by_region_and_name():
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
     report = _report(
-        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+        audit_manager_snapshot(assessments=states),
+        {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]},
     )
 
     shown = select(report, Query())
@@ -216,7 +212,8 @@ def test_failing_rows_come_first_then_by_region_and_name():
 def test_the_filter_matches_any_shown_field_case_insensitively(query, expected):
     states = (_state(1, "b"), _state(2, "Zeta", ok=False), _state(3, "a", "eu-west-1"), _state(4, "c", ok=False))
     report = _report(
-        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+        audit_manager_snapshot(assessments=states),
+        {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]},
     )
 
     assert [a.name for a in select(report, query).assessments] == expected
@@ -235,7 +232,8 @@ def test_the_page_escapes_what_aws_returns_and_masks_access_key_ids():
         error_message=f"The security token of {ACCESS_KEY_ID} is invalid <b>",
     )
     report = _report(
-        Snapshot(assessments=(hostile,)), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+        audit_manager_snapshot(assessments=(hostile,)),
+        {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]},
     )
 
     page = render_html(report, Query("<script>")).decode()
@@ -267,14 +265,16 @@ def test_a_cycle_records_each_target_and_each_failed_assessment_error_until_a_po
     # GetAssessment for the account, ListAssessments for the names, GetInsights, three GetInsightsByAssessment.
     assert cycle.requests == simulator.count() == 6
     assert 0 < cycle.peak_rate <= 5.0 and cycle.seconds > 0 and cycle.error_code is None
-    states = {s.assessment_id: s for s in failed.assessments}
+    states = {s.assessment_id: s for s in audit_manager_part(failed).assessments}
     assert (states[uuid(2)].error_code, states[uuid(2)].error_message) == ("ThrottlingException", "Rate exceeded")
     assert states[uuid(1)].error_code is None
 
     simulator.clear_faults()
     recovered = poller.poll()
 
-    assert [(s.poll_success, s.error_code, s.error_message) for s in recovered.assessments] == [(True, None, None)] * 3
+    assert [(s.poll_success, s.error_code, s.error_message) for s in audit_manager_part(recovered).assessments] == [
+        (True, None, None)
+    ] * 3
     assert recovered.targets[0].failures == 0
 
 
@@ -289,7 +289,7 @@ def test_a_target_wide_failure_is_the_target_error_while_its_assessments_poll(si
     (cycle,) = snapshot.targets
     assert (cycle.units, cycle.failures) == (1, 0)
     assert (cycle.error_code, cycle.error_message) == ("AccessDeniedException", "not registered")
-    assert [s.poll_success for s in snapshot.assessments] == [True]
+    assert [s.poll_success for s in audit_manager_part(snapshot).assessments] == [True]
 
 
 def test_the_status_benchmark_checks_its_page_and_reports_the_target(capsys):
@@ -303,9 +303,10 @@ def status_server() -> Iterator[str]:
     """A real MetricsServer whose status provider returns a fixed report; its base URL."""
     states = (_state(1, "fine"), _state(2, "broken", ok=False))
     report = _report(
-        Snapshot(assessments=states), {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]}
+        audit_manager_snapshot(assessments=states),
+        {"targets": [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]},
     )
-    store = SnapshotStore(Snapshot(assessments=states))
+    store = SnapshotStore(audit_manager_snapshot(assessments=states))
     server = MetricsServer([bind("127.0.0.1:0")], App(Exposition(store, ApiCounters()), store, status=lambda: report))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.port}"

@@ -15,9 +15,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import SnapshotCollector
 from exporter.config import ConfigError, parse
-from exporter.snapshot import ApiCounters, AssessmentDetails, AssessmentState, Snapshot, SnapshotStore
+from exporter.snapshot import ApiCounters, Snapshot, SnapshotStore
+from exporter.sources.auditmanager.state import AssessmentDetails, AssessmentState
 from exporter.tags import label_name
-from tests.conftest import ROOT, aws_env, parse_metrics, require_binary, series, uuid, write_config
+from tests.conftest import (
+    ROOT,
+    audit_manager_snapshot,
+    aws_env,
+    parse_metrics,
+    require_binary,
+    series,
+    uuid,
+    write_config,
+)
 
 TARGETS = [{"region": "us-east-1", "assessments": [{"id": uuid(1)}]}]
 ACCOUNT = "111122223333"
@@ -116,7 +126,7 @@ def details(**tags: str) -> AssessmentDetails:
 
 def test_one_tags_series_per_assessment_with_an_empty_value_for_a_missing_tag() -> None:
     states = (assessment(1, "Prod"), assessment(2, "Staging"), assessment(3, "Details unknown"))
-    snapshot = Snapshot(
+    snapshot = audit_manager_snapshot(
         assessments=states,
         tag_labels=("team", "cost-center"),
         details=MappingProxyType(
@@ -135,7 +145,9 @@ def test_one_tags_series_per_assessment_with_an_empty_value_for_a_missing_tag() 
 
 def test_no_tags_metric_without_tag_labels_even_when_tags_are_known() -> None:
     state = assessment(1, "Prod")
-    snapshot = Snapshot(assessments=(state,), details=MappingProxyType({state.key: details(team="payments")}))
+    snapshot = audit_manager_snapshot(
+        assessments=(state,), details=MappingProxyType({state.key: details(team="payments")})
+    )
 
     text = scrape(snapshot)
 

@@ -1,6 +1,6 @@
-"""The poll service: what it knows (state), which assessments to poll (inventory), one poll cycle (cycle), the
-framework look-ups between cycles (details), the shared worker pool (workers) and the one writer of snapshots
-(publisher). `Poller` ties them together for one config."""
+"""The poll service: the pipeline every registered source runs through (pipeline, lanes), what it knows between
+cycles (state), the shared worker pool (workers) and the one writer of snapshots (publisher). `Poller` ties them
+together for one config."""
 
 from exporter.polling.poller import Poller
 from exporter.polling.publisher import Publisher

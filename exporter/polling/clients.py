@@ -73,23 +73,20 @@ class Clients(Generic[_C]):
 
 
 class AllClients:
-    """The clients of every source for the current config: Audit Manager's and each registered source's."""
+    """The clients of every registered source for the current config."""
 
-    def __init__(self, audit_manager: Clients[Any], sources: Mapping[str, Clients[Any]]) -> None:
-        self._audit_manager = audit_manager
+    def __init__(self, sources: Mapping[str, Clients[Any]]) -> None:
         self._sources = dict(sources)
 
-    def build(self, config: Config) -> tuple[list[Any], dict[str, list[Any]], list[ServiceClient]]:
-        """The Audit Manager clients, every other source's clients by name, and the former clients left over (see
-        `Clients.build`)."""
-        audit, replaced = self._audit_manager.build(config)
+    def build(self, config: Config) -> tuple[dict[str, list[Any]], list[ServiceClient]]:
+        """Every source's clients by name, and the former clients left over (see `Clients.build`)."""
         built: dict[str, list[Any]] = {}
+        replaced: list[ServiceClient] = []
         for name, clients in self._sources.items():
             built[name], spare = clients.build(config)
             replaced += spare
-        return audit, built, replaced
+        return built, replaced
 
     def close(self) -> None:
-        self._audit_manager.close()
         for clients in self._sources.values():
             clients.close()

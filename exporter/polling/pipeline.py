@@ -178,7 +178,8 @@ class SourceCycle:
             mine = [*plan.decided, *(state for outcome in polled for state in outcome.states)]
             states += mine
             memories[i] = plan.memory
-            cycles.append(tasks.record(self._source.name, run.target, plan.account_id, mine, self._to_wall))
+            units = [state for state in mine if self._source.counted(state)]
+            cycles.append(tasks.record(self._source.name, run.target, plan.account_id, units, self._to_wall))
         return SourceResult(states=tuple(states), memories=memories, cycles=tuple(cycles))
 
     def durations(self) -> dict[str, float]:

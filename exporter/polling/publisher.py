@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
-from exporter.config import Target
+from exporter.config import Config, Target
 from exporter.polling.state import PollState, SourceEntry
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.sources.base import Memory
@@ -25,20 +25,16 @@ class Publisher:
         self._generation = 0
 
     def claim(
-        self,
-        targets: Sequence[Target],
-        tag_labels: tuple[str, ...] = (),
-        sources: Mapping[str, Sequence[tuple[Target, Memory, bool]]] | None = None,
+        self, config: Config, sources: Mapping[str, Sequence[tuple[Target, Memory, bool]]]
     ) -> tuple[int, dict[str, list[SourceEntry]]]:
-        """A new generation for a poller of `targets` publishing `tag_labels`, with the Audit Manager memory of each
-        target and the entry of each target of each other source ((target, initial memory, discovers) by source
-        name) kept for unchanged targets; return the generation and the entries (whose listing gates the poller
-        uses; memories are read as copies). From now on, commits of older generations are refused."""
+        """A new generation for a poller of `config`, with the entry of each target of each source ((target,
+        initial memory, discovers) by source name) kept for unchanged targets; return the generation and the entries
+        (whose listing gates the poller uses; memories are read as copies). From now on, commits of older
+        generations are refused."""
         with self._lock:
             self._generation += 1
-            self._state.keep_memories(targets)
-            entries = {name: self._state.entries(name, runs) for name, runs in (sources or {}).items()}
-            self._state.use_tag_labels(tag_labels)
+            self._state.use_config(config)
+            entries = {name: self._state.entries(name, runs) for name, runs in sources.items()}
             return self._generation, entries
 
     def end(self) -> None:

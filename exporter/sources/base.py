@@ -4,7 +4,7 @@ target, as values the pipeline runs and commits without naming the source. See d
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -19,8 +19,10 @@ from exporter.snapshot import ApiCounters
 
 __all__ = [
     "EXPORTER_ERROR",
+    "Chores",
     "Context",
     "Failure",
+    "Held",
     "Listing",
     "Memory",
     "Plan",
@@ -51,6 +53,28 @@ class UnitState(Protocol):
 
     @property
     def poll_success(self) -> bool: ...
+
+
+class ShownState(Protocol):
+    """What every unit state tells /status: where the unit is and how its latest poll went."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def poll_success(self) -> bool: ...
+
+    @property
+    def last_success(self) -> float | None: ...
+
+    @property
+    def error_code(self) -> str | None: ...
+
+    @property
+    def error_message(self) -> str | None: ...
 
 
 _S = TypeVar("_S", bound=UnitState)
@@ -132,6 +156,27 @@ class Plan(Generic[_S]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Chores:
+    """A target's work between cycles (look-ups too slow or too rare for a cycle): `calls` run in the target's
+    background lane, at most `at_once` at a time, each returning what it learned (None: nothing). `apply(stored,
+    results)` is what the target keeps afterwards (`Held.background`), computed by the publisher's commit from the
+    value stored then, so that nothing committed meanwhile is lost."""
+
+    calls: tuple[Callable[[], Any], ...]
+    at_once: int
+    apply: Callable[[Any, Sequence[Any]], Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Held:
+    """One target of a source as the publisher holds it: its memory and what its chores between cycles keep."""
+
+    target: Target
+    memory: Memory
+    background: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Context(Generic[_S]):
     """What a source's plan may read: the shard, the clocks, the config, and the states this source published last
     (a copy, so the last good values can stay on failure)."""
@@ -175,6 +220,26 @@ class StatusRow(Shown):
     error_code: str | None = None
     error_message: str | None = None
     details: tuple[tuple[str, str], ...] = ()
+    # When AWS last updated the unit's figures (an assessment's insights), as Unix time, if it says.
+    updated: float | None = None
+
+    @classmethod
+    def of(cls, state: ShownState, *, source: str, kind: str, name: str, id: str, **columns: Any) -> StatusRow:
+        """The row of `state`: where it is and how its latest poll went come from the state itself; `columns` are
+        the row's other fields (`details`, `updated`)."""
+        return cls(
+            source=source,
+            kind=kind,
+            name=name,
+            id=id,
+            account_id=state.account_id,
+            region=state.region,
+            poll_success=state.poll_success,
+            last_success=state.last_success,
+            error_code=state.error_code,
+            error_message=state.error_message,
+            **columns,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,6 +303,24 @@ class Source(ABC, Generic[_S, _C]):
     @abstractmethod
     def part(self, states: Iterable[_S], previous: SourcePart | None, config: Config) -> SourcePart:
         """The snapshot part of one cycle's states (unique by key, in key order): caps applied, `dropped` added."""
+
+    def counted(self, state: _S) -> bool:
+        """Whether the state is one of the units a cycle record and the cycle's log line count (an account-wide
+        figure beside the units is not)."""
+        return True
+
+    def background_due(self, target: Target, memory: Memory, kept: Any, now: float, config: Config) -> bool:
+        """Whether the target has chores between cycles (`kept`: what its last chores kept; `now`: monotonic)."""
+        return False
+
+    def background(self, target: Target, client: _C, memory: Memory, kept: Any, context: Context[_S]) -> Chores | None:
+        """The target's chores between cycles, if any (see `Chores`)."""
+        return None
+
+    def published(self, part: SourcePart, held: Sequence[Held], config: Config) -> SourcePart:
+        """The part as a snapshot publishes it, with what the targets hold now (listings and chores between
+        cycles may be newer than the cycle that made the part)."""
+        return part
 
     @abstractmethod
     def families(self, part: SourcePart) -> Iterator[Metric]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from exporter.config import AWS_CONFIG, SECURITY_HUB
+from exporter.config import AUDIT_MANAGER, AWS_CONFIG, SECURITY_HUB
+from exporter.sources.auditmanager.source import AuditManagerSource
 from exporter.sources.awsconfig.source import AwsConfigSource
 from exporter.sources.base import Source, register, registered
 from exporter.sources.securityhub.source import SecurityHubSource
 
+register(AUDIT_MANAGER, AuditManagerSource)
 register(AWS_CONFIG, AwsConfigSource)
 register(SECURITY_HUB, SecurityHubSource)
 

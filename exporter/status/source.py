@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from exporter.config import AUDIT_MANAGER, Target
+from exporter.config import Target
 from exporter.snapshot import ReloadStatus, Snapshot, TargetCycle
 from exporter.sources.base import StatusRow
 from exporter.sources.registry import sources
@@ -30,24 +30,30 @@ _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
 MAX_MESSAGE = 500
 
 
+ASSESSMENT = "assessment"
+"""The kind of the rows /status shows in its own table, Assessments (with framework, status and insights)."""
+
+
 def assessment_rows(snapshot: Snapshot) -> tuple[AssessmentStatus, ...]:
     """The snapshot's assessments with their details, in display order."""
     rows = []
-    for state in snapshot.assessments:
-        details = snapshot.details.get(state.key)
+    for row in _rows(snapshot):
+        if row.kind != ASSESSMENT:
+            continue
+        details = dict(row.details)
         rows.append(
             AssessmentStatus(
-                state.name,
-                state.assessment_id,
-                state.account_id,
-                state.region,
-                details.framework if details else None,
-                details.status if details else None,
-                state.poll_success,
-                state.last_success,
-                state.error_code,
-                _clean(state.error_message),
-                state.insights.last_updated if state.insights else None,
+                row.name,
+                row.id,
+                row.account_id,
+                row.region,
+                details.get("framework"),
+                details.get("status"),
+                row.poll_success,
+                row.last_success,
+                row.error_code,
+                _clean(row.error_message),
+                row.updated,
             )
         )
     return ordered_assessments(rows)
@@ -87,9 +93,9 @@ def report_from_snapshot(
     target_rows = []
     for target in targets:
         for source in target.sources:
-            if source != AUDIT_MANAGER and source not in registered:
+            if source not in registered:
                 continue
-            discovers = target.discover if source == AUDIT_MANAGER else registered[source].discovers(target)
+            discovers = registered[source].discovers(target)
             row = TargetStatus(
                 source=source,
                 region=target.region,
@@ -118,14 +124,17 @@ def report_from_snapshot(
 
 
 def unit_rows(snapshot: Snapshot) -> tuple[StatusRow, ...]:
-    """The rows of every registered source's units, errors cleaned, in display order."""
-    registered = sources()
+    """The rows of every registered source's units but assessments, errors cleaned, in display order."""
     return ordered_units(
-        replace(row, error_message=_clean(row.error_message))
-        for name, part in snapshot.parts.items()
-        if name in registered
-        for row in registered[name].status_rows(part)
+        replace(row, error_message=_clean(row.error_message)) for row in _rows(snapshot) if row.kind != ASSESSMENT
     )
+
+
+def _rows(snapshot: Snapshot) -> Iterator[StatusRow]:
+    registered = sources()
+    for name, part in snapshot.parts.items():
+        if name in registered:
+            yield from registered[name].status_rows(part)
 
 
 def _with_cycle(row: TargetStatus, cycle: TargetCycle) -> TargetStatus:

@@ -17,7 +17,7 @@ from exporter.aws.client import ServiceClient, pages
 from exporter.aws.errors import AnswerError
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.config import Target
-from exporter.snapshot import AccountInsights, ControlDomainInsights, Insights
+from exporter.sources.auditmanager.state import AccountInsights, ControlDomainInsights, Insights
 
 # Audit Manager became generally available on 8 December 2020: no timestamp in its answers is older.
 AUDIT_MANAGER_ANSWERS = AnswerRules(launched=datetime(2020, 12, 8, tzinfo=UTC))

@@ -35,19 +35,7 @@ def status_rows(packs: Iterable[ConformancePackState], aggregators: Iterable[Agg
 def _row(
     kind: str, name: str, state: ConformancePackState | AggregatorState, details: tuple[tuple[str, str], ...]
 ) -> StatusRow:
-    return StatusRow(
-        source="config",
-        kind=kind,
-        name=name,
-        id=name,
-        account_id=state.account_id,
-        region=state.region,
-        poll_success=state.poll_success,
-        last_success=state.last_success,
-        error_code=state.error_code,
-        error_message=state.error_message,
-        details=details,
-    )
+    return StatusRow.of(state, source="config", kind=kind, name=name, id=name, details=details)
 
 
 def _pack_families(packs: Iterable[ConformancePackState], dropped_series: int) -> Iterator[Metric]:

@@ -88,16 +88,6 @@ def status_rows(standards: Iterable[StandardState]) -> Iterator[StatusRow]:
             ("failed controls", "" if result is None else str(result.by_status["failed"])),
             ("subscription", state.status),
         )
-        yield StatusRow(
-            source=SOURCE,
-            kind="standard",
-            name=state.name or state.standard,
-            id=state.standard,
-            account_id=state.account_id,
-            region=state.region,
-            poll_success=state.poll_success,
-            last_success=state.last_success,
-            error_code=state.error_code,
-            error_message=state.error_message,
-            details=details,
+        yield StatusRow.of(
+            state, source=SOURCE, kind="standard", name=state.name or state.standard, id=state.standard, details=details
         )
