@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+import exporter.sources.auditmanager.source as audit_manager_source
 from benchmarks.organisation import OrganisationSettings, measure
 from exporter.aws import AuditManagerClient
 from exporter.cli import Service
@@ -162,7 +163,7 @@ def test_a_reload_keeps_the_clients_of_unchanged_targets_and_replaces_the_others
             built.append(target.region)
             super().__init__(target, *args, **kwargs)
 
-    monkeypatch.setattr(sys.modules[Service.__module__], "AuditManagerClient", CountedClient)
+    monkeypatch.setattr(audit_manager_source, "AuditManagerClient", CountedClient)
     configs = iter([config(5), config(6), config(6)])
     made, session = counting_sessions()
     service = Service(next(configs), lambda: next(configs), session)
