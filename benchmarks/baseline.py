@@ -7,7 +7,6 @@ against the same simulator. The two take turns at every measurement, so the mach
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.harness import free_port
 from benchmarks.processes import ROOT, ExporterProcess, SimulatorProcess, assessment_id
 from benchmarks.scraping import percentile, scrape_latencies
 
@@ -135,12 +135,12 @@ def _start(simulator: SimulatorProcess, settings: BaselineSettings, side: Side) 
         ],
     }
     started = time.perf_counter()
-    exporter = ExporterProcess(config, _free_port(), root=side.root)
+    exporter = ExporterProcess(config, free_port(), root=side.root)
     exporter.wait_ready(timeout=600)
     side.ready.append(time.perf_counter() - started)
     side.cycles.append(_poll_seconds(exporter))
     # The framework look-ups follow the first cycle; the other side's cycle must not run beside them.
-    _wait_quiet(simulator, settings.latency)
+    simulator.wait_quiet(settings.latency)
     return exporter
 
 
@@ -159,20 +159,6 @@ def _poll_seconds(exporter: ExporterProcess) -> float:
             if sample.name == "auditmanager_poll_duration_seconds" and sample.labels.get("region") == REGION:
                 return sample.value
     raise RuntimeError(f"no auditmanager_poll_duration_seconds in /metrics of {exporter.url}")
-
-
-def _wait_quiet(simulator: SimulatorProcess, latency: float) -> None:
-    quiet = max(1.0, 10 * latency)
-    seen = -1
-    while (count := simulator.count()) != seen:
-        seen = count
-        time.sleep(quiet)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _table(revision: str, settings: BaselineSettings, current: Side, baseline: Side) -> tuple[str, list[str]]:

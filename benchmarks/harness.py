@@ -393,7 +393,7 @@ def _exporter_at(
             order=(size,),
         )
         progress("waiting for the exporter to finish its work after the first cycle")
-        _wait_quiet(simulator, settings.latency)
+        simulator.wait_quiet(settings.latency)
         if largest:
             report.row(
                 "API calls per cycle",
@@ -443,15 +443,6 @@ def _idle_cpu(report: Report, exporter: ExporterProcess, progress: Callable[[str
         "",
         report.target(share < 0.01, "< 1 % of a core"),
     )
-
-
-def _wait_quiet(simulator: SimulatorProcess, latency: float) -> None:
-    """Wait until the simulator has seen no request for a while: the exporter is done with its calls."""
-    quiet = max(1.0, 10 * latency)
-    seen = -1
-    while (count := simulator.count()) != seen:
-        seen = count
-        time.sleep(quiet)
 
 
 def _samples(families: Iterable[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

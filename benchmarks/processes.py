@@ -137,6 +137,15 @@ class SimulatorProcess:
         """Forget the requests answered so far."""
         self._ask("reset_stats")
 
+    def wait_quiet(self, latency: float) -> None:
+        """Wait until no request has come for a while (ten latencies, at least 1 s): the exporter is done with its
+        calls."""
+        quiet = max(1.0, 10 * latency)
+        seen = -1
+        while (count := self.count()) != seen:
+            seen = count
+            time.sleep(quiet)
+
     def stop(self) -> None:
         """Stop serving and end the process."""
         self._ask("stop")
