@@ -30,6 +30,15 @@ def role_targets(sim: Simulator) -> dict[str, Any]:
     return {"regions": ["us-east-1", "eu-west-1"], "endpoint_url": sim.url, "role_arn": ROLE_ARN, "discover": True}
 
 
+def two_in_one_region(sim: Simulator, cache: SessionCache, profile: str) -> list[AuditManagerClient]:
+    """The clients of two targets in us-east-1, the second with `profile`, sharing `cache`."""
+    config = config_of(
+        {"region": "us-east-1", "endpoint_url": sim.url, "discover": True},
+        {"region": "us-east-1", "endpoint_url": sim.url, "profile": profile, "discover": True},
+    )
+    return [AuditManagerClient(t, config, ApiCounters(), clients=cache) for t in config.expanded_targets()]
+
+
 def test_targets_of_one_role_share_one_session_and_assume_the_role_once(sts, simulator):
     config = config_of(role_targets(simulator))
     cache = SessionCache()
@@ -107,12 +116,7 @@ def test_a_target_without_credentials_fails_its_calls_and_never_signs_with_anoth
             return new_session(aws_access_key_id="keyed", aws_secret_access_key="s", region_name=target.region)
         return new_session(region_name=target.region)
 
-    config = config_of(
-        {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True},
-        {"region": "us-east-1", "endpoint_url": simulator.url, "profile": "nobody", "discover": True},
-    )
-    cache = SessionCache(session)
-    keyed, keyless = (AuditManagerClient(t, config, ApiCounters(), clients=cache) for t in config.expanded_targets())
+    keyed, keyless = two_in_one_region(simulator, SessionCache(session), "nobody")
 
     keyed.list_assessments()
     with pytest.raises(AwsError) as caught:
@@ -139,12 +143,8 @@ def test_a_shared_client_called_outside_a_targets_call_refuses_to_sign(simulator
 def test_the_last_target_to_let_go_of_a_client_closes_its_connections_and_keeps_the_client(simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    config = config_of(
-        {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True},
-        {"region": "us-east-1", "endpoint_url": simulator.url, "profile": "other", "discover": True},
-    )
     cache = SessionCache(simulator_session)
-    first, second = (AuditManagerClient(t, config, ApiCounters(), clients=cache) for t in config.expanded_targets())
+    first, second = two_in_one_region(simulator, cache, "other")
     first.list_assessments()
     second.list_assessments()
     shared = first._client
