@@ -103,9 +103,9 @@ class Service:
         self._listings_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._publisher = Publisher(PollState(), self.store)
-        # One session per credential source for the life of the process, handed to every client as its session
-        # factory; a target's botocore clients exist only while its work runs, so building the service builds none
-        # and the server listens at once.
+        # One session per credential source and one botocore client per service, Region and endpoint for the life of
+        # the process, handed to every client as its session factory; a client is built by the first call that needs
+        # it, so building the service builds none and the server listens at once.
         self.sessions = SessionCache(session_factory)
         self._clients = all_clients(self.counters, self.sessions)
         self._retired: list[ServiceClient | Workers] = []

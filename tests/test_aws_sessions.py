@@ -1,18 +1,23 @@
 """The session and client cache (exporter.aws.sessions): one session per credential source shared by every target,
-clients lent one holder at a time and reused, and their builds counted. STS is moto's server, Audit Manager and AWS
+one client per service, Region and endpoint shared by targets of any credentials, each call signed with its own
+target's, and their builds counted. STS is moto's server, Audit Manager and AWS
 Config the simulator."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import boto3
+import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.aws.sessions import ClientSettings, SessionCache, build_families
-from exporter.config import Config, parse
+from exporter.aws import AwsError, new_session
+from exporter.aws.sessions import SessionCache, build_families
+from exporter.config import Config, Target, parse
 from exporter.simulator import Simulator
+from exporter.simulator.measure import simulator_session
 from exporter.snapshot import ApiCounters
-from exporter.sources.auditmanager.client import AUDIT_MANAGER_ANSWERS, AuditManagerClient
+from exporter.sources.auditmanager.client import AuditManagerClient
 from exporter.sources.awsconfig.client import ConformancePackClient
 from tests.conftest import ROLE_ARN, assumed_roles, uuid
 
@@ -53,28 +58,111 @@ def test_another_external_id_session_name_or_profile_is_another_session(sts, sim
     assert len(sessions) == 4
 
 
-def test_each_holder_gets_a_client_of_its_own_that_closes_when_given_back(simulator, monkeypatch):
+def test_targets_of_other_credentials_in_one_region_share_one_client_and_each_signs_with_its_own(sts, simulator):
+    # A role's target and the standard chain's in us-east-1, and the chain's in eu-west-1: two clients, not three.
+    config = config_of(
+        {"region": "us-east-1", "endpoint_url": simulator.url, "role_arn": ROLE_ARN, "discover": True},
+        {"regions": ["us-east-1", "eu-west-1"], "endpoint_url": simulator.url, "discover": True},
+    )
+    cache = SessionCache()
+    targets = config.expanded_targets()
+    counters = [ApiCounters() for _ in targets]
+    clients = [AuditManagerClient(t, config, counters[n], clients=cache) for n, t in enumerate(targets)]
+    role, chain, other_region = clients
+
+    for client in (role, chain, role, other_region, chain):
+        client.list_assessments()
+
+    assert role._client is chain._client
+    assert other_region._client is not role._client
+    assert cache.builds()["auditmanager"][0] == 2
+    (assumed,) = assumed_roles()
+    signed = [(request.region, request.access_key) for request in simulator.requests("ListAssessments")]
+    assert signed == [
+        ("us-east-1", assumed.access_key_id),
+        ("us-east-1", "source-key"),
+        ("us-east-1", assumed.access_key_id),
+        ("eu-west-1", "source-key"),
+        ("us-east-1", "source-key"),
+    ]
+    # Each target's limits and counts are its own, whoever else calls through the client.
+    assert [c.requests() for c in counters] == [
+        {("ListAssessments", "us-east-1"): 2},
+        {("ListAssessments", "us-east-1"): 2},
+        {("ListAssessments", "eu-west-1"): 1},
+    ]
+    assert [client.requests_started for client in clients] == [2, 2, 1]
+
+
+def test_a_target_without_credentials_fails_its_calls_and_never_signs_with_another_targets(simulator, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+
+    def session(target: Target) -> boto3.Session:
+        # The profile-less target has keys; the other one's chain finds none.
+        if target.profile is None:
+            return new_session(aws_access_key_id="keyed", aws_secret_access_key="s", region_name=target.region)
+        return new_session(region_name=target.region)
+
+    config = config_of(
+        {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True},
+        {"region": "us-east-1", "endpoint_url": simulator.url, "profile": "nobody", "discover": True},
+    )
+    cache = SessionCache(session)
+    keyed, keyless = (AuditManagerClient(t, config, ApiCounters(), clients=cache) for t in config.expanded_targets())
+
+    keyed.list_assessments()
+    with pytest.raises(AwsError) as caught:
+        keyless.list_assessments()
+
+    assert caught.value.code == "NoCredentialsError"
+    assert keyless._client is keyed._client
+    assert [request.access_key for request in simulator.requests()] == ["keyed"]
+
+
+def test_a_shared_client_called_outside_a_targets_call_refuses_to_sign(simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config = config_of({"region": "us-east-1", "endpoint_url": simulator.url, "discover": True})
     (target,) = config.expanded_targets()
-    cache = SessionCache()
-    settings = ClientSettings.of(target, config)
+    client = AuditManagerClient(target, config, ApiCounters(), clients=SessionCache())
+
+    with pytest.raises(RuntimeError, match="outside calling_as"):
+        client._client.list_assessments()
+
+    assert simulator.count() == 0
+
+
+def test_the_last_target_to_let_go_of_a_client_closes_its_connections_and_keeps_the_client(simulator, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    config = config_of(
+        {"region": "us-east-1", "endpoint_url": simulator.url, "discover": True},
+        {"region": "us-east-1", "endpoint_url": simulator.url, "profile": "other", "discover": True},
+    )
+    cache = SessionCache(simulator_session)
+    first, second = (AuditManagerClient(t, config, ApiCounters(), clients=cache) for t in config.expanded_targets())
+    first.list_assessments()
+    second.list_assessments()
+    shared = first._client
     closed: list[Any] = []
+    monkeypatch.setattr(shared, "close", lambda: closed.append(shared))
 
-    with (
-        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as first,
-        cache.lease(target, "auditmanager", settings, AUDIT_MANAGER_ANSWERS) as second,
-    ):
-        assert first.client is not second.client
-        for lease in (first, second):
-            monkeypatch.setattr(lease.client, "close", lambda client=lease.client: closed.append(client))
-        assert closed == []
-    assert {id(client) for client in closed} == {id(first.client), id(second.client)}
-    assert cache.builds()["auditmanager"][0] == 2
+    first.close_idle_connections()
+    assert closed == [], "the second target still holds the client"
+    second.close_idle_connections()
+    assert closed == [shared]
+
+    first.list_assessments()
+    assert first._client is shared
+    assert cache.builds()["auditmanager"][0] == 1
+    assert simulator.count("ListAssessments") == 3
 
 
-def test_a_target_borrows_a_client_for_its_work_and_keeps_its_limits_and_counts_across_clients(simulator, monkeypatch):
+def test_a_target_holds_the_client_for_its_work_and_keeps_its_limits_and_counts_between_holds(simulator, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     simulator.add_assessment("us-east-1", uuid(1), "A1")
@@ -89,15 +177,13 @@ def test_a_target_borrows_a_client_for_its_work_and_keeps_its_limits_and_counts_
 
     client.list_assessments()
     client.list_assessments()
-    first = client._client
     client.close_idle_connections()
     client.list_assessments()
 
-    assert client._client is not first
-    assert cache.builds()["auditmanager"][0] == 2
+    assert cache.builds()["auditmanager"][0] == 1
     assert counters.requests() == {("ListAssessments", "us-east-1"): 3}
     assert client.requests_started == 3
-    # The limiter's window spans both clients: at 2 a second the third call waited for the first's window.
+    # The limiter's window spans both holds: at 2 a second the third call waited for the first's window.
     assert client.take_peak_rate() == 2
 
 

@@ -15,7 +15,15 @@ from exporter.aws.client import ServiceClient, pages
 from exporter.aws.errors import MALFORMED, AnswerError, AwsError
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.aws.session import SessionFactory, assumed_role_session, default_session, new_session
-from exporter.aws.sessions import ClientLease, ClientSettings, CredentialSource, SessionCache, build_families
+from exporter.aws.sessions import (
+    Caller,
+    ClientSettings,
+    CredentialSource,
+    SessionCache,
+    SharedClient,
+    build_families,
+    calling_as,
+)
 
 if TYPE_CHECKING:
     from exporter.sources.auditmanager.client import (
@@ -54,7 +62,7 @@ __all__ = [
     "AssessmentMeta",
     "AuditManagerClient",
     "AwsError",
-    "ClientLease",
+    "Caller",
     "ClientSettings",
     "CredentialSource",
     "DescribedAssessment",
@@ -62,8 +70,10 @@ __all__ = [
     "ServiceClient",
     "SessionCache",
     "SessionFactory",
+    "SharedClient",
     "assumed_role_session",
     "build_families",
+    "calling_as",
     "default_session",
     "new_session",
     "pages",

@@ -3,7 +3,6 @@ service, every attempt counted, every answer checked against the service model, 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -12,7 +11,7 @@ from exporter.answers import AnswerRules
 from exporter.aws.errors import MALFORMED, AnswerError, AwsError, as_aws_error
 from exporter.aws.ratelimit import RequestRateLimiter
 from exporter.aws.session import SessionFactory, default_session
-from exporter.aws.sessions import ClientSettings, SessionCache
+from exporter.aws.sessions import Caller, ClientSettings, SessionCache, calling_as
 from exporter.config import Config, Target
 from exporter.snapshot import ApiCounters
 
@@ -37,27 +36,28 @@ class ServiceClient:
         *,
         clients: SessionCache | None = None,
     ) -> None:
-        """The target's calls, through a botocore client built when its work first needs one and given back when
-        the work is done (`close_idle_connections`): from `clients` (or `session_factory`, if that is a SessionCache),
-        the cache shared with every target, so that targets of one credential source share its session; otherwise
-        from a cache of its own over `session_factory`. The limits and counts are this object's, and last as long as
-        it does, across the clients it borrows."""
+        """The target's calls, through the botocore client its service, Region and endpoint share with every target
+        of `clients` (or `session_factory`, if that is a SessionCache), the cache shared with every target; otherwise
+        through a cache of its own over `session_factory`. The client is held while the target's work runs and let
+        go when it is done (`close_idle_connections`); the limits and counts are this object's, and every call is
+        signed with the target's own credentials."""
         self.region = target.region
         self._counters = counters
         self._limiter = RequestRateLimiter(target.max_requests_per_second)
         self._slots = threading.BoundedSemaphore(target.max_concurrency)
-        # Calls in progress, so that giving the client back never takes it from a call about to use it.
+        # Calls in progress, so that letting go of the client never takes it from a call about to use it.
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._set_up(target)
         self._target = target
-        self._settings = ClientSettings.of(target, config)
+        self._settings = ClientSettings.of(config)
         if clients is None:
             clients = session_factory if isinstance(session_factory, SessionCache) else SessionCache(session_factory)
         self._sessions = clients
-        self._lease_lock = threading.Lock()
-        self._lease: contextlib.ExitStack | None = None
-        self._borrowed: Any = None
+        self._shared = clients.client(target, self.SERVICE, self._settings, self.ANSWERS)
+        self._caller = Caller(credentials=self._credentials, before_send=self._before_send)
+        self._hold_lock = threading.Lock()
+        self._held: Any = None
 
     def _set_up(self, target: Target) -> None:
         """A subclass's own state for the target, made before any request can start; none here."""
@@ -65,6 +65,12 @@ class ServiceClient:
     def _before_send(self, event_name: str, **_: Any) -> None:
         self._limiter.acquire()
         self._counters.count_request(event_name.rsplit(".", 1)[-1], self.region)
+
+    def _credentials(self) -> Any:
+        return self._sessions.credentials(self._target)
+
+    def _build(self) -> Any:
+        return self._sessions.build(self._target, self.SERVICE, self._settings, self.ANSWERS)
 
     @property
     def requests_started(self) -> int:
@@ -77,31 +83,26 @@ class ServiceClient:
 
     @property
     def _client(self) -> Any:
-        """The botocore client, borrowed from the cache on first use since it was last given back."""
-        with self._lease_lock:
-            if self._borrowed is None:
-                lease = contextlib.ExitStack()
-                borrowing = self._sessions.lease(self._target, self.SERVICE, self._settings, self.ANSWERS)
-                lent = lease.enter_context(borrowing)
-                lent.register(f"before-send.{self.SERVICE}", self._before_send)
-                self._lease, self._borrowed = lease, lent.client
-            return self._borrowed
+        """The shared botocore client, held from first use until the target's work is done."""
+        with self._hold_lock:
+            if self._held is None:
+                self._held = self._shared.hold(self._build)
+            return self._held
 
     def _give_back(self) -> None:
-        with self._lease_lock:
-            lease, self._lease, self._borrowed = self._lease, None, None
-        if lease is not None:
-            lease.close()
+        with self._hold_lock:
+            held, self._held = self._held, None
+        if held is not None:
+            self._shared.release()
 
     def close(self) -> None:
-        """Give the client back, closing its connections (a reload that replaced this target, or the exporter
-        stopping)."""
+        """Let go of the client (a reload that replaced this target, or the exporter stopping)."""
         self._give_back()
 
     def close_idle_connections(self) -> None:
-        """Give the client back, closing its connections, unless a call is in progress: the target's work is done
-        for now, and an idle target should hold neither sockets nor a client's memory. Its next call borrows a new
-        client; its limits stay."""
+        """Let go of the client unless a call is in progress: the target's work is done for now. The last target
+        to let go of a client closes its connections, so that idle targets hold no sockets; its next call holds it
+        again. Its limits stay."""
         with self._in_flight_lock:
             if not self._in_flight:
                 self._give_back()
@@ -113,7 +114,7 @@ class ServiceClient:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            with self._slots:
+            with self._slots, calling_as(self._caller):
                 answer = request()
         except Exception as exc:
             error = as_aws_error(exc)
