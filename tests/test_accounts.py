@@ -4,13 +4,16 @@ STS (moto's server standing in for STS, the simulator for Audit Manager)."""
 from __future__ import annotations
 
 import datetime
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import botocore.credentials
+import pytest
 
-from exporter.aws import AuditManagerClient, SessionFactory, default_session
+from exporter.aws import AuditManagerClient, AwsError, SessionCache, SessionFactory, default_session
 from exporter.config import parse
 from exporter.polling import Poller
 from exporter.simulator import AccountInsights, Fault, Simulator
@@ -156,6 +159,79 @@ def test_the_exporter_publishes_account_level_insights_per_account_and_region(si
     assert sample(samples, "auditmanager_account_insights_last_updated_timestamp_seconds", **west) == (
         updated.timestamp()
     )
+
+
+# ---- the account of a credential source
+
+
+def test_the_regions_of_one_credential_source_learn_its_account_with_one_lookup(simulator):
+    for n, region in enumerate(("us-east-1", "eu-west-1", "ap-southeast-2")):
+        simulator.add_assessment(region, uuid(n), f"A{n}", insights=insights())
+    raw = {"targets": [{"regions": ["us-east-1", "eu-west-1", "ap-southeast-2"], "endpoint_url": simulator.url,
+                        "discover": True}]}  # fmt: skip
+    poller, _ = make_poller(raw, SessionCache(session))
+
+    states = audit_manager_part(poller.poll()).assessments
+
+    assert simulator.count("GetAssessment") == 1
+    assert {(s.region, s.account_id, s.poll_success) for s in states} == {
+        (region, simulator.account_id, True) for region in ("us-east-1", "eu-west-1", "ap-southeast-2")
+    }
+
+
+def test_an_account_is_learned_once_per_credential_source_and_a_failed_lookup_leaves_it_to_the_next():
+    config = parse(
+        {
+            "targets": [
+                {"regions": ["us-east-1", "eu-west-1"], "discover": True},
+                {"region": "us-east-1", "profile": "b", "discover": True},
+            ]
+        }
+    )
+    first, second, other_source = config.expanded_targets()
+    cache = SessionCache(session)
+    asked: list[str] = []
+
+    def learn(account: str | None) -> Callable[[], str]:
+        def lookup() -> str:
+            asked.append(account or "failed")
+            if account is None:
+                raise AwsError("AccessDeniedException", "denied")
+            return account
+
+        return lookup
+
+    with pytest.raises(AwsError):
+        cache.account(first, learn(None))
+    assert cache.account(second, learn("111122223333")) == "111122223333"
+    assert cache.account(first, learn("999999999999")) == "111122223333"
+    assert cache.account(other_source, learn("444455556666")) == "444455556666"
+    assert asked == ["failed", "111122223333", "444455556666"]
+
+
+def test_targets_of_one_credential_source_wait_for_the_lookup_in_progress_instead_of_making_their_own():
+    config = parse({"targets": [{"regions": ["us-east-1", "eu-west-1"], "discover": True}]})
+    first, second = config.expanded_targets()
+    cache = SessionCache(session)
+    looking, answer = threading.Event(), threading.Event()
+    asked: list[str] = []
+
+    def slow() -> str:
+        asked.append("first")
+        looking.set()
+        answer.wait(30)
+        return "111122223333"
+
+    learner = threading.Thread(target=cache.account, args=(first, slow))
+    learner.start()
+    assert looking.wait(30)
+    told: list[str] = []
+    waiter = threading.Thread(target=lambda: told.append(cache.account(second, lambda: asked.append("second") or "")))
+    waiter.start()
+    answer.set()
+    learner.join(30)
+    waiter.join(30)
+    assert (asked, told) == (["first"], ["111122223333"])
 
 
 # ---- roles assumed through STS

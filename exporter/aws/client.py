@@ -72,6 +72,11 @@ class ServiceClient:
     def _build(self) -> Any:
         return self._sessions.build(self._target, self.SERVICE, self._settings, self.ANSWERS)
 
+    def account(self, learn: Callable[[], str]) -> str:
+        """The account of the target's credentials, learned by `learn` unless a target of the same credential source
+        learned it already (`SessionCache.account`)."""
+        return self._sessions.account(self._target, learn)
+
     @property
     def requests_started(self) -> int:
         """How many HTTP requests (retries included) this client has started."""

@@ -1,7 +1,7 @@
 """Sessions and clients shared between targets (issue 23): one boto3 session per credential source, kept with its
-credentials for the life of the process, and one botocore client per service, Region, endpoint and settings, shared
-by every target that calls it, whatever its credentials: each call is signed with its own target's credentials and
-paced by its own target's limits (`Caller`). Every client build is counted."""
+credentials (and, once learned, its account) for the life of the process, and one botocore client per service,
+Region, endpoint and settings, shared by every target that calls it, whatever its credentials: each call is signed
+with its own target's credentials and paced by its own target's limits (`Caller`). Every client build is counted."""
 
 from __future__ import annotations
 
@@ -140,11 +140,14 @@ class SharedClient:
 
 class _Source:
     """One credential source's session, built on first use; its lock also serialises the clients built from it, as
-    a boto3 session is not safe to build clients from in several threads at once."""
+    a boto3 session is not safe to build clients from in several threads at once. Its account, once a target of it
+    learned it, and a lock of its own so that one target learns it while the others wait."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.session: boto3.Session | None = None
+        self.account_lock = threading.Lock()
+        self.account: str | None = None
 
 
 class SessionCache:
@@ -189,6 +192,16 @@ class SessionCache:
         if credentials is None:
             raise botocore.exceptions.NoCredentialsError()
         return credentials
+
+    def account(self, target: Target, learn: Callable[[], str]) -> str:
+        """The account of the target's credential source: credentials belong to one account, whatever the Region,
+        so the first of its targets to ask learns it (`learn`, one call to AWS) while the others wait, and every
+        later one is told. A `learn` that fails raises to its caller and leaves the learning to the next."""
+        source = self._source(CredentialSource.of(target))
+        with source.account_lock:
+            if source.account is None:
+                source.account = learn()
+            return source.account
 
     def client(self, target: Target, service: str, settings: ClientSettings, answers: AnswerRules) -> SharedClient:
         """The shared client of `service` for the target's Region and endpoint, whose answers are checked against

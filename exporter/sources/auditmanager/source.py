@@ -1,6 +1,7 @@
 """The Audit Manager source: per target, the assessments it names or discovers (ListAssessments, which also gives
-names and statuses), the account (from role_arn, else one GetAssessment), one task per assessment and, on shard 0,
-GetInsights for the account; between cycles, each assessment's framework and tags (`lookups`).
+names and statuses), the account (from role_arn, else one GetAssessment per credential source), one task per
+assessment and, on shard 0, GetInsights for the account; between cycles, each assessment's framework and tags
+(`lookups`).
 
 A configured assessment is never silent: when it does not exist, is denied, or the target cannot be resolved, it is
 published with poll_success 0 and the error. A discovered assessment that AWS no longer has, or lists as no longer
@@ -21,7 +22,7 @@ from exporter.aws import SessionFactory
 from exporter.config import AUDIT_MANAGER, Config, Target
 from exporter.snapshot import ApiCounters, Snapshot
 from exporter.sources.auditmanager import lookups
-from exporter.sources.auditmanager.client import AuditManagerClient
+from exporter.sources.auditmanager.client import AuditManagerClient, DescribedAssessment
 from exporter.sources.auditmanager.metrics import families, status_rows
 from exporter.sources.auditmanager.polls import (
     ACTIVE,
@@ -121,13 +122,23 @@ class AuditManagerSource(Source[UnitState, AuditManagerClient]):
             return Plan(account_id=None, memory=memory)
         gone: set[str] = set()
         if memory.account_id is None:
+            # One GetAssessment per credential source, not per target: its other targets (its other Regions) are told.
+            learned: list[DescribedAssessment] = []
+
+            def learn() -> str:
+                learned.append(resolve_account(client, assessments, gone))
+                return learned[0].account_id
+
             try:
-                described = resolve_account(client, assessments, gone)
+                account_id = client.account(learn)
             except Exception as error:
                 failure = failure_of(error, context.counters, "GetAssessment", "cannot resolve target",
                                      region=target.region)  # fmt: skip
                 return self._failed(target, memory, context, failure, assessments, gone)
-            memory = resolved(memory, described, context.config.tag_labels, context.monotonic())
+            if learned:
+                memory = resolved(memory, learned[0], context.config.tag_labels, context.monotonic())
+            else:
+                memory = dataclasses.replace(memory, account_id=account_id)
         account_id, region, shard = memory.account_id or "", target.region, context.shard
         owned = [
             w
