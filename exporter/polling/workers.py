@@ -81,7 +81,8 @@ class Pool:
     def enqueue(self, lane: Lane, task: _Task) -> None:
         with self._lock:
             lane.pending.append(task)
-            if lane not in self._lanes:
+            # A lane is queued exactly while it has tasks pending.
+            if len(lane.pending) == 1:
                 bisect.insort(self._lanes, lane, key=lambda queued: queued.order)
         self._dispatch()
 
@@ -96,12 +97,19 @@ class Pool:
     def _dispatch(self) -> None:
         starts = []
         with self._lock:
-            for lane in self._lanes:
+            # From the oldest lane, only as far as there are free threads: a thousand queued lanes cost nothing
+            # while every thread is busy.
+            index = 0
+            while self._free and index < len(self._lanes):
+                lane = self._lanes[index]
                 while self._free and lane.pending and lane.running < lane.limit:
                     starts.append((lane, lane.pending.popleft()))
                     lane.running += 1
                     self._free -= 1
-            self._lanes = [lane for lane in self._lanes if lane.pending]
+                if lane.pending:
+                    index += 1
+                else:
+                    del self._lanes[index]
         for lane, (future, task) in starts:
             try:
                 run = self._executor.submit(self._run, future, task)
