@@ -1,6 +1,7 @@
-"""An organisation on one exporter: 10, 100 and 1,000 targets sharing the same 2,000 assessments, beside one target
-of all 2,000 as the memory baseline; each the real process against a simulator of its own, from start to the end of
-its second cycle: start-up, first cycle against its quota bound, threads, open files, memory and CPU per API call.
+"""An organisation on one exporter: 10, 100 and 1,000 targets (1, 10 and 100 accounts of ten regions each) sharing
+the same 2,000 assessments, beside one target of all 2,000 as the memory baseline; each the real process against a
+simulator of its own, from start to the end of its second cycle: start-up, first cycle against its quota bound,
+threads, open files, memory and CPU per API call.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 
 from benchmarks.harness import MB, Report, free_port
 from benchmarks.polling import INSIGHTS
-from benchmarks.processes import ExporterProcess, FloorProcess, SimulatorProcess, assessment_id
+from benchmarks.processes import ExporterProcess, FloorProcess, SimulatorProcess, access_key, assessment_id
 
-# Each target is an account and region of its own: a region name per target, so that a target's listing holds its
-# own assessments only, as in a real organisation; ten regions per account (named profile).
+# Each target is one region of one account, as in a real organisation: target t is account t // 10 (named profile
+# p<t // 10>, whose access key id the simulator answers as that account) in region ob-org-<t % 10>. The accounts share
+# the regions and the one endpoint, and a target's listing holds its own account's and region's assessments only.
 REGIONS_PER_ACCOUNT = 10
 # Calls of a target's first cycle besides one GetInsightsByAssessment per assessment: the listing, the account
 # (one GetAssessment) and the account-level insights.
@@ -106,9 +108,25 @@ class OrganisationSettings:
         return bounds[limit], limit
 
 
+def placement(target: int) -> tuple[int, str]:
+    """Target t's account (the profile p<account>) and region."""
+    return target // REGIONS_PER_ACCOUNT, f"ob-org-{target % REGIONS_PER_ACCOUNT}"
+
+
+def organisation_accounts(settings: OrganisationSettings, targets: int) -> dict[str, dict[str, int]]:
+    """The simulator's accounts for `targets` targets: access key -> region -> assessments, in target order, so that
+    target t's assessments are `assessment_id(t, n)`."""
+    accounts: dict[str, dict[str, int]] = {}
+    for t in range(targets):
+        account, region = placement(t)
+        accounts.setdefault(access_key(account), {})[region] = settings.assessments // targets
+    return accounts
+
+
 def organisation_config(settings: OrganisationSettings, endpoint_url: str, targets: int) -> dict:
-    """`targets` targets sharing the assessments, target t in region ob-org-t with profile p<t // 10>, polled every
-    twice their quota bound (at least shortest_interval), so that cycles never run into each other."""
+    """`targets` targets sharing the assessments, target t being account t // 10 (profile p<t // 10>) in region
+    ob-org-<t % 10>, polled every twice their quota bound (at least shortest_interval), so that cycles never run into
+    each other."""
     each = settings.assessments // targets
     interval = max(settings.shortest_interval, math.ceil(2 * settings.quota_bound(targets)[0]))
     concurrency, rate = settings.limits(targets)
@@ -117,15 +135,17 @@ def organisation_config(settings: OrganisationSettings, endpoint_url: str, targe
         "max_concurrency": concurrency,
         "max_requests_per_second": rate,
         "max_workers": settings.max_workers,
-        "targets": [
-            {
-                "region": f"ob-org-{t}",
-                "endpoint_url": endpoint_url,
-                "profile": f"p{t // REGIONS_PER_ACCOUNT}",
-                "assessments": [{"id": assessment_id(t, n), "name": f"A{t}-{n}"} for n in range(each)],
-            }
-            for t in range(targets)
-        ],
+        "targets": [_target(t, endpoint_url, each) for t in range(targets)],
+    }
+
+
+def _target(t: int, endpoint_url: str, assessments: int) -> dict:
+    account, region = placement(t)
+    return {
+        "region": region,
+        "endpoint_url": endpoint_url,
+        "profile": f"p{account}",
+        "assessments": [{"id": assessment_id(t, n), "name": f"A{t}-{n}"} for n in range(assessments)],
     }
 
 
@@ -178,8 +198,7 @@ def _wait_for(simulator: SimulatorProcess, operation: str, count: int, exporter:
 def measure(settings: OrganisationSettings, targets: int) -> OrganisationRun:
     """Run the exporter over `targets` targets sharing the assessments, against a simulator of its own, to the end
     of its `cycles`-th cycle; memory is read between cycles (once a cycle's insights calls are all answered)."""
-    each = settings.assessments // targets
-    simulator = SimulatorProcess({f"ob-org-{t}": each for t in range(targets)}, settings.latency)
+    simulator = SimulatorProcess({}, settings.latency, accounts=organisation_accounts(settings, targets))
     try:
         config = organisation_config(settings, simulator.url, targets)
         exporter = ExporterProcess(config, free_port(), profiles=math.ceil(targets / REGIONS_PER_ACCOUNT))

@@ -29,22 +29,39 @@ _QUERIES = frozenset({"count", "max_requests_in_window", "reset_stats"})
 
 
 def assessment_id(region_index: int, n: int) -> str:
-    """A valid assessment id, unique across the benchmark's regions."""
+    """A valid assessment id, unique across the benchmark's regions (of every account)."""
     return f"00000000-0000-4000-8000-{region_index * 1_000_000 + n:012d}"
 
 
-def _simulator_main(conn: Connection, regions: dict[str, int], latency: float, framework_controls: int) -> None:
+def access_key(profile: int) -> str:
+    """The access key id of the named profile p<profile> that ExporterProcess writes."""
+    return f"benchmark{profile}"
+
+
+def _simulator_main(
+    conn: Connection,
+    regions: dict[str, int],
+    accounts: dict[str, dict[str, int]],
+    latency: float,
+    framework_controls: int,
+) -> None:
     from exporter.simulator import Insights, Simulator
 
     simulator = Simulator(latency=latency, framework_controls=framework_controls)
+    # The default account first, then the added ones, each with its regions' assessment counts.
+    layout = [(simulator, regions)] + [
+        (simulator.add_account(key, f"{100_000_000_000 + a:012d}"), its_regions)
+        for a, (key, its_regions) in enumerate(accounts.items())
+    ]
     day = datetime(2026, 11, 23, tzinfo=UTC)
-    for r, (region, count) in enumerate(regions.items()):
+    places = [(account, region, count) for account, its_regions in layout for region, count in its_regions.items()]
+    for r, (account, region, count) in enumerate(places):
         for n in range(count):
             # A distinct lastUpdated for every assessment: the worst case for rendering the ages.
             updated = day - timedelta(seconds=n * 61.25)
             insights = Insights(n % 50, 100 + n, n % 7, n % 11, 40 + n % 200, updated)
             tags = {"team": f"team-{n % 7}", "cost-center": f"cc-{n % 13}"}
-            simulator.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights, tags=tags)
+            account.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights, tags=tags)
     simulator.start()
     conn.send(simulator.url)
     while True:
@@ -110,13 +127,24 @@ class FloorProcess:
 
 class SimulatorProcess:
     """An `exporter.simulator.Simulator` with `regions[region]` tagged assessments each, whose frameworks have
-    `framework_controls` controls, in a process of its own."""
+    `framework_controls` controls, in a process of its own; on the same endpoint, each access key of `accounts` is an
+    account of its own, with `accounts[key][region]` assessments each.
 
-    def __init__(self, regions: dict[str, int], latency: float, framework_controls: int = 0) -> None:
+    The assessment ids (`assessment_id(r, n)`) number the (account, region) places in order from 0: the default
+    account's regions first, then each added account's. Statistics count the requests of every account.
+    """
+
+    def __init__(
+        self,
+        regions: dict[str, int],
+        latency: float,
+        framework_controls: int = 0,
+        accounts: dict[str, dict[str, int]] | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_simulator_main, args=(child, regions, latency, framework_controls), daemon=True
+            target=_simulator_main, args=(child, regions, accounts or {}, latency, framework_controls), daemon=True
         )
         self._process.start()
         self.url: str = self._conn.recv()
@@ -208,14 +236,14 @@ class ExporterProcess:
     def __init__(
         self, config: dict[str, Any], port: int, profiles: int = 0, log_level: str = "warn", root: Path = ROOT
     ) -> None:
-        """`profiles` named profiles `p0`, `p1`, … go in the shared credentials file, for targets that differ only
-        by their profile (one account and region polled with many credentials stands in for many accounts).
+        """`profiles` named profiles `p0`, `p1`, … go in the shared credentials file, with access key ids
+        `access_key(n)`, for targets that differ by their profile (an account each, in the simulator's `accounts`).
         `root` is the checkout whose exporter runs (another revision's, to compare with)."""
         self._dir = tempfile.TemporaryDirectory(prefix="benchmarks-")
         directory = Path(self._dir.name)
         (directory / "aws-credentials").write_text(
             "".join(
-                f"[p{n}]\naws_access_key_id = benchmark{n}\naws_secret_access_key = benchmark\n"
+                f"[p{n}]\naws_access_key_id = {access_key(n)}\naws_secret_access_key = benchmark\n"
                 for n in range(profiles)
             ),
             encoding="utf-8",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
+import boto3
 import pytest
 
 from benchmarks.harness import PER_TARGET_CALLS
-from benchmarks.organisation import OrganisationSettings, organisation_config
+from benchmarks.organisation import OrganisationSettings, organisation_accounts, organisation_config
 from benchmarks.polling import INSIGHTS, poll_cycles
-from benchmarks.processes import SimulatorProcess, assessment_id
+from benchmarks.processes import SimulatorProcess, access_key, assessment_id
 from benchmarks.scraping import percentile
 from exporter.config import parse
 from exporter.simulator.measure import max_in_window
@@ -71,16 +73,42 @@ def test_the_quota_bound_is_set_by_the_rate_limit_for_few_targets_and_by_the_wor
     assert settings.quota_bound(1) == (pytest.approx((1 + 126) * 0.1), "concurrency")
 
 
-@pytest.mark.parametrize("targets", [1, 10, 100, 1000])
+@pytest.mark.parametrize("targets", [1, 4, 10, 100, 1000])
 def test_organisation_targets_are_an_account_and_region_each_sharing_the_same_assessments(targets):
     settings = OrganisationSettings.full()
     config = parse(organisation_config(settings, "http://127.0.0.1:9", targets))
     expanded = config.expanded_targets()
     ids = [a.id for target in expanded for a in target.assessments]
     assert len(ids) == len(set(ids)) == settings.assessments
-    assert len({target.region for target in expanded}) == targets
+    assert len({(target.profile, target.region) for target in expanded}) == targets
+    assert len({target.region for target in expanded}) == min(targets, 10)
     assert len({target.profile for target in expanded}) == -(-targets // 10)
+    assert len({target.endpoint_url for target in expanded}) == 1
     assert config.poll_interval >= 2 * settings.quota_bound(targets)[0]
+
+
+def test_the_organisation_simulator_lists_each_targets_assessments_to_its_own_account_and_region():
+    settings = dataclasses.replace(OrganisationSettings.smoke(), assessments=60)
+    targets = 20
+    simulator = SimulatorProcess({}, latency=0.0, accounts=organisation_accounts(settings, targets))
+    try:
+        config = parse(organisation_config(settings, simulator.url, targets))
+        accounts = set()
+        for target in config.expanded_targets():
+            am = boto3.client(
+                "auditmanager",
+                region_name=target.region,
+                endpoint_url=simulator.url,
+                aws_access_key_id=access_key(int(target.profile.removeprefix("p"))),
+                aws_secret_access_key="benchmark",
+            )
+            listed = [a["id"] for a in am.list_assessments()["assessmentMetadata"]]
+            assert listed == [a.id for a in target.assessments]
+            accounts.add(am.get_assessment(assessmentId=listed[0])["assessment"]["awsAccount"]["id"])
+        assert len(accounts) == 2
+        assert simulator.count("ListAssessments") == targets
+    finally:
+        simulator.stop()
 
 
 def test_the_baseline_comparison_runs_both_revisions_and_reports_every_measure_as_a_ratio():

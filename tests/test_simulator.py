@@ -42,12 +42,12 @@ def sim():
         yield simulator
 
 
-def client(sim, region="us-east-1", **config):
+def client(sim, region="us-east-1", service="auditmanager", access_key="testing", **config):
     return boto3.client(
-        "auditmanager",
+        service,
         region_name=region,
         endpoint_url=sim.url,
-        aws_access_key_id="testing",
+        aws_access_key_id=access_key,
         aws_secret_access_key="testing",
         config=Config(retries={"total_max_attempts": 1}, **config),
     )
@@ -399,6 +399,52 @@ def test_get_assessment_uses_the_simulators_account(sim):
 
     assert assessment["awsAccount"]["id"] == "210987654321"
     assert assessment["arn"] == f"arn:aws:auditmanager:us-east-1:210987654321:assessment/{A}"
+
+
+def test_accounts_on_one_endpoint_answer_the_requests_signed_with_their_access_key(sim):
+    sim.add_assessment("us-east-1", A, "Default account")
+    sim.add_account("alpha", "111111111111").add_assessment("us-east-1", B, "Alpha")
+    sim.add_account("beta", "222222222222").add_assessment("us-east-1", C, "Beta")
+    seen = {
+        "alpha": ("111111111111", B),
+        "beta": ("222222222222", C),
+        "unknown": ("123456789012", A),
+    }
+
+    for access_key, (account_id, assessment_id) in seen.items():
+        am = client(sim, access_key=access_key)
+        assert [a["id"] for a in am.list_assessments()["assessmentMetadata"]] == [assessment_id]
+        assessment = am.get_assessment(assessmentId=assessment_id)["assessment"]
+        assert assessment["awsAccount"]["id"] == account_id
+        assert assessment["metadata"]["scope"]["awsAccounts"][0]["id"] == account_id
+        assert assessment["arn"] == f"arn:aws:auditmanager:us-east-1:{account_id}:assessment/{assessment_id}"
+    alpha = client(sim, access_key="alpha")
+    assert error_of(alpha.get_assessment, assessmentId=C) == ("ResourceNotFoundException", 404)
+
+    assert sim.count() == 7
+    assert sim.count("GetAssessment") == 4
+    assert [r.access_key for r in sim.requests("ListAssessments")] == ["alpha", "beta", "unknown"]
+
+
+def test_aws_config_and_security_hub_requests_go_to_the_account_of_their_access_key_too(sim):
+    alpha = sim.add_account("alpha", "111111111111")
+    alpha.awsconfig.add_conformance_pack("us-east-1", "Alpha-Pack", {"rule": "COMPLIANT"})
+    alpha.securityhub.enable_hub("us-east-1")
+
+    packs = client(sim, service="config", access_key="alpha").describe_conformance_packs()["ConformancePackDetails"]
+    hub = client(sim, service="securityhub", access_key="alpha").describe_hub()
+
+    assert [p["ConformancePackArn"].split(":")[4] for p in packs] == ["111111111111"]
+    assert hub["HubArn"] == "arn:aws:securityhub:us-east-1:111111111111:hub/default"
+    assert client(sim, service="config").describe_conformance_packs()["ConformancePackDetails"] == []
+    assert error_of(client(sim, service="securityhub").describe_hub) == ("InvalidAccessException", 401)
+    assert [r.access_key for r in sim.requests()] == ["alpha", "alpha", "testing", "testing"]
+
+
+def test_an_access_key_has_one_account(sim):
+    sim.add_account("alpha", "111111111111")
+    with pytest.raises(ValueError, match="alpha"):
+        sim.add_account("alpha", "222222222222")
 
 
 def test_control_domains_page_with_max_results_smaller_than_the_data(sim):

@@ -34,13 +34,15 @@ DEFAULT_REGION = "us-east-1"
 
 class Simulator:
     """One AWS account's Audit Manager, per region, served over HTTP on loopback; its AWS Config conformance packs,
-    on the same endpoint, are `awsconfig`, and its Security Hub CSPM `securityhub`.
+    on the same endpoint, are `awsconfig`, and its Security Hub CSPM `securityhub`. Other accounts may share the
+    endpoint (`add_account`), told apart by the access key id requests are signed with.
 
     `latency` may be changed at any time; every request sleeps that long (plus any latency faults) before
     its answer is sent, without holding the simulator's lock. `clock` (epoch seconds) dates new assessments
     and drives the demo's drifting counts. `framework_controls` is how many controls the framework in an
     added assessment's GetAssessment answer has, unless `add_assessment` says otherwise (0: `controlSets: []`;
-    a real 1,000-control framework is about 800 KB of JSON).
+    a real 1,000-control framework is about 800 KB of JSON). Requests are recorded through `record`, if given,
+    instead of in the simulator's own log (an added account records in its endpoint's).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class Simulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
         framework_controls: int = 0,
+        record: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         self.account_id = account_id
         self.framework_controls = framework_controls
@@ -67,6 +70,8 @@ class Simulator:
         # Each throttling fault keeps, per region, the arrival times of the requests it let through.
         self._faults = InjectedFaults()
         self._records: list[RequestRecord] = []
+        self._record = record or self._keep_record
+        self._accounts: dict[str, Simulator] = {}
         self._server: SimulatorServer | None = None
         self.awsconfig = AwsConfig(account_id, clock=clock, record=self._record)
         self.securityhub = SecurityHub(account_id, clock=clock, record=self._record)
@@ -114,6 +119,27 @@ class Simulator:
     def accept_connections(self) -> None:
         """Listen again on the same port after `refuse_connections`."""
         self.start()
+
+    def add_account(self, access_key: str, account_id: str) -> Simulator:
+        """Another account on this endpoint: from now on, requests signed with `access_key` (to any of the three
+        services) are answered by the returned simulator, which has this one's clock, page size and framework size.
+
+        It is never started itself: its requests arrive here, take this simulator's latency and are recorded in
+        this simulator's log, so that `requests()` and the other statistics here count every account's. Accounts
+        added to it would never be asked.
+        """
+        account = Simulator(
+            account_id,
+            page_size=self.page_size,
+            clock=self._clock,
+            framework_controls=self.framework_controls,
+            record=self._record,
+        )
+        with self._lock:
+            if access_key in self._accounts:
+                raise ValueError(f"access key {access_key!r} already has an account")
+            self._accounts[access_key] = account
+        return account
 
     def add_assessment(
         self,
@@ -236,8 +262,8 @@ class Simulator:
             self._faults.clear()
 
     def requests(self, operation: str | None = None, region: str | None = None) -> list[RequestRecord]:
-        """The recorded requests (AWS Config's included), in arrival order, optionally of one operation and/or
-        region.
+        """The recorded requests (AWS Config's, Security Hub's and added accounts' included), in arrival order,
+        optionally of one operation and/or region.
 
         A request is recorded, with the status its answer carries, before that answer is sent. Requests to
         unknown routes are recorded under the operation "UnknownOperation".
@@ -264,13 +290,20 @@ class Simulator:
         with self._lock:
             self._records.clear()
 
-    def _record(self, record: RequestRecord) -> None:
+    def _keep_record(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
 
     def _add_drift(self, region: str, assessment_id: str, drift: Drift) -> None:
         with self._lock:
             self._regions[region][assessment_id].drift = drift
+
+    def _account_for(self, authorization: str) -> Simulator:
+        """The account that answers a request signed with this `Authorization` header: the one added for its
+        access key id, else this one."""
+        access_key, _ = credential_scope(authorization, DEFAULT_REGION)
+        with self._lock:
+            return self._accounts.get(access_key, self)
 
     def _answer(self, method: str, target: str, authorization: str, arrived: float) -> tuple[Answer, float]:
         """Decide and record the answer to a request; returns it with the extra delay its faults ask for."""
@@ -286,7 +319,7 @@ class Simulator:
             )
             if answer is None:
                 answer = self._operation(operation, region, assessment_id, query, resource_arn)
-            self._records.append(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
+        self._record(RequestRecord(arrived, region, operation, assessment_id, answer.status, access_key))
         return answer, delay
 
     def _operation(

@@ -83,15 +83,16 @@ class _Handler(BaseHTTPRequestHandler):
         request = self.rfile.read(length) if length else b""
         simulator = self.server.simulator
         authorization = self.headers.get("Authorization", "")
+        account = simulator._account_for(authorization)
         # AWS Config's JSON 1.1 protocol names the operation in X-Amz-Target; Audit Manager's and Security Hub's
         # REST-JSON in the path, told apart by the service the request is signed for.
         amz_target = self.headers.get("X-Amz-Target")
         if amz_target is not None:
-            answer, delay = simulator.awsconfig._answer(amz_target, request, authorization, self.arrived)
+            answer, delay = account.awsconfig._answer(amz_target, request, authorization, self.arrived)
         elif signed_for_securityhub(authorization):
-            answer, delay = simulator.securityhub._answer(self.command, self.path, request, authorization, self.arrived)
+            answer, delay = account.securityhub._answer(self.command, self.path, request, authorization, self.arrived)
         else:
-            answer, delay = simulator._answer(self.command, self.path, authorization, self.arrived)
+            answer, delay = account._answer(self.command, self.path, authorization, self.arrived)
         delay += simulator.latency
         if delay > 0:
             time.sleep(delay)
