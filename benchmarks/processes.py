@@ -14,13 +14,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from exporter.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -62,6 +66,12 @@ def _simulator_main(
             insights = Insights(n % 50, 100 + n, n % 7, n % 11, 40 + n % 200, updated)
             tags = {"team": f"team-{n % 7}", "cost-center": f"cc-{n % 13}"}
             account.add_assessment(region, assessment_id(r, n), f"Assessment {r}-{n}", insights=insights, tags=tags)
+    serve(conn, simulator)
+
+
+def serve(conn: Connection, simulator: Simulator) -> None:
+    """Start `simulator`, send its URL, then answer the harness's queries (`_QUERIES`, and "first_request": when
+    the first request arrived) through `conn` until it says "stop"."""
     simulator.start()
     conn.send(simulator.url)
     while True:
@@ -70,7 +80,11 @@ def _simulator_main(
             simulator.stop()
             conn.send(None)
             return
-        conn.send(getattr(simulator, name)(*args) if name in _QUERIES else None)
+        if name == "first_request":
+            requests = simulator.requests()
+            conn.send(requests[0].at if requests else None)
+        else:
+            conn.send(getattr(simulator, name)(*args) if name in _QUERIES else None)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,17 +155,24 @@ class SimulatorProcess:
         framework_controls: int = 0,
         accounts: dict[str, dict[str, int]] | None = None,
     ) -> None:
+        self._start(_simulator_main, regions, accounts or {}, latency, framework_controls)
+
+    def _start(self, main: Callable[..., None], *args: Any) -> None:
+        """Run `main(conn, *args)` (a module-level function that builds a simulator and `serve`s it) in a process
+        of its own."""
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_simulator_main, args=(child, regions, accounts or {}, latency, framework_controls), daemon=True
-        )
+        self._process = context.Process(target=main, args=(child, *args), daemon=True)
         self._process.start()
         self.url: str = self._conn.recv()
 
     def _ask(self, name: str, *args: Any) -> Any:
         self._conn.send((name, args))
         return self._conn.recv()
+
+    def first_request(self) -> float:
+        """When (time.monotonic(), the same clock in every process) the first request arrived."""
+        return float(self._ask("first_request"))
 
     def count(self, operation: str | None = None, region: str | None = None) -> int:
         """Requests the simulator answered, optionally of one operation and/or region."""

@@ -9,15 +9,13 @@ Each arm gets a simulator and an exporter process of its own; the exporter's fir
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 from benchmarks.harness import MB, REGION, Report, free_port
-from benchmarks.processes import ExporterProcess
+from benchmarks.processes import ExporterProcess, SimulatorProcess, serve
 
 FSBP = "standards/aws-foundational-security-best-practices/v/1.0.0"
 CIS = "ruleset/cis-aws-foundations-benchmark/v/1.2.0"
@@ -72,45 +70,14 @@ def _hub_main(conn: Connection, findings: int) -> None:
             hub.add_findings(REGION, FindingSet(control_id=f"Bench.{n}", status="FAILED", count=failed))
         if share > failed:
             hub.add_findings(REGION, FindingSet(control_id=f"Bench.{n}", status="PASSED", count=share - failed))
-    simulator.start()
-    conn.send(simulator.url)
-    while True:
-        name, args = conn.recv()
-        if name == "stop":
-            simulator.stop()
-            conn.send(None)
-            return
-        if name == "count":
-            conn.send(simulator.count(*args))
-        elif name == "first_request":
-            requests = simulator.requests()
-            conn.send(requests[0].at if requests else None)
+    serve(conn, simulator)
 
 
-class HubSimulatorProcess:
+class HubSimulatorProcess(SimulatorProcess):
     """The Security Hub simulator with `findings` findings spread over CONTROLS controls, in a process of its own."""
 
     def __init__(self, findings: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_hub_main, args=(child, findings), daemon=True)
-        self._process.start()
-        self.url: str = self._conn.recv()
-
-    def _ask(self, name: str, *args: object) -> Any:
-        self._conn.send((name, args))
-        return self._conn.recv()
-
-    def count(self, operation: str) -> int:
-        return int(self._ask("count", operation))
-
-    def first_request(self) -> float:
-        """When (time.monotonic(), the same clock in every process) the first request arrived."""
-        return float(self._ask("first_request"))
-
-    def stop(self) -> None:
-        self._ask("stop")
-        self._process.join(5)
+        self._start(_hub_main, findings)
 
 
 def measure(findings: int, progress: Callable[[str], None]) -> HubRun:
